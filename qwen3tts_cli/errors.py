@@ -1,0 +1,25 @@
+"""The small family of exceptions the engine raises; the CLI maps them to exit codes."""
+
+
+class Qwen3TTSError(Exception):
+    """Base class. ``exit_code`` is what the command-line tool exits with."""
+
+    exit_code = 1
+
+
+class InputError(Qwen3TTSError):
+    """The user asked for something invalid (bad text, unknown speaker, wrong option)."""
+
+    exit_code = 2
+
+
+class ModelError(Qwen3TTSError):
+    """A model folder or checkpoint is missing, malformed or does not match its config."""
+
+    exit_code = 1
+
+
+class DownloadError(Qwen3TTSError):
+    """Fetching a model from the hub failed (network, integrity)."""
+
+    exit_code = 1
