@@ -33,7 +33,7 @@ DTYPES: dict[str, torch.dtype] = {
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 # The order the reference safetensors writer sorts tensors in: larger dtypes first, then by name.
-_DTYPE_RANK = {"F64": 9, "I64": 8, "F32": 7, "I32": 6, "BF16": 5, "F16": 4, "I16": 3, "I8": 2, "U8": 1, "BOOL": 0}
+_DTYPE_RANK = {"I64": 9, "F64": 8, "F32": 7, "I32": 6, "BF16": 5, "F16": 4, "I16": 3, "I8": 2, "U8": 1, "BOOL": 0}
 
 MAX_HEADER_BYTES = 100_000_000
 
@@ -461,22 +461,26 @@ def write_safetensors(path: str | Path, specs: Mapping[str, TensorSpec],
     path = Path(path)
     head, order = safetensors_header_bytes(specs, metadata)
     tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "wb") as f:
-        f.write(head)
-        for name in order:
-            spec = specs[name]
-            t = tensors[name] if tensors is not None else make(name, spec)
-            if tuple(t.shape) != spec.shape or DTYPE_NAMES[t.dtype] != spec.dtype:
-                raise ValueError(f"{name}: made {tuple(t.shape)} {t.dtype}, spec says {spec}")
-            f.write(_tensor_bytes(t))
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(head)
+            for name in order:
+                spec = specs[name]
+                t = tensors[name] if tensors is not None else make(name, spec)
+                if tuple(t.shape) != spec.shape or DTYPE_NAMES[t.dtype] != spec.dtype:
+                    raise ValueError(f"{name}: made {tuple(t.shape)} {t.dtype}, spec says {spec}")
+                f.write(_tensor_bytes(t))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _tensor_bytes(t: torch.Tensor) -> memoryview:
     t = t.detach().contiguous().cpu()
     if t.numel() == 0:
         return memoryview(b"")
-    return memoryview(t.view(torch.uint8).reshape(-1).numpy())
+    return memoryview(t.reshape(-1).view(torch.uint8).numpy())
 
 
 def iter_chunks(path: Path, chunk: int = 1 << 24) -> Iterator[bytes]:
