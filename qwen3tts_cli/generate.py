@@ -1,0 +1,122 @@
+"""The frame loop (§5.3): prefill the talker, then per frame: code predictor -> 15 residual codes,
+frame embedding + text row -> one talker step -> next first code.
+
+Differences from the reference, both deliberate:
+* ``max_frames = N`` gives exactly N frames when no EOS comes (the reference's
+  ``max_new_tokens = N`` gives N - 1, dropping a first code that never got its residual codes).
+* The EOS test of frame s is overlapped with frame s's own work: the first code is copied to the
+  host asynchronously while the code predictor and the next talker step are queued, and only then
+  waited for. On EOS that speculative work is discarded. One host sync per frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .code_predictor import CodePredictor
+from .sampling import FirstCodeSampler, SamplingSettings, make_generator
+from .talker import Talker
+
+# Initial cache room for generated frames; the cache grows by doubling past it.
+_CACHE_CHUNK = 512
+
+
+@dataclass
+class GenerationResult:
+    codes: torch.Tensor  # [T, 16] int64 on the CPU
+    stop_reason: str  # "eos" | "max_frames"
+    talker_logits: torch.Tensor | None = None  # [steps, vocab] fp32: raw codec_head outputs, step 0 = prefill
+    cp_logits: torch.Tensor | None = None  # [frames, 15, cp_vocab] fp32: raw code-predictor logits
+    warnings: list[str] = field(default_factory=list)
+    prompt_length: int = 0
+
+    @property
+    def frames(self) -> int:
+        return int(self.codes.shape[0])
+
+
+class _HostFlag:
+    """Asynchronous device -> host copy of one int64, waited for only when read."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.buf = torch.empty(1, dtype=torch.long, pin_memory=self.cuda)
+        self.event = torch.cuda.Event() if self.cuda else None
+
+    def start(self, t: torch.Tensor) -> None:
+        self.buf.copy_(t.reshape(1), non_blocking=self.cuda)
+        if self.cuda:
+            self.event.record()
+
+    def read(self) -> int:
+        if self.cuda:
+            self.event.synchronize()
+        return int(self.buf[0])
+
+
+@torch.inference_mode()
+def generate_frames(talker: Talker, predictor: CodePredictor, prompt_embeds: torch.Tensor,
+                    trailing: torch.Tensor, pad: torch.Tensor, settings: SamplingSettings, max_frames: int,
+                    eos_id: int, seed: int | None = None, return_logits: bool = False,
+                    cp_logits_frames: int | None = None) -> GenerationResult:
+    """Generate up to ``max_frames`` frames for one prompt (batch 1).
+
+    prompt_embeds [L, H] prefill rows; trailing [m, H] text rows paired with frames 0..m-1; ``pad``
+    [H] pairs with every later frame. Sampling, penalties and stopping follow §5.2.
+    """
+    if max_frames < 1:
+        raise ValueError("max_frames must be >= 1")
+    device = prompt_embeds.device
+    L = prompt_embeds.shape[0]
+    talker.setup_cache(1, L + min(max_frames, _CACHE_CHUNK), device, prompt_embeds.dtype)
+    predictor.setup_cache(1, device, prompt_embeds.dtype)
+    generator = make_generator(seed, device)
+    sampler = FirstCodeSampler(settings, talker.cfg.vocab_size, eos_id, 1, device, generator)
+    cp_kw = dict(do_sample=settings.subtalker_dosample, temperature=settings.subtalker_temperature,
+                 top_k=settings.subtalker_top_k, top_p=settings.subtalker_top_p, generator=generator)
+    n_cp_logits = max_frames if cp_logits_frames is None else cp_logits_frames
+
+    positions = torch.arange(L + max_frames, device=device)  # sliced per step: no host->device copy
+    h = talker(prompt_embeds[None], positions[:L], kv_len=L)[:, -1]
+    logits = talker.logits(h)
+    talker_logits = [logits.float()] if return_logits else None
+    cp_logits = [] if return_logits else None
+    z = sampler(logits)
+    flag = _HostFlag(device)
+    frames: list[torch.Tensor] = []
+    stop = "max_frames"
+    pos = L
+    for s in range(max_frames):
+        flag.start(z)
+        want_cp = return_logits and s < n_cp_logits
+        rest, frame_emb, lg = predictor.predict(h, talker.embed_codec(z), return_logits=want_cp, **cp_kw)
+        last = s == max_frames - 1
+        if not last:
+            x = frame_emb + (trailing[s] if s < trailing.shape[0] else pad)
+            if pos + 1 > talker.max_seq:
+                talker.grow_cache(min(2 * talker.max_seq, L + max_frames))
+            h_next = talker(x[:, None], positions[pos:pos + 1], kv_len=pos + 1)[:, -1]
+            logits = talker.logits(h_next)
+        if flag.read() == eos_id:
+            stop = "eos"
+            break
+        frames.append(torch.cat((z[:, None], rest), dim=1)[0])
+        if want_cp:
+            cp_logits.append(lg[0])
+        if last:
+            break
+        if return_logits:
+            talker_logits.append(logits.float())
+        h, pos = h_next, pos + 1
+        z = sampler(logits)
+
+    groups = talker.cfg.num_code_groups
+    codes = torch.stack(frames).cpu() if frames else torch.empty(0, groups, dtype=torch.long)
+    return GenerationResult(
+        codes=codes, stop_reason=stop,
+        talker_logits=torch.cat(talker_logits).cpu() if return_logits else None,
+        cp_logits=(torch.stack(cp_logits).cpu() if cp_logits else
+                   torch.empty(0, groups - 1, predictor.cfg.vocab_size)) if return_logits else None,
+        prompt_length=L)

@@ -1,0 +1,162 @@
+"""Building blocks shared by the talker, the code predictor and the codec transformer.
+
+Numerics follow the official reference exactly (reference-architecture.md §3.1, §3.2, §9.5-9.8):
+RMSNorm statistics in fp32 cast back before the weight multiply, RoPE angles in fp32 with
+cos/sin cast to the activation dtype, rotate-half pairing, attention scale 1/sqrt(head_dim) and
+the GQA mapping query head h -> kv head h // (heads / kv_heads).
+
+Layout: activations are [B, L, dim]; inside attention heads are [B, heads, L, head_dim].
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        # Cast before the weight multiply: the reference rounds here in bf16.
+        return self.weight * x32.to(dtype)
+
+
+@lru_cache(maxsize=None)
+def _inv_freq(head_dim: int, theta: float, device: torch.device) -> torch.Tensor:
+    # Computed on the CPU like the reference's buffer, then moved: pow() on another device could
+    # round differently.
+    inv = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+    return inv.to(device)
+
+
+def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float,
+                 dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin of shape [*positions.shape, head_dim] in ``dtype`` (angles in fp32)."""
+    inv = _inv_freq(head_dim, float(theta), positions.device)
+    freqs = positions.float().unsqueeze(-1) * inv
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x [..., L, head_dim] with cos/sin broadcastable to it (e.g. [L, D] for x [B, heads, L, D])."""
+    return (x * cos) + (rotate_half(x) * sin)
+
+
+def attention_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int | None = None) -> torch.Tensor:
+    """Boolean [Lq, Lk] mask: key visible if causal and, with a window, within the last ``window``
+    positions including the query itself."""
+    diff = q_pos.unsqueeze(-1) - k_pos.unsqueeze(-2)
+    mask = diff >= 0
+    if window is not None:
+        mask = mask & (diff < window)
+    return mask
+
+
+class KVCache(nn.Module):
+    """Preallocated key/value buffers [B, kv_heads, max_seq, head_dim]; written by position."""
+
+    def __init__(self, max_batch: int, max_seq: int, n_kv_heads: int, head_dim: int,
+                 dtype: torch.dtype, device: torch.device | str | None = None):
+        super().__init__()
+        shape = (max_batch, n_kv_heads, max_seq, head_dim)
+        self.register_buffer("k_cache", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v_cache", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # index_copy_ keeps the write on device and shape-static (CUDA-graph friendly).
+        b = k.shape[0]
+        self.k_cache[:b].index_copy_(2, input_pos, k)
+        self.v_cache[:b].index_copy_(2, input_pos, v)
+        return self.k_cache[:b], self.v_cache[:b]
+
+
+class Attention(nn.Module):
+    """Multi-head attention with GQA, optional per-head q/k RMSNorm (before RoPE) and an optional
+    static KV cache. Without a cache, keys are the current sequence itself."""
+
+    def __init__(self, dim: int, n_heads: int, n_kv_heads: int, head_dim: int,
+                 qk_norm_eps: float | None = None, bias: bool = False):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
+        self.q_proj = nn.Linear(dim, n_heads * head_dim, bias=bias)
+        self.k_proj = nn.Linear(dim, n_kv_heads * head_dim, bias=bias)
+        self.v_proj = nn.Linear(dim, n_kv_heads * head_dim, bias=bias)
+        self.o_proj = nn.Linear(n_heads * head_dim, dim, bias=bias)
+        if qk_norm_eps is not None:
+            self.q_norm = RMSNorm(head_dim, qk_norm_eps)
+            self.k_norm = RMSNorm(head_dim, qk_norm_eps)
+        else:
+            self.q_norm = self.k_norm = None
+        self.kv_cache: KVCache | None = None
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                mask: torch.Tensor | None = None, input_pos: torch.Tensor | None = None,
+                kv_len: int | None = None) -> torch.Tensor:
+        """x [B, L, dim]; cos/sin [L, head_dim]; mask bool [L, Lk] (None = attend to all keys).
+
+        With a cache, ``input_pos`` [L] says where the new keys go and attention reads the first
+        ``kv_len`` cache slots (all of them when None; the mask must then cover max_seq).
+        """
+        B, L, _ = x.shape
+        q = self.q_proj(x).view(B, L, self.n_heads, self.head_dim)
+        k = self.k_proj(x).view(B, L, self.n_kv_heads, self.head_dim)
+        v = self.v_proj(x).view(B, L, self.n_kv_heads, self.head_dim)
+        if self.q_norm is not None:
+            q = self.q_norm(q)
+            k = self.k_norm(k)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        q = apply_rope(q, cos, sin)
+        k = apply_rope(k, cos, sin)
+        if self.kv_cache is not None:
+            k, v = self.kv_cache.update(input_pos, k, v)
+            if kv_len is not None:
+                k, v = k[:, :, :kv_len], v[:, :, :kv_len]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0 / math.sqrt(self.head_dim),
+                                           enable_gqa=self.n_heads != self.n_kv_heads)
+        return self.o_proj(y.transpose(1, 2).reshape(B, L, self.n_heads * self.head_dim))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, dim: int, hidden: int, bias: bool = False):
+        super().__init__()
+        self.gate_proj = nn.Linear(dim, hidden, bias=bias)
+        self.up_proj = nn.Linear(dim, hidden, bias=bias)
+        self.down_proj = nn.Linear(hidden, dim, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderBlock(nn.Module):
+    """Pre-norm Qwen3 block: h += Attn(norm(h)); h += MLP(norm(h))."""
+
+    def __init__(self, dim: int, ffn: int, n_heads: int, n_kv_heads: int, head_dim: int, eps: float,
+                 qk_norm: bool = True):
+        super().__init__()
+        self.input_layernorm = RMSNorm(dim, eps)
+        self.self_attn = Attention(dim, n_heads, n_kv_heads, head_dim, eps if qk_norm else None)
+        self.post_attention_layernorm = RMSNorm(dim, eps)
+        self.mlp = SwiGLU(dim, ffn)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                mask: torch.Tensor | None = None, input_pos: torch.Tensor | None = None,
+                kv_len: int | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, input_pos, kv_len)
+        return x + self.mlp(self.post_attention_layernorm(x))

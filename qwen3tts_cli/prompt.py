@@ -1,0 +1,286 @@
+"""Talker prompt construction: from a synthesis request to the prefill rows and the trailing text.
+
+Every talker input row is the sum of a text-track vector T(id) (projected text embedding) and a
+codec-track vector C(id) (codec embedding), either of which may be absent
+(reference-architecture.md §3.4–§3.7). The layout, in order:
+
+    I  instruct segment, text only        T(u_0) ... T(u_{k-1})        (if an instruction is used)
+    R  role, text only                    T(<|im_start|>) T(assistant) T(\\n)
+    Q  control rows                       P + C(tag) for each tag, P + speaker, B + C(CPAD)
+    body                                  non-streaming, streaming or voice-clone ICL (below)
+
+The templated strings are tokenized whole and then sliced, exactly as the reference does, because
+leading whitespace in the user's text can merge with the template's newline.
+
+Projections are computed in the same groups as the reference (role, [B, Eo, P], body, ...): a
+batched matmul may round a row differently from a single-row one, and the groups cost nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .config import ModelConfig
+from .errors import InputError, ModelError
+from .text import TextTokenizer
+
+# Row descriptions for Prompt.rows: (text id or None, codec part or None). The codec part is a
+# codec id, XVECTOR for the raw speaker embedding, or ("frame", k) for reference frame k (ICL).
+XVECTOR = "xvector"
+
+
+def assistant_text(text: str) -> str:
+    return f"<|im_start|>assistant\n{text}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def ref_text_template(text: str) -> str:
+    return f"<|im_start|>assistant\n{text}<|im_end|>\n"
+
+
+def instruct_text(instruct: str) -> str:
+    return f"<|im_start|>user\n{instruct}<|im_end|>\n"
+
+
+@dataclass
+class SynthesisRequest:
+    text: str
+    speaker: str | None = None
+    language: str | None = "auto"
+    instruct: str | None = None
+    # None: the reference's default for the model type (True for CustomVoice and VoiceDesign,
+    # False for Base voice clone).
+    non_streaming_mode: bool | None = None
+    # Voice clone (Base models): the speaker-encoder x-vector [H], and for ICL also the reference
+    # audio's codes [K, 16] with its transcript.
+    xvector: torch.Tensor | None = None
+    ref_codes: torch.Tensor | None = None
+    ref_text: str | None = None
+
+
+@dataclass
+class Prompt:
+    embeds: torch.Tensor  # [L, H] prefill rows, model dtype
+    trailing: torch.Tensor  # [m, H] text rows fed one per generated frame, then `pad` forever
+    pad: torch.Tensor  # [H] the tts_pad row P
+    token_ids: dict[str, list[int]]
+    rows: list[tuple[int | None, Any]]  # what each row of `embeds` is made of (see XVECTOR)
+    trailing_ids: list[int]  # text ids of `trailing`
+    non_streaming_mode: bool
+    mode: str  # custom_voice | voice_design | xvector | icl
+    language_id: int | None  # codec id in the tag list, None for the 3-tag "auto" form
+    instruct_dropped: bool = False  # 0.6B CustomVoice ignores instructions, as the reference does
+    warnings: list[str] = field(default_factory=list)
+
+    def trailing_row(self, step: int) -> torch.Tensor:
+        """Text row paired with generated frame `step` (0-based)."""
+        return self.trailing[step] if step < self.trailing.shape[0] else self.pad
+
+
+def _device(model) -> torch.device:
+    dev = getattr(model, "device", None)
+    if isinstance(dev, torch.device):
+        return dev
+    params = getattr(model, "parameters", None)
+    if callable(params):
+        for p in params():
+            return p.device
+    return torch.device("cpu")
+
+
+def _check_choice(kind: str, value: str, valid: list[str]) -> str:
+    v = value.strip().lower()
+    if v not in valid:
+        raise InputError(f"unknown {kind} '{value}'; valid {kind}s: {', '.join(valid)}")
+    return v
+
+
+def _validate(cfg: ModelConfig, req: SynthesisRequest) -> tuple[str, str | None, str | None, bool, str]:
+    """Returns (language, speaker, instruct, instruct_dropped, mode) after checking the request."""
+    if not isinstance(req.text, str) or not req.text.strip():
+        raise InputError("text is empty")
+    model_type = cfg.tts_model_type
+    language = _check_choice("language", req.language or "auto", cfg.languages)
+
+    speaker = req.speaker if req.speaker not in (None, "") else None
+    if model_type == "custom_voice":
+        if speaker is None:
+            raise InputError(f"this CustomVoice model needs a speaker; valid speakers: {', '.join(cfg.speakers)}")
+        speaker = _check_choice("speaker", speaker, cfg.speakers)
+    elif speaker is not None:
+        raise InputError(f"speaker '{speaker}' given, but only CustomVoice models have built-in speakers "
+                         f"(this model is {model_type})")
+
+    instruct = req.instruct if req.instruct is not None and req.instruct.strip() else None
+    dropped = False
+    if model_type == "voice_design" and instruct is None:
+        raise InputError("a VoiceDesign model needs an instruction describing the voice")
+    if model_type == "base" and instruct is not None:
+        raise InputError("Base (voice clone) models take no instruction")
+    # The reference tests `tts_model_size in "0b6"` (a substring test) and then drops the
+    # instruction; we follow it so that the same request gives the same audio.
+    if model_type == "custom_voice" and instruct is not None and cfg.tts_model_size in "0b6":
+        instruct, dropped = None, True
+
+    clone = (req.xvector, req.ref_codes, req.ref_text)
+    if model_type != "base":
+        if any(x is not None for x in clone):
+            raise InputError(f"reference audio / transcript given, but only Base models clone voices "
+                             f"(this model is {model_type})")
+        mode = model_type
+    else:
+        if req.xvector is None:
+            raise InputError("a Base model needs a reference voice (speaker embedding) to clone")
+        has_text = req.ref_text is not None and req.ref_text.strip() != ""
+        if req.ref_codes is not None and not has_text:
+            raise InputError("voice clone with reference audio codes (ICL) needs the reference transcript")
+        if has_text and req.ref_codes is None:
+            raise InputError("a reference transcript was given without the reference audio codes")
+        mode = "icl" if req.ref_codes is not None else "xvector"
+    return language, speaker, instruct, dropped, mode
+
+
+def build_prompt(model, cfg: ModelConfig, tokenizer: TextTokenizer, request: SynthesisRequest) -> Prompt:
+    """Prefill rows and trailing text rows for one request (reference-architecture.md §3.5–§3.7).
+
+    `model` needs `embed_text(ids) -> [..., H]` and `embed_codec(ids) -> [..., H]`; ICL also needs
+    `embed_frame(codes [K, 16]) -> [K, H]` (the 16-term codebook sum of each frame).
+    """
+    language, speaker, instruct, dropped, mode = _validate(cfg, request)
+    tk = cfg.talker
+    non_streaming = request.non_streaming_mode
+    if non_streaming is None:
+        non_streaming = mode in ("custom_voice", "voice_design")
+    non_streaming = bool(non_streaming)
+    device = _device(model)
+
+    def ids_tensor(ids: list[int]) -> torch.Tensor:
+        return torch.tensor(ids, dtype=torch.long, device=device)
+
+    def T(ids: list[int]) -> torch.Tensor:
+        return model.embed_text(ids_tensor(ids))
+
+    def C(ids: list[int]) -> torch.Tensor:
+        return model.embed_codec(ids_tensor(ids))
+
+    target = tokenizer.encode(assistant_text(request.text))
+    text_ids = target[3:-5]
+    if not text_ids:
+        raise InputError("text has no tokens to speak")
+    token_ids: dict[str, list[int]] = {"target": target, "text": text_ids}
+    warnings: list[str] = []
+    if dropped:
+        warnings.append("this 0.6B CustomVoice model ignores instructions; the instruction was dropped")
+
+    segments: list[torch.Tensor] = []
+    rows: list[tuple[int | None, Any]] = []
+
+    if instruct is not None:
+        ins = tokenizer.encode(instruct_text(instruct))
+        token_ids["instruct"] = ins
+        segments.append(T(ins))
+        rows += [(i, None) for i in ins]
+
+    segments.append(T(target[:3]))
+    rows += [(i, None) for i in target[:3]]
+
+    # Tag list: 3-tag "nothink" form for auto, 4-tag "think" form with a language id. A dialect
+    # speaker turns chinese/auto into its dialect, which always uses the 4-tag form.
+    language_id = None if language == "auto" else tk.codec_language_id[language]
+    if speaker is not None and language in ("chinese", "auto"):
+        dialect = tk.spk_is_dialect.get(speaker, False)
+        if dialect:
+            if str(dialect).lower() not in tk.codec_language_id:
+                raise ModelError(f"config.json: speaker '{speaker}' has dialect '{dialect}' "
+                                 "which is not in codec_language_id")
+            language_id = tk.codec_language_id[str(dialect).lower()]
+    if language_id is None:
+        tags = [tk.codec_nothink_id, tk.codec_think_bos_id, tk.codec_think_eos_id]
+    else:
+        tags = [tk.codec_think_id, tk.codec_think_bos_id, language_id, tk.codec_think_eos_id]
+
+    bos_eos_pad = T([cfg.tts_bos_token_id, cfg.tts_eos_token_id, cfg.tts_pad_token_id])
+    B, Eo, P = bos_eos_pad[0], bos_eos_pad[1], bos_eos_pad[2]
+    pad_id, bos_id, eos_id = cfg.tts_pad_token_id, cfg.tts_bos_token_id, cfg.tts_eos_token_id
+
+    control = [C(tags)]
+    control_rows: list[Any] = list(tags)
+    if mode == "custom_voice":
+        control.append(C([tk.spk_id[speaker]]))
+        control_rows.append(tk.spk_id[speaker])
+    elif mode in ("xvector", "icl"):
+        xv = request.xvector.to(device=device, dtype=P.dtype).reshape(1, -1)
+        if xv.shape[1] != P.shape[0]:
+            raise InputError(f"speaker embedding has {xv.shape[1]} values, this model needs {P.shape[0]}")
+        control.append(xv)
+        control_rows.append(XVECTOR)
+    codec_pad_bos = C([tk.codec_pad_id, tk.codec_bos_id])
+    control.append(codec_pad_bos[:1])
+    control_rows.append(tk.codec_pad_id)
+    control_codec = torch.cat(control, dim=0)
+    text_track = torch.cat([P.expand(control_codec.shape[0] - 1, -1), B[None]], dim=0)
+    segments.append(text_track + control_codec)
+    rows += [(pad_id, c) for c in control_rows[:-1]] + [(bos_id, tk.codec_pad_id)]
+
+    if mode == "icl":
+        body, body_rows, trailing, trailing_ids = _icl_body(
+            model, tokenizer, request, text_ids, T, C, Eo, P, cfg, non_streaming, token_ids)
+    elif non_streaming:
+        n = len(text_ids)
+        text_rows = torch.cat([T(text_ids), Eo[None]], dim=0)
+        body = torch.cat([text_rows + C([tk.codec_pad_id] * (n + 1)), (P + codec_pad_bos[1])[None]], dim=0)
+        body_rows = [(i, tk.codec_pad_id) for i in text_ids + [eos_id]] + [(pad_id, tk.codec_bos_id)]
+        trailing, trailing_ids = P[None], [pad_id]
+    else:
+        body = T(text_ids[:1]) + codec_pad_bos[1:]
+        body_rows = [(text_ids[0], tk.codec_bos_id)]
+        rest = text_ids[1:]
+        trailing = torch.cat([T(rest), Eo[None]], dim=0) if rest else Eo[None]
+        trailing_ids = rest + [eos_id]
+    segments.append(body)
+    rows += body_rows
+
+    embeds = torch.cat(segments, dim=0)
+    assert embeds.shape[0] == len(rows)
+    return Prompt(embeds=embeds, trailing=trailing, pad=P, token_ids=token_ids, rows=rows,
+                  trailing_ids=trailing_ids, non_streaming_mode=non_streaming, mode=mode,
+                  language_id=language_id, instruct_dropped=dropped, warnings=warnings)
+
+
+def _icl_body(model, tokenizer, request, text_ids, T, C, Eo, P, cfg, non_streaming, token_ids):
+    """Voice-clone ICL body: reference transcript + target text against the reference frames."""
+    tk = cfg.talker
+    pad_id, eos_id = cfg.tts_pad_token_id, cfg.tts_eos_token_id
+    codes = torch.as_tensor(request.ref_codes).to(dtype=torch.long, device=P.device)
+    groups = tk.num_code_groups
+    if codes.ndim != 2 or codes.shape[1] != groups or codes.shape[0] == 0:
+        raise InputError(f"reference codes must have shape [frames, {groups}], got {list(codes.shape)}")
+    if int(codes.min()) < 0 or int(codes.max()) >= tk.code_predictor.vocab_size:
+        raise InputError(f"reference codes must lie in 0..{tk.code_predictor.vocab_size - 1}")
+    if not hasattr(model, "embed_frame"):
+        raise ModelError("this model object cannot embed reference frames (no embed_frame)")
+
+    ref = tokenizer.encode(ref_text_template(request.ref_text))
+    token_ids["ref"] = ref
+    ref_ids = ref[3:-2]
+    x_ids = ref_ids + text_ids
+    X = torch.cat([T(x_ids), Eo[None]], dim=0)
+    x_ids = x_ids + [eos_id]
+    K = codes.shape[0]
+    Y = torch.cat([C([tk.codec_bos_id]), model.embed_frame(codes)], dim=0)
+    y_rows: list[Any] = [tk.codec_bos_id] + [("frame", k) for k in range(K)]
+
+    if non_streaming:
+        body = torch.cat([X + C([tk.codec_pad_id] * X.shape[0]), Y + P], dim=0)
+        rows = [(i, tk.codec_pad_id) for i in x_ids] + [(pad_id, y) for y in y_rows]
+        return body, rows, P[None], [pad_id]
+    nx, ny = X.shape[0], Y.shape[0]
+    if nx > ny:
+        rows = [(x_ids[j], y_rows[j]) for j in range(ny)]
+        return X[:ny] + Y, rows, X[ny:], x_ids[ny:]
+    X = torch.cat([X, P.expand(ny - nx, -1)], dim=0)
+    x_ids = x_ids + [pad_id] * (ny - nx)
+    rows = [(x_ids[j], y_rows[j]) for j in range(ny)]
+    return X + Y, rows, P[None], [pad_id]

@@ -1,0 +1,145 @@
+"""Sampling settings and the logit pipeline of the first code and of the code predictor (§5.2).
+
+Everything stays on the device: the repetition penalty reads a preallocated "seen" mask instead of
+a host-side list, and drawing from the distribution uses the exponential race
+``argmax(p / Exp(1))`` — an exact sample from ``p`` (as ``torch.multinomial``) that needs no
+validity check on the host, so it never synchronizes and can be captured in a CUDA graph.
+Random draws come from a ``torch.Generator`` seeded from the user's seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from .config import GenerationConfig
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    do_sample: bool = True
+    temperature: float = 0.9
+    top_k: int = 50
+    top_p: float = 1.0
+    repetition_penalty: float = 1.05
+    subtalker_dosample: bool = True
+    subtalker_temperature: float = 0.9
+    subtalker_top_k: int = 50
+    subtalker_top_p: float = 1.0
+
+    OVERRIDABLE = ("do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "subtalker_dosample",
+                   "subtalker_temperature", "subtalker_top_k", "subtalker_top_p")
+
+    @classmethod
+    def resolve(cls, gen: GenerationConfig | None = None, greedy: bool = False,
+                **overrides) -> "SamplingSettings":
+        """generation_config.json values, then user overrides (None = keep); ``greedy`` turns off
+        sampling for both the first code and the code predictor."""
+        gen = gen or GenerationConfig()
+        s = cls(**{k: getattr(gen, k) for k in cls.OVERRIDABLE})
+        unknown = sorted(k for k in overrides if k not in cls.OVERRIDABLE)
+        if unknown:
+            raise InputError(f"unknown sampling option(s): {', '.join(unknown)}")
+        s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
+        if greedy:
+            s = replace(s, do_sample=False, subtalker_dosample=False)
+        s.validate()
+        return s
+
+    def validate(self) -> None:
+        for prefix in ("", "subtalker_"):
+            t = getattr(self, prefix + "temperature")
+            k = getattr(self, prefix + "top_k")
+            p = getattr(self, prefix + "top_p")
+            if not t > 0:
+                raise InputError(f"{prefix}temperature must be > 0 (got {t})")
+            if k < 0:
+                raise InputError(f"{prefix}top_k must be >= 0 (got {k}; 0 disables it)")
+            if not 0 < p <= 1:
+                raise InputError(f"{prefix}top_p must be in (0, 1] (got {p})")
+        if not self.repetition_penalty > 0:
+            raise InputError(f"repetition_penalty must be > 0 (got {self.repetition_penalty})")
+
+
+def make_generator(seed: int | None, device: torch.device | str) -> torch.Generator:
+    g = torch.Generator(device=device)
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(int(seed))
+    return g
+
+
+def warp(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    """Temperature, top-k (ties with the k-th value kept) and top-p on fp32 logits [B, V]."""
+    if temperature != 1.0:
+        logits = logits / temperature
+    if 0 < top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        # As the reference: drop the low tail whose cumulative mass is <= 1 - top_p, keep >= 1 token.
+        sorted_logits, idx = torch.sort(logits, dim=-1, descending=False)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        remove_sorted = cum <= (1 - top_p)
+        remove_sorted[..., -1] = False
+        remove = remove_sorted.scatter(-1, idx, remove_sorted)
+        logits = logits.masked_fill(remove, float("-inf"))
+    return logits
+
+
+def draw(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One sample per row from softmax(logits) [B, V] -> [B] (no host sync)."""
+    probs = logits.softmax(dim=-1)
+    q = torch.empty_like(probs).exponential_(generator=generator)
+    return (probs / q).argmax(dim=-1)
+
+
+def pick(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: int, top_p: float,
+         generator: torch.Generator | None) -> torch.Tensor:
+    """The code predictor's rule: argmax, or temperature/top-k/top-p then a draw. [B, V] -> [B]."""
+    logits = logits.float()
+    if not do_sample:
+        return logits.argmax(dim=-1)
+    return draw(warp(logits, temperature, top_k, top_p), generator)
+
+
+class FirstCodeSampler:
+    """Logit pipeline of the talker's first code, with per-utterance state held on the device."""
+
+    def __init__(self, settings: SamplingSettings, vocab_size: int, eos_id: int, batch: int,
+                 device: torch.device | str, generator: torch.Generator | None, min_new_tokens: int = 2):
+        self.s = settings
+        self.eos_id = eos_id
+        self.min_new_tokens = min_new_tokens
+        self.generator = generator
+        self.seen = torch.zeros(batch, vocab_size, dtype=torch.bool, device=device)
+        # ids [vocab - 1024, vocab) are control/speaker/language rows, never audio; EOS stays allowed.
+        self.suppress = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+        self.suppress[max(vocab_size - 1024, 0):] = True
+        self.suppress[eos_id] = False
+        self.suppress_and_eos = self.suppress.clone()
+        self.suppress_and_eos[eos_id] = True
+        self.steps = 0  # codes generated so far (host counter, no sync)
+
+    def process(self, logits: torch.Tensor) -> torch.Tensor:
+        """Steps 1-3 of §5.2 on raw logits [B, V] -> fp32 scores."""
+        x = logits.float()
+        if self.s.repetition_penalty != 1.0 and self.steps > 0:
+            p = self.s.repetition_penalty
+            x = torch.where(self.seen, torch.where(x < 0, x * p, x / p), x)
+        # EOS is blocked until min_new_tokens codes exist (the reference's min-length processors).
+        blocked = self.suppress_and_eos if self.steps < self.min_new_tokens else self.suppress
+        return x.masked_fill(blocked, float("-inf"))
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        x = self.process(logits)
+        if self.s.do_sample:
+            ids = draw(warp(x, self.s.temperature, self.s.top_k, self.s.top_p), self.generator)
+        else:
+            ids = x.argmax(dim=-1)
+        self.seen.scatter_(1, ids[:, None], True)
+        self.steps += 1
+        return ids

@@ -1,0 +1,105 @@
+"""The talker: a Qwen3 decoder over summed text-track + codec-track embeddings (§3).
+
+Parameter names equal the checkpoint names under ``talker.`` so loading is a direct mapping.
+The talker never looks tokens up inside ``forward``: the caller builds every input row with
+``embed_text`` / ``embed_codec``. MRoPE reduces to plain 1-D RoPE for every TTS input (§3.3).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import TalkerConfig
+from .layers import DecoderBlock, KVCache, RMSNorm, attention_mask, rope_cos_sin
+
+
+class TextProjection(nn.Module):
+    def __init__(self, text_hidden: int, hidden: int):
+        super().__init__()
+        self.linear_fc1 = nn.Linear(text_hidden, text_hidden, bias=True)
+        self.linear_fc2 = nn.Linear(text_hidden, hidden, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear_fc2(F.silu(self.linear_fc1(x)))
+
+
+class TalkerModel(nn.Module):
+    def __init__(self, cfg: TalkerConfig):
+        super().__init__()
+        self.text_embedding = nn.Embedding(cfg.text_vocab_size, cfg.text_hidden_size)
+        self.codec_embedding = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(
+            DecoderBlock(cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads,
+                         cfg.num_key_value_heads, cfg.head_dim, cfg.rms_norm_eps)
+            for _ in range(cfg.num_hidden_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+
+class Talker(nn.Module):
+    def __init__(self, cfg: TalkerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.model = TalkerModel(cfg)
+        self.text_projection = TextProjection(cfg.text_hidden_size, cfg.hidden_size)
+        self.codec_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.max_batch = 0
+        self.max_seq = 0
+
+    # -- input rows ----------------------------------------------------------------------------
+    def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.text_projection(self.model.text_embedding(ids))
+
+    def embed_codec(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.codec_embedding(ids)
+
+    # -- cache ---------------------------------------------------------------------------------
+    def setup_cache(self, max_batch: int, max_seq: int, device: torch.device | str | None = None,
+                    dtype: torch.dtype | None = None) -> None:
+        """(Re)allocate the static KV cache; keeps the current one if it is already large enough."""
+        ref = self.codec_head.weight
+        device = torch.device(device) if device is not None else ref.device
+        dtype = dtype or ref.dtype
+        if (max_batch <= self.max_batch and max_seq <= self.max_seq
+                and self.model.layers[0].self_attn.kv_cache.k_cache.device == device
+                and self.model.layers[0].self_attn.kv_cache.k_cache.dtype == dtype):
+            return
+        self.max_batch, self.max_seq = max_batch, max_seq
+        for layer in self.model.layers:
+            a = layer.self_attn
+            a.kv_cache = KVCache(max_batch, max_seq, a.n_kv_heads, a.head_dim, dtype, device)
+
+    def grow_cache(self, max_seq: int) -> None:
+        """Enlarge the cache to ``max_seq`` keeping what is written (generation of unknown length)."""
+        if max_seq <= self.max_seq:
+            return
+        for layer in self.model.layers:
+            a = layer.self_attn
+            old = a.kv_cache
+            new = KVCache(self.max_batch, max_seq, a.n_kv_heads, a.head_dim, old.k_cache.dtype, old.k_cache.device)
+            new.k_cache[:, :, :self.max_seq].copy_(old.k_cache)
+            new.v_cache[:, :, :self.max_seq].copy_(old.v_cache)
+            a.kv_cache = new
+        self.max_seq = max_seq
+
+    # -- network -------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, input_pos: torch.Tensor, kv_len: int | None = None) -> torch.Tensor:
+        """x [B, L, H] at positions ``input_pos`` [L] -> final-normed hidden [B, L, H].
+
+        Writes keys/values into the static cache. ``kv_len`` (a host int, e.g. last position + 1)
+        limits attention to the filled part of the cache; None attends over the whole buffer.
+        """
+        cos, sin = rope_cos_sin(input_pos, self.cfg.head_dim, self.cfg.rope_theta, x.dtype)
+        L = x.shape[1]
+        if L == 1 and kv_len is not None:
+            mask = None  # a single query at the newest position sees every filled slot
+        else:
+            k_pos = torch.arange(kv_len if kv_len is not None else self.max_seq, device=x.device)
+            mask = attention_mask(input_pos, k_pos)
+        for layer in self.model.layers:
+            x = layer(x, cos, sin, mask, input_pos, kv_len)
+        return self.model.norm(x)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.codec_head(h)
