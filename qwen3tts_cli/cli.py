@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import Qwen3TTSError
 
@@ -29,7 +30,7 @@ err = Console(stderr=True, highlight=False)
 
 def fail(message: str, code: int) -> None:
     """One clear line on stderr, then exit with ``code``."""
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -1,0 +1,128 @@
+"""Audio output: WAV files written atomically (whole or chunk by chunk) and raw s16le PCM.
+
+A WAV is first written to a hidden temporary file beside the target and renamed over it only when
+complete, so an interrupted or failed write never leaves a partial file at the target path.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .errors import InputError
+
+SAMPLE_RATE = 24000
+SUBTYPES = {"pcm16": "PCM_16", "float32": "FLOAT"}
+_PCM16_SCALE = np.float32(32767.0)
+
+
+def pcm16(samples) -> bytes:
+    """Float samples -> 16-bit little-endian PCM bytes.
+
+    Clipped to [-1, 1], scaled by 32767 in float32 and rounded to nearest (half to even), so the
+    scale is symmetric and silence stays 0. WAV files get the same integers (``write_wav`` converts
+    itself instead of letting libsndfile do it: libsndfile 1.2 scales by 32768 and rounds down,
+    and its behaviour has changed between versions).
+    """
+    return _to_int16(samples).astype("<i2", copy=False).tobytes()
+
+
+def _to_int16(samples) -> np.ndarray:
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim != 1:
+        raise ValueError(f"expected mono samples [n], got shape {list(x.shape)}")
+    x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+    return np.rint(np.clip(x, -1.0, 1.0) * _PCM16_SCALE).astype(np.int16)
+
+
+class WavWriter:
+    """Append mono float chunks to a WAV file that appears at ``path`` only on success.
+
+        with WavWriter("out.wav") as w:
+            for chunk in chunks:
+                w.write(chunk)
+
+    Any exception (including KeyboardInterrupt) inside the block removes the temporary file and
+    leaves an existing ``path`` untouched.
+    """
+
+    def __init__(self, path: str | Path, sample_rate: int = SAMPLE_RATE, subtype: str = "pcm16"):
+        if subtype not in SUBTYPES:
+            raise ValueError(f"subtype must be one of {sorted(SUBTYPES)}")
+        self.path = Path(path)
+        self.sample_rate = sample_rate
+        self.subtype = subtype
+        self.frames = 0
+        self._tmp: Path | None = None
+        self._file: sf.SoundFile | None = None
+
+    def __enter__(self) -> "WavWriter":
+        folder = self.path.parent
+        if not folder.is_dir():
+            raise InputError(f"{self.path}: folder {folder} does not exist")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=folder)
+        except OSError as e:
+            raise InputError(f"{self.path}: cannot write here ({e.strerror})") from None
+        os.close(fd)
+        self._tmp = Path(tmp)
+        try:
+            self._file = sf.SoundFile(tmp, "w", samplerate=self.sample_rate, channels=1, format="WAV",
+                                      subtype=SUBTYPES[self.subtype])
+        except BaseException:
+            self._discard()
+            raise
+        return self
+
+    def write(self, samples) -> None:
+        if self.subtype == "pcm16":
+            # Our own conversion (not libsndfile's), so clipping never depends on its version.
+            data = _to_int16(samples)
+        else:
+            data = np.asarray(samples, dtype=np.float32)
+            if data.ndim != 1:
+                raise ValueError(f"expected mono samples [n], got shape {list(data.shape)}")
+        self._file.write(data)
+        self.frames += len(data)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._discard()
+            return
+        try:
+            self._file.close()
+            self._file = None
+            # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self._tmp, 0o666 & ~umask)
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self._discard()
+            raise
+        self._tmp = None
+
+    def _discard(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except Exception:
+                pass
+            self._file = None
+        if self._tmp is not None:
+            try:
+                self._tmp.unlink()
+            except FileNotFoundError:
+                pass
+            self._tmp = None
+
+
+def write_wav(path: str | Path, samples, sample_rate: int = SAMPLE_RATE, subtype: str = "pcm16") -> Path:
+    """Write mono samples as a WAV file atomically: 16-bit PCM by default, or ``subtype="float32"``."""
+    with WavWriter(path, sample_rate, subtype) as w:
+        w.write(samples)
+    return Path(path)

@@ -1,0 +1,104 @@
+"""WAV writing (atomic, PCM16 or float32) and raw PCM16 conversion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from qwen3tts_cli import audio
+from qwen3tts_cli.audio import WavWriter, pcm16, write_wav
+from qwen3tts_cli.errors import InputError
+
+
+def test_pcm16_rounding_and_clipping():
+    x = np.array([0.0, 1.0, -1.0, 1.5, -7.0, 1000.6 / 32767, 1000.4 / 32767, -1000.6 / 32767, 1e-6,
+                  np.nan, np.inf, -np.inf], dtype=np.float32)
+    got = np.frombuffer(pcm16(x), dtype="<i2")
+    assert got.tolist() == [0, 32767, -32767, 32767, -32767, 1001, 1000, -1001, 0, 0, 32767, -32767]
+
+
+def test_pcm16_is_little_endian_two_bytes_per_sample():
+    b = pcm16(np.array([1.0, -1.0, 256 / 32767], dtype=np.float32))
+    assert b == bytes([0xFF, 0x7F, 0x01, 0x80, 0x00, 0x01])
+    assert pcm16(np.zeros(0, dtype=np.float32)) == b""
+    with pytest.raises(ValueError):
+        pcm16(np.zeros((2, 3), dtype=np.float32))
+
+
+def test_write_wav_pcm16_matches_pcm16(tmp_path):
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.uniform(-1.2, 1.2, 5000), [1.0, -1.0, 0.0]]).astype(np.float32)
+    path = write_wav(tmp_path / "a.wav", x)
+    info = sf.info(str(path))
+    assert (info.samplerate, info.channels, info.subtype, info.format) == (24000, 1, "PCM_16", "WAV")
+    assert info.frames == len(x)
+    data, sr = sf.read(str(path), dtype="int16")
+    assert sr == 24000
+    assert data.tobytes() == pcm16(x)
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_write_wav_float32_is_exact(tmp_path):
+    x = np.random.default_rng(1).standard_normal(1000).astype(np.float32) * 0.3
+    path = write_wav(tmp_path / "f.wav", x, sample_rate=16000, subtype="float32")
+    data, sr = sf.read(str(path), dtype="float32")
+    assert sr == 16000 and sf.info(str(path)).subtype == "FLOAT"
+    assert np.array_equal(data, x)
+
+
+def test_wav_writer_appends_chunks(tmp_path):
+    chunks = [np.full(n, v, dtype=np.float32) for n, v in ((100, 0.5), (7, -0.25), (0, 0.0), (50, 0.1))]
+    with WavWriter(tmp_path / "c.wav") as w:
+        for c in chunks:
+            w.write(c)
+    assert w.frames == 157
+    data, _ = sf.read(str(tmp_path / "c.wav"), dtype="int16")
+    assert data.tobytes() == pcm16(np.concatenate(chunks))
+
+
+def test_failure_leaves_no_file_and_keeps_old_one(tmp_path):
+    target = tmp_path / "out.wav"
+    with pytest.raises(RuntimeError):
+        with WavWriter(target) as w:
+            w.write(np.zeros(100, dtype=np.float32))
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+    write_wav(target, np.full(10, 0.5, dtype=np.float32))
+    before = target.read_bytes()
+    with pytest.raises(KeyboardInterrupt):
+        with WavWriter(target) as w:
+            w.write(np.zeros(100, dtype=np.float32))
+            raise KeyboardInterrupt
+    assert target.read_bytes() == before
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_write_error_cleans_up(tmp_path, monkeypatch):
+    def broken(self, data):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(audio.sf.SoundFile, "write", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_wav(tmp_path / "x.wav", np.zeros(10, dtype=np.float32))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_destination(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        write_wav(tmp_path / "missing" / "x.wav", np.zeros(10, dtype=np.float32))
+    with pytest.raises(ValueError):
+        write_wav(tmp_path / "x.wav", np.zeros(10, dtype=np.float32), subtype="mp3")
+    with pytest.raises(ValueError):
+        write_wav(tmp_path / "x.wav", np.zeros((10, 2), dtype=np.float32))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_file_permissions_follow_umask(tmp_path):
+    import os
+
+    path = write_wav(tmp_path / "p.wav", np.zeros(4, dtype=np.float32))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
