@@ -31,52 +31,63 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "tests" / "fixtures" / "goldens" / "generator"
 DRIVER = ROOT / "scripts" / "reference_driver.py"
 SEED = 0
+FRAMES_40 = 41  # the reference returns max_new_tokens - 1 frames without EOS: 40 frames
 TALKER_LOGIT_STEPS = 4  # steps of raw codec_head logits kept per case (the codes cover all frames)
 
 CASES = [
     # name, model, method, text, speaker, language, instruct, non_streaming_mode, max_new_tokens, extra
     dict(name="cv06_en_auto", model="0.6B-CustomVoice", method="custom_voice",
          text="Hello world, this is a simple test.", speaker="ryan", language="auto",
-         non_streaming_mode=None, max_new_tokens=12, cp_logits=True),
+         non_streaming_mode=None, max_new_tokens=FRAMES_40, cp_logits=True),
     dict(name="cv06_en_english_streaming", model="0.6B-CustomVoice", method="custom_voice",
          text="The quick brown fox jumps over the lazy dog.", speaker="vivian", language="english",
-         non_streaming_mode=False, max_new_tokens=12),
+         non_streaming_mode=False, max_new_tokens=FRAMES_40),
     dict(name="cv06_zh_chinese", model="0.6B-CustomVoice", method="custom_voice",
          text="今天天气很好，我们去公园散步吧。", speaker="serena", language="chinese",
-         non_streaming_mode=True, max_new_tokens=10),
+         non_streaming_mode=True, max_new_tokens=FRAMES_40),
     dict(name="cv06_zh_auto_streaming", model="0.6B-CustomVoice", method="custom_voice",
          text="今天天气很好，我们去公园散步吧。", speaker="uncle_fu", language="Auto",
-         non_streaming_mode=False, max_new_tokens=10),
+         non_streaming_mode=False, max_new_tokens=FRAMES_40),
     dict(name="cv06_dialect_dylan_auto", model="0.6B-CustomVoice", method="custom_voice",
          text="我们明天一起去北京吃烤鸭。", speaker="Dylan", language="auto",
-         non_streaming_mode=True, max_new_tokens=10),
+         non_streaming_mode=True, max_new_tokens=FRAMES_40),
     dict(name="cv06_dialect_eric_chinese_streaming", model="0.6B-CustomVoice", method="custom_voice",
          text="这个地方的火锅真好吃。", speaker="eric", language="chinese",
-         non_streaming_mode=False, max_new_tokens=10),
+         non_streaming_mode=False, max_new_tokens=FRAMES_40),
     dict(name="cv06_instruct_dropped", model="0.6B-CustomVoice", method="custom_voice",
          text="Good morning everyone.", speaker="aiden", language="english",
-         instruct="Speak very slowly and sadly.", non_streaming_mode=None, max_new_tokens=8),
+         instruct="Speak very slowly and sadly.", non_streaming_mode=None, max_new_tokens=FRAMES_40),
     # Long enough to stop on EOS if the random model ever picks it; otherwise it hits the cap.
     dict(name="cv06_long_streaming", model="0.6B-CustomVoice", method="custom_voice",
          text="Once upon a time, there was a little robot who loved to sing.", speaker="ryan",
          language="english", non_streaming_mode=False, max_new_tokens=100),
     dict(name="cv17_instruct_en", model="1.7B-CustomVoice", method="custom_voice",
          text="I can't believe we actually won the game!", speaker="aiden", language="english",
-         instruct="Speak in a cheerful, excited tone.", non_streaming_mode=True, max_new_tokens=12,
+         instruct="Speak in a cheerful, excited tone.", non_streaming_mode=True, max_new_tokens=FRAMES_40,
          cp_logits=True),
     dict(name="cv17_instruct_dialect_streaming", model="1.7B-CustomVoice", method="custom_voice",
          text="这个地方的火锅真好吃。", speaker="eric", language="chinese",
-         instruct="用轻松的语气说。", non_streaming_mode=False, max_new_tokens=12),
+         instruct="用轻松的语气说。", non_streaming_mode=False, max_new_tokens=FRAMES_40),
     dict(name="cv17_ko_auto", model="1.7B-CustomVoice", method="custom_voice",
          text="안녕하세요, 만나서 반갑습니다.", speaker="sohee", language="auto",
-         non_streaming_mode=None, max_new_tokens=10),
+         non_streaming_mode=None, max_new_tokens=FRAMES_40),
     dict(name="vd17_en", model="1.7B-VoiceDesign", method="voice_design",
          text="Welcome to the evening news.", language="english",
-         instruct="A deep, calm male voice speaking slowly.", non_streaming_mode=None, max_new_tokens=12,
+         instruct="A deep, calm male voice speaking slowly.", non_streaming_mode=None, max_new_tokens=FRAMES_40,
          cp_logits=True),
     dict(name="vd17_auto_streaming", model="1.7B-VoiceDesign", method="voice_design",
          text="Bonjour tout le monde, comment allez-vous?", language="auto",
-         instruct="A bright young female voice.", non_streaming_mode=False, max_new_tokens=12),
+         instruct="A bright young female voice.", non_streaming_mode=False, max_new_tokens=FRAMES_40),
+    dict(name="cv06_mixed_auto", model="0.6B-CustomVoice", method="custom_voice",
+         text="今天我们学习 machine learning 的基础知识, OK?", speaker="vivian", language="auto",
+         non_streaming_mode=None, max_new_tokens=FRAMES_40),
+    dict(name="cv17_mixed_english_streaming", model="1.7B-CustomVoice", method="custom_voice",
+         text="Please send the report to 王经理 before Friday.", speaker="ryan", language="english",
+         instruct="Calm and professional.", non_streaming_mode=False, max_new_tokens=FRAMES_40),
+    # The full-size (published shapes) random checkpoint: 16 frames (a slow test).
+    dict(name="cv06_full_en", model="0.6B-CustomVoice", size="full", method="custom_voice",
+         text="Hello world, this is a simple test.", speaker="ryan", language="english",
+         non_streaming_mode=None, max_new_tokens=17),
     # The two split regexes disagree on this text; not a parity case (see the module docstring).
     dict(name="regex_diff", model="0.6B-CustomVoice", method="custom_voice",
          text="HelloWorld: my iPhone is at McDonald's.", speaker="ryan", language="english",
@@ -138,12 +149,12 @@ def main(argv=None) -> int:
         work = Path(args.keep or tmp)
         work.mkdir(parents=True, exist_ok=True)
         ckpts = {}
-        for model in sorted({c["model"] for c in cases}):
-            folder = work / f"tiny-{model}-{SEED}"
-            ckpts[model] = build_checkpoint(model, "tiny", SEED, folder)
+        for model, size in sorted({(c["model"], c.get("size", "tiny")) for c in cases}):
+            folder = work / f"{size}-{model}-{SEED}"
+            ckpts[model, size] = build_checkpoint(model, size, SEED, folder)
         driver_cases = []
         for c in cases:
-            driver_cases.append(dict(name=c["name"], checkpoint=str(ckpts[c["model"]]), method=c["method"],
+            driver_cases.append(dict(name=c["name"], checkpoint=str(ckpts[c["model"], c.get("size", "tiny")]), method=c["method"],
                                      text=c["text"], speaker=c.get("speaker"), language=c["language"],
                                      instruct=c.get("instruct"), non_streaming_mode=c["non_streaming_mode"],
                                      max_new_tokens=c["max_new_tokens"]))
@@ -156,13 +167,13 @@ def main(argv=None) -> int:
         for c in cases:
             rec = json.loads((raw / f"{c['name']}.json").read_text(encoding="utf-8"))
             arrays = np.load(raw / f"{c['name']}.npz")
-            agree = _check_regexes(c, ckpts[c["model"]], rec)
+            agree = _check_regexes(c, ckpts[c["model"], c.get("size", "tiny")], rec)
             n = c["max_new_tokens"]
             frames = rec["frames"]
             golden = {
                 "case": c["name"],
                 "model": c["model"],
-                "size": "tiny",
+                "size": c.get("size", "tiny"),
                 "seed": SEED,
                 "method": c["method"],
                 "request": {k: c.get(k) for k in ("text", "speaker", "language", "instruct", "non_streaming_mode")},

@@ -23,3 +23,17 @@ def tiny_checkpoint(tmp_path_factory):
         return built[key]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def full_checkpoint(tmp_path_factory):
+    """Factory: ``full_checkpoint(model, seed=0) -> Path`` at the published shapes (GBs: slow tests only)."""
+    built: dict[tuple[str, int], Path] = {}
+
+    def make(model: str, seed: int = 0) -> Path:
+        key = (model, seed)
+        if key not in built:
+            built[key] = build_checkpoint(model, "full", seed, tmp_path_factory.mktemp(f"full-{model}-{seed}"))
+        return built[key]
+
+    return make

@@ -117,9 +117,9 @@ def test_script_cli(tmp_path):
 
 
 @pytest.mark.slow
-def test_full_size_0_6b_custom_voice_has_published_byte_size(tmp_path):
+def test_full_size_0_6b_custom_voice_has_published_byte_size(full_checkpoint):
     # About 20 s and 2.5 GB of disk on a 2-core machine.
-    folder = build_checkpoint("0.6B-CustomVoice", "full", 0, tmp_path / "full")
+    folder = full_checkpoint("0.6B-CustomVoice")
     assert (folder / "model.safetensors").stat().st_size == 1_811_626_576
     assert (folder / "speech_tokenizer" / "model.safetensors").stat().st_size == 682_293_092
     for rel in ("config.json", "generation_config.json", "vocab.json", "merges.txt", "tokenizer_config.json",
