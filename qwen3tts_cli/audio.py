@@ -6,6 +6,7 @@ complete, so an interrupted or failed write never leaves a partial file at the t
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -126,3 +127,10 @@ def write_wav(path: str | Path, samples, sample_rate: int = SAMPLE_RATE, subtype
     with WavWriter(path, sample_rate, subtype) as w:
         w.write(samples)
     return Path(path)
+
+
+def wav_bytes(samples, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """A complete 16-bit PCM WAV file in memory (for standard output), same samples as ``write_wav``."""
+    buf = io.BytesIO()
+    sf.write(buf, _to_int16(samples), sample_rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()

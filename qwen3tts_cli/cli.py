@@ -175,12 +175,28 @@ def verify(
 @app.command()
 @guarded
 def synth(
-    text: Optional[str] = typer.Argument(None, help="Text to speak; '-' reads standard input."),
-    model: str = typer.Option("Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice", "--model", "-m",
-                              help="Model folder, official repo id or short name (e.g. 1.7B-CustomVoice)."),
-    speaker: Optional[str] = typer.Option(None, "--speaker", "-s", help="Built-in voice (CustomVoice models)."),
+    text: Optional[str] = typer.Argument(None, help="Text to speak; '-' reads it from standard input."),
+    input_file: Optional[str] = typer.Option(
+        None, "--input", "-i", metavar="FILE",
+        help="Speak every line of FILE ('-': standard input) into numbered WAVs in --dir, named by line "
+             "number (0001.wav = line 1); empty lines are skipped and their numbers left unused."),
+    out_dir: Optional[Path] = typer.Option(None, "--dir", "-d",
+                                           help="Folder for --input's numbered files (created if "
+                                                "missing; default: current folder)."),
+    output: Optional[str] = typer.Option(
+        None, "--output", "-o", metavar="FILE.wav",
+        help="WAV to write (16-bit, 24 kHz mono); '-' writes the WAV to stdout. Without -o: play it when "
+             "a sound device is available (pip install 'qwen3tts-cli\\[play]'), else write "
+             "qwen3tts-output.wav (then -2, -3, …; never overwritten)."),
+    raw: bool = typer.Option(False, "--raw", help="Write raw s16le 24 kHz mono PCM to stdout (for aplay, "
+                                                  "ffplay, sox play)."),
+    model: str = typer.Option("Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice", "--model", "-m",  # repos.DEFAULT_MODEL
+                              help="Model folder, official repo id or short name (e.g. 1.7B-CustomVoice); "
+                                   "downloaded on first use."),
+    speaker: Optional[str] = typer.Option(None, "--speaker", "-s",
+                                          help="Built-in voice (CustomVoice models; default: ryan)."),
     language: str = typer.Option("auto", "--language", "-l", help="Language, or 'auto'."),
-    instruct: Optional[str] = typer.Option(None, "--instruct", "-i",
+    instruct: Optional[str] = typer.Option(None, "--instruct",
                                            help="Style instruction (1.7B CustomVoice); voice description "
                                                 "(VoiceDesign, required)."),
     greedy: bool = typer.Option(False, "--greedy", help="Deterministic argmax decoding (no sampling)."),
@@ -194,57 +210,328 @@ def synth(
     repetition_penalty: Optional[float] = typer.Option(None, "--repetition-penalty",
                                                        help="Penalty on first codes already used."),
     save_codes: Optional[Path] = typer.Option(None, "--save-codes",
-                                              help="Write the codec codes as int64 .npy [frames, 16]."),
+                                              help="Also write the codec codes as int64 .npy \\[frames, 16]; "
+                                                   "alone (no -o/--raw), write only the codes."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
     dtype: Optional[str] = typer.Option(None, "--dtype",
                                         help="float32 or bfloat16 (default: float32 on CPU, bfloat16 on CUDA)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
     list_speakers: bool = typer.Option(False, "--list-speakers",
                                        help="List the model's speakers and languages (no weights loaded) and exit."),
 ) -> None:
-    """Synthesize speech from text (for now: the codec codes, saved with --save-codes)."""
+    """Synthesize speech from text: to a WAV (-o), to stdout (-o - or --raw), or played live.
+
+    Audio goes only to the chosen output; logs and progress go to stderr (--quiet: errors only).
+
+    Binary audio is never written to a terminal. Files appear only when complete: Ctrl-C exits 130 and leaves no partial file.
+
+    --input FILE: one utterance per line, written as DIR/0001.wav, 0002.wav, … numbered by line number, so that a file always names its line; empty lines are skipped and their numbers stay unused.
+    """
     import time
+
+    from .errors import InputError
 
     if list_speakers:
         _list_speakers(model)
         return
-    if text is None:
-        fail("missing TEXT (or '-' to read standard input)", 2)
-    if save_codes is None:
-        fail("synth writes codec codes only in this version: pass --save-codes FILE.npy "
-             "(WAV output comes with the codec decoder, issue #4)", 2)
-    if text == "-":
-        text = sys.stdin.read()
-    if not save_codes.parent.is_dir():
-        fail(f"{save_codes.parent}: folder does not exist", 2)
+    # -- what to read, where to write: checked before any weights are loaded ----------------------
+    if text is not None and input_file is not None:
+        raise InputError("give either TEXT or --input FILE, not both")
+    if text is None and input_file is None:
+        raise InputError("missing TEXT (or '-' to read standard input, or --input FILE)")
+    if input_file is not None and (output is not None or raw or save_codes is not None):
+        raise InputError("--input writes numbered WAVs into --dir; -o, --raw and --save-codes take a single TEXT")
+    if out_dir is not None and input_file is None:
+        raise InputError("--dir is for --input FILE; use -o FILE.wav for a single text")
+    if raw and output is not None:
+        raise InputError("--raw writes to stdout; drop -o (or use -o FILE.wav without --raw)")
+    to_stdout = raw or output == "-"
+    if to_stdout and _stdout_is_terminal():
+        raise InputError("refusing to write binary audio to a terminal: use -o FILE.wav, or pipe it "
+                         "(e.g. --raw | aplay -r 24000 -f S16_LE -c 1 -t raw)")
+    out_path = Path(output) if output not in (None, "-") else None
+    for p in (out_path, save_codes):
+        if p is not None and not p.parent.is_dir():
+            raise InputError(f"{p.parent}: folder does not exist")
 
-    import numpy as np
+    if input_file is not None:
+        utterances = _read_lines(input_file)
+        folder = Path(out_dir) if out_dir is not None else Path(".")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"{folder}: cannot create folder ({e.strerror})") from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise InputError(f"{folder}: folder is not writable")
+        width = max(4, len(str(utterances[-1][0])))
+        jobs = [(t, folder / f"{n:0{width}d}.wav") for n, t in utterances]
+        mode = "files"
+    else:
+        if text == "-":
+            text = sys.stdin.read()
+        jobs = [(text, out_path)]
+        if to_stdout:
+            mode = "raw" if raw else "stdout-wav"
+        elif out_path is not None:
+            mode = "files"
+        elif save_codes is not None:
+            mode = "codes-only"
+        else:
+            mode = "play"
+
+    say = (lambda *a, **k: None) if quiet else (lambda msg: err.print(msg, soft_wrap=True))
+    live = not quiet and err.is_terminal
+
     import torch
 
-    from .engine import load_tts, parse_device, resolve_model_folder
+    from .engine import load_tts, parse_device
 
     dev = parse_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    folder = resolve_model_folder(model)
+    folder = _resolve_model_with_progress(model, live, say)
     t0 = time.perf_counter()
-    tts = load_tts(folder, device=dev, dtype=dtype)
-    t1 = time.perf_counter()
-    result = tts.generate_codes(text, speaker=speaker, language=language, instruct=instruct, greedy=greedy,
-                                seed=seed, max_frames=max_frames, temperature=temperature, top_k=top_k,
-                                top_p=top_p, repetition_penalty=repetition_penalty)
-    t2 = time.perf_counter()
-    for w in result.warnings:
-        err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
-    codes = result.codes.numpy().astype(np.int64)
-    tmp = save_codes.with_name(f".{save_codes.name}.{os.getpid()}.tmp")
+    if live:
+        with err.status("loading the model…"):
+            tts = load_tts(folder, device=dev, dtype=dtype)
+    else:
+        tts = load_tts(folder, device=dev, dtype=dtype)
+    t_load = time.perf_counter() - t0
+    if speaker in (None, "") and tts.model_type == "custom_voice":
+        speaker = tts.default_speaker
+        say(f"speaker: {speaker} (default; --speaker to choose, --list-speakers to list)")
+    cap = max_frames or tts.generation_config.max_new_tokens
+    kw = dict(speaker=speaker, language=language, instruct=instruct, greedy=greedy, seed=seed,
+              max_frames=max_frames, temperature=temperature, top_k=top_k, top_p=top_p,
+              repetition_penalty=repetition_penalty)
+
+    sd = _output_device() if mode == "play" else None
+    if mode == "play" and sd is None:
+        mode = "default-file"
+    with _SynthProgress(live, cap, len(jobs)) as bar:
+        for i, (utterance, path) in enumerate(jobs):
+            t1 = time.perf_counter()
+            if mode == "codes-only":
+                result = tts.generate_codes(utterance, progress=bar.callback(i, path), **kw)
+                audio = None
+            else:
+                result = tts.synthesize(utterance, progress=bar.callback(i, path), **kw)
+                audio = result.audio
+            dt = time.perf_counter() - t1
+            bar.done()
+            for w in result.warnings:
+                say(f"[yellow]warning:[/] {escape(w)}")
+            frames = int(result.codes.shape[0])
+            where = None
+            if mode == "files":
+                from .audio import write_wav
+
+                where = write_wav(path, audio)
+            elif mode == "stdout-wav":
+                from .audio import wav_bytes
+
+                _write_stdout(wav_bytes(audio))
+                where = "stdout (WAV)"
+            elif mode == "raw":
+                from .audio import pcm16
+
+                _write_stdout(pcm16(audio))
+                where = "stdout (raw s16le, 24000 Hz, mono)"
+            elif mode == "play":
+                if _play(sd, audio, say):
+                    where = "the sound device"
+                else:
+                    mode = "default-file"
+            if mode == "default-file":
+                from .audio import write_wav
+
+                where = write_wav(_default_output(Path(".")), audio)
+                reason = "playback failed" if sd is not None else "no sound device to play on"
+                say(f"no -o given and {reason}: writing {escape(str(where))} (use -o FILE.wav to choose the name)")
+            if save_codes is not None:
+                _save_npy(save_codes, result.codes)
+                where = f"{where} and {save_codes}" if where else str(save_codes)
+            audio_s = frames * 0.08
+            say(f"{'played on' if where == 'the sound device' else 'wrote'} {escape(str(where))}: {frames} frames "
+                f"({audio_s:.2f} s of audio), stop: {result.stop_reason}; load {t_load:.1f} s, synthesis "
+                f"{dt:.1f} s ({audio_s / max(dt, 1e-9):.2f}x real time)")
+
+
+def _stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _write_stdout(data: bytes) -> None:
+    sys.stdout.flush()
+    out = typer.get_binary_stream("stdout")
+    view = memoryview(data)
+    try:
+        while view:  # an unbuffered stream may take only part of it (a pipe whose reader left)
+            view = view[out.write(view) or 0:]
+        out.flush()
+    except BrokenPipeError:
+        # The reader went away: keep Python's exit-time flush of stdout from failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        fail("standard output was closed before all audio was written", 1)
+
+
+def _read_lines(source: str) -> list[tuple[int, str]]:
+    """(line number, text) of every non-empty line of FILE or '-' (stdin)."""
+    from .errors import InputError
+
+    if source == "-":
+        content = sys.stdin.read()
+    else:
+        try:
+            content = Path(source).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InputError(f"{source}: file not found") from None
+        except UnicodeDecodeError:
+            raise InputError(f"{source}: not UTF-8 text") from None
+        except OSError as e:
+            raise InputError(f"{source}: cannot read ({e.strerror})") from None
+    lines = [(n, line.strip()) for n, line in enumerate(content.splitlines(), 1) if line.strip()]
+    if not lines:
+        raise InputError(f"{source}: no text (every line is empty)")
+    return lines
+
+
+def _default_output(folder: Path) -> Path:
+    """qwen3tts-output.wav, or the first free qwen3tts-output-N.wav: never an existing file."""
+    path, n = folder / "qwen3tts-output.wav", 2
+    while path.exists():
+        path, n = folder / f"qwen3tts-output-{n}.wav", n + 1
+    return path
+
+
+def _output_device():
+    """The sounddevice module when it can play here; None when it is not installed, PortAudio is
+    missing, or there is no output device."""
+    try:
+        import sounddevice as sd
+    except (ImportError, OSError):  # OSError: the PortAudio library itself is missing
+        return None
+    try:
+        sd.query_devices(kind="output")
+    except Exception:
+        return None
+    return sd
+
+
+def _play(sd, audio, say) -> bool:
+    """Play and wait; False (after one line) when the device fails, so that the caller saves a file."""
+    from .audio import SAMPLE_RATE
+
+    if len(audio) == 0:
+        return True
+    try:
+        sd.play(audio, SAMPLE_RATE)
+        sd.wait()
+    except KeyboardInterrupt:
+        sd.stop()
+        raise
+    except Exception as e:
+        say(f"[yellow]warning:[/] playback failed ({escape(str(e))})")
+        return False
+    return True
+
+
+def _save_npy(path: Path, codes) -> None:
+    import numpy as np
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
-            np.save(f, codes)
-        os.replace(tmp, save_codes)
+            np.save(f, codes.numpy().astype(np.int64))
+        os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    frames = codes.shape[0]
-    err.print(f"wrote {save_codes}: {frames} frames ({frames * 0.08:.2f} s of audio), stop: "
-              f"{result.stop_reason}; load {t1 - t0:.1f} s, generate {t2 - t1:.1f} s "
-              f"({frames / max(t2 - t1, 1e-9):.2f} frames/s)", soft_wrap=True)
+
+
+def _resolve_model_with_progress(model: str, live: bool, say) -> Path:
+    """A local folder as is; an official model from the cache, downloading it on first use."""
+    local = Path(model).expanduser()
+    if local.is_dir():
+        return local
+    from . import hub
+
+    bar = None
+    task = None
+    per_file: dict[str, int] = {}
+    skipped = 0
+
+    def on_progress(event: str, path: str, done: int, total: int) -> None:
+        nonlocal bar, task, skipped
+        if event == "plan":
+            say(f"downloading {escape(model)} (first use; resumable, SHA-256 checked)")
+            if live:
+                from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                                           TransferSpeedColumn)
+
+                bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                               TransferSpeedColumn(), console=err, transient=True)
+                bar.start()
+                task = bar.add_task("downloading", total=total)
+            return
+        if bar is None:
+            return
+        if event == "skip":
+            skipped += total
+        else:
+            per_file[path] = done
+        bar.update(task, completed=skipped + sum(per_file.values()))
+
+    try:
+        return hub.resolve_model(model, progress=on_progress)
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+class _SynthProgress:
+    """A live line on stderr while frames are generated: frames, seconds of audio, speed."""
+
+    def __init__(self, live: bool, cap: int, count: int):
+        self.live, self.cap, self.count = live, cap, count
+        self.progress = None
+        self.task = None
+
+    def __enter__(self) -> "_SynthProgress":
+        if self.live:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(),
+                TextColumn("{task.completed} frames, {task.fields[audio]:.1f} s audio, {task.fields[speed]}"),
+                TimeElapsedColumn(), console=err, transient=True)
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def callback(self, index: int, path):
+        if self.progress is None:
+            return None
+        import time
+
+        label = f"{index + 1}/{self.count} {path.name}" if self.count > 1 and path is not None else "generating"
+        self.task = self.progress.add_task(escape(label), total=self.cap, audio=0.0, speed="")
+        start = time.perf_counter()
+
+        def on_frame(n: int) -> None:
+            audio = n * 0.08
+            speed = f"{audio / max(time.perf_counter() - start, 1e-9):.2f}× RT"
+            self.progress.update(self.task, completed=n, audio=audio, speed=speed)
+
+        return on_frame
+
+    def done(self) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
 
 
 def _list_speakers(model: str) -> None:

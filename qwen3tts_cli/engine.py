@@ -1,14 +1,18 @@
-"""The library's front door: load a model folder once, then turn text into codec codes.
+"""The library's front door: load a model folder once, then turn text into audio (or codec codes).
 
     tts = load_tts("path/to/Qwen3-TTS-12Hz-0.6B-CustomVoice")
-    result = tts.generate_codes("Hello.", speaker="ryan", language="english", seed=0)
-    result.codes  # LongTensor [frames, 16]
+    result = tts.synthesize("Hello.", speaker="ryan", language="english", seed=0)
+    result.audio  # float32 numpy [frames * 1920] at result.sample_rate (24 kHz)
+    result.codes  # LongTensor [frames, 16]; tts.generate_codes(...) stops there
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 
 from .code_predictor import CodePredictor
@@ -18,6 +22,9 @@ from .generate import GenerationResult, generate_frames
 from .sampling import SamplingSettings
 from .talker import Talker
 from .weights import expected_model_tensors, load_safetensors, safetensors_files
+
+# The documented voice of CustomVoice models when none is asked for (else the first in sorted order).
+DEFAULT_SPEAKER = "ryan"
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
@@ -44,14 +51,33 @@ def parse_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+@dataclass
+class SynthesisResult:
+    audio: np.ndarray  # float32 [frames * 1920], mono, in [-1, 1]
+    codes: torch.Tensor  # [frames, 16] int64 on the CPU
+    stop_reason: str  # "eos" | "max_frames"
+    sample_rate: int = 24000
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def frames(self) -> int:
+        return int(self.codes.shape[0])
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+
 class TTS:
-    """A loaded model: config, text tokenizer, talker and code predictor on one device."""
+    """A loaded model: config, text tokenizer, talker and code predictor on one device; the codec
+    decoder is loaded on first use."""
 
     def __init__(self, folder: Path, cfg: ModelConfig, gen: GenerationConfig, talker: Talker,
                  predictor: CodePredictor, tokenizer, device: torch.device, dtype: torch.dtype):
         self.folder, self.cfg, self.generation_config = folder, cfg, gen
         self.talker, self.predictor, self.tokenizer = talker, predictor, tokenizer
         self.device, self.dtype = device, dtype
+        self._decoder = None
 
     @property
     def model_type(self) -> str:
@@ -64,6 +90,34 @@ class TTS:
     @property
     def languages(self) -> list[str]:
         return self.cfg.languages
+
+    @property
+    def default_speaker(self) -> str | None:
+        """'ryan' when the model has it, else the first speaker in sorted order; None without speakers."""
+        speakers = self.speakers
+        if not speakers:
+            return None
+        return DEFAULT_SPEAKER if DEFAULT_SPEAKER in speakers else speakers[0]
+
+    @property
+    def decoder(self):
+        """The codec decoder from the model folder's speech_tokenizer/, loaded on first use.
+
+        Always float32, whatever the talker's dtype: the codec is stored in F32, and decoding it in
+        bf16 (as the reference README's example does by casting the whole model) costs accuracy for
+        little speed; we deliberately keep it in fp32.
+        """
+        if self._decoder is None:
+            from .codec import CodecDecoder
+
+            self._decoder = CodecDecoder.from_folder(self.folder, device=self.device, dtype=torch.float32)
+        return self._decoder
+
+    @property
+    def sample_rate(self) -> int:
+        from .audio import SAMPLE_RATE
+
+        return SAMPLE_RATE
 
     # Row builders used by the prompt construction.
     def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
@@ -83,11 +137,13 @@ class TTS:
     def generate_codes(self, text: str, speaker: str | None = None, language: str | None = "auto",
                        instruct: str | None = None, non_streaming_mode: bool | None = None,
                        greedy: bool = False, seed: int | None = None, max_frames: int | None = None,
-                       return_logits: bool = False, **sampling_overrides) -> GenerationResult:
+                       return_logits: bool = False, progress: Callable[[int], None] | None = None,
+                       **sampling_overrides) -> GenerationResult:
         """Text to codec codes [frames, 16]. Stops at EOS (not emitted) or after ``max_frames``.
 
         ``sampling_overrides``: temperature, top_k, top_p, repetition_penalty, do_sample and the
-        subtalker_* variants; None keeps generation_config.json's value.
+        subtalker_* variants; None keeps generation_config.json's value. ``progress(frames_so_far)``
+        is called after every frame.
         """
         from .prompt import SynthesisRequest, build_prompt
 
@@ -101,9 +157,36 @@ class TTS:
         prompt = build_prompt(self, self.cfg, self.tokenizer, request)
         result = generate_frames(self.talker, self.predictor, prompt.embeds, prompt.trailing, prompt.pad,
                                  settings, int(max_frames), self.cfg.talker.codec_eos_token_id, seed=seed,
-                                 return_logits=return_logits)
+                                 return_logits=return_logits, progress=progress)
         result.warnings = list(prompt.warnings)
         return result
+
+    def decode(self, codes) -> np.ndarray:
+        """Codec codes [frames, 16] -> float32 audio [frames * 1920] (the official offline decode)."""
+        return self.decoder.decode(codes).numpy()
+
+    def synthesize(self, text: str, speaker: str | None = None, language: str | None = "auto",
+                   instruct: str | None = None, non_streaming_mode: bool | None = None,
+                   greedy: bool = False, seed: int | None = None, max_frames: int | None = None,
+                   progress: Callable[[int], None] | None = None, **sampling_overrides) -> SynthesisResult:
+        """Text to 24 kHz mono float32 audio: ``generate_codes`` then the codec decoder.
+
+        A CustomVoice model without ``speaker`` speaks with ``default_speaker``. Other arguments as
+        for ``generate_codes``.
+        """
+        if speaker in (None, "") and self.model_type == "custom_voice":
+            speaker = self.default_speaker
+        gen = self.generate_codes(text, speaker=speaker, language=language, instruct=instruct,
+                                  non_streaming_mode=non_streaming_mode, greedy=greedy, seed=seed,
+                                  max_frames=max_frames, progress=progress, **sampling_overrides)
+        warnings = list(gen.warnings)
+        if gen.frames == 0:
+            audio = np.zeros(0, dtype=np.float32)
+            warnings.append("the model ended the utterance before its first frame: no audio")
+        else:
+            audio = self.decode(gen.codes)
+        return SynthesisResult(audio=audio, codes=gen.codes, stop_reason=gen.stop_reason,
+                               sample_rate=self.sample_rate, warnings=warnings)
 
 
 def _split_state(tensors: dict[str, torch.Tensor]) -> tuple[dict, dict]:

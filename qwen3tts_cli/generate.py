@@ -12,6 +12,7 @@ Differences from the reference, both deliberate:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -60,11 +61,15 @@ class _HostFlag:
 def generate_frames(talker: Talker, predictor: CodePredictor, prompt_embeds: torch.Tensor,
                     trailing: torch.Tensor, pad: torch.Tensor, settings: SamplingSettings, max_frames: int,
                     eos_id: int, seed: int | None = None, return_logits: bool = False,
-                    cp_logits_frames: int | None = None) -> GenerationResult:
+                    cp_logits_frames: int | None = None,
+                    progress: Callable[[int], None] | None = None) -> GenerationResult:
     """Generate up to ``max_frames`` frames for one prompt (batch 1).
 
     prompt_embeds [L, H] prefill rows; trailing [m, H] text rows paired with frames 0..m-1; ``pad``
     [H] pairs with every later frame. Sampling, penalties and stopping follow §5.2.
+    ``progress(n)`` is called after each complete frame with the number of frames so far; it gets
+    only what the loop already knows on the host, so it adds no device sync. An exception it raises
+    (e.g. KeyboardInterrupt) ends generation.
     """
     if max_frames < 1:
         raise ValueError("max_frames must be >= 1")
@@ -105,6 +110,8 @@ def generate_frames(talker: Talker, predictor: CodePredictor, prompt_embeds: tor
         frames.append(torch.cat((z[:, None], rest), dim=1)[0])
         if want_cp:
             cp_logits.append(lg[0])
+        if progress is not None:
+            progress(len(frames))
         if last:
             break
         if return_logits:

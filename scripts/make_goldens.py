@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerate the reference goldens under tests/fixtures/goldens/ with the official qwen-tts 0.1.1.
 
-    python scripts/make_goldens.py [all|generator|codec|clone] [--refvenv PATH] ...
+    python scripts/make_goldens.py [all|generator|codec|clone|synth] [--refvenv PATH] ...
 
 Each part builds its random-weight checkpoints with scripts/make_checkpoint.py's builder, runs the
 official package in its own virtual environment (see README, "Regenerating the goldens") and writes
@@ -13,7 +13,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-PARTS = ("generator", "codec", "clone")
+PARTS = ("generator", "codec", "clone", "synth")
 
 
 def _load(part: str):

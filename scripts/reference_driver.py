@@ -16,7 +16,8 @@ method's default), max_new_tokens. Generation is greedy (do_sample=False, subtal
 For each case OUT_DIR gets <name>.json (inputs, prompt ids, text-embedding lookups in call order,
 split regex, versions, frame count) and <name>.npz (codes [T,16] int64; talker_logits
 [steps,vocab] and cp_logits [frames,groups-1,2048] as raw float32 head outputs; prefill_embeds
-[L,H], trailing [m,H] and pad [H] as fed to the talker's first forward).
+[L,H], trailing [m,H] and pad [H] as fed to the talker's first forward; wav [samples] float32, the
+waveform the wrapper returned, at the json's sample_rate).
 """
 
 from __future__ import annotations
@@ -157,11 +158,12 @@ def run(cases: list[dict], out_dir: str) -> None:
         if case["method"] == "custom_voice":
             if case.get("instruct"):
                 record["instruct_ids"] = tokenize(tts._build_instruct_text(case["instruct"]))
-            tts.generate_custom_voice(text=case["text"], speaker=case["speaker"], language=language,
-                                      instruct=case.get("instruct"), **kw)
+            wavs, sr = tts.generate_custom_voice(text=case["text"], speaker=case["speaker"], language=language,
+                                                 instruct=case.get("instruct"), **kw)
         elif case["method"] == "voice_design":
             record["instruct_ids"] = tokenize(tts._build_instruct_text(case["instruct"]))
-            tts.generate_voice_design(text=case["text"], instruct=case["instruct"], language=language, **kw)
+            wavs, sr = tts.generate_voice_design(text=case["text"], instruct=case["instruct"], language=language,
+                                                 **kw)
         else:
             raise SystemExit(f"{case['name']}: unsupported method {case['method']}")
         pre = json.loads(tts.processor.tokenizer.backend_tokenizer.to_str())["pre_tokenizer"]
@@ -171,9 +173,9 @@ def run(cases: list[dict], out_dir: str) -> None:
         talker_logits = np.stack(cap.talker_logits).astype(np.float32)
         cp = cap.cp_frames(tts.model.talker.config.num_code_groups).astype(np.float32)
         record.update(frames=int(codes.shape[0]), talker_steps=int(talker_logits.shape[0]),
-                      eos=bool(codes.shape[0] < kw["max_new_tokens"] - 1))
+                      eos=bool(codes.shape[0] < kw["max_new_tokens"] - 1), sample_rate=int(sr))
         np.savez(os.path.join(out_dir, case["name"] + ".npz"), codes=codes, talker_logits=talker_logits,
-                 cp_logits=cp, **cap.prefill)
+                 cp_logits=cp, wav=np.asarray(wavs[0], dtype=np.float32), **cap.prefill)
         with open(os.path.join(out_dir, case["name"] + ".json"), "w", encoding="utf-8") as f:
             json.dump(record, f, ensure_ascii=False, indent=1)
         print(f"{case['name']}: {codes.shape[0]} frames, eos={record['eos']}", flush=True)
