@@ -9,7 +9,7 @@ Random draws come from a ``torch.Generator`` seeded from the user's seed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import fields, replace
 
 import torch
 
@@ -17,20 +17,10 @@ from .config import GenerationConfig
 from .errors import InputError
 
 
-@dataclass(frozen=True)
-class SamplingSettings:
-    do_sample: bool = True
-    temperature: float = 0.9
-    top_k: int = 50
-    top_p: float = 1.0
-    repetition_penalty: float = 1.05
-    subtalker_dosample: bool = True
-    subtalker_temperature: float = 0.9
-    subtalker_top_k: int = 50
-    subtalker_top_p: float = 1.0
+class SamplingSettings(GenerationConfig):
+    """generation_config.json's sampling values after the user's overrides (same fields, one place)."""
 
-    OVERRIDABLE = ("do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "subtalker_dosample",
-                   "subtalker_temperature", "subtalker_top_k", "subtalker_top_p")
+    OVERRIDABLE = tuple(f.name for f in fields(GenerationConfig) if f.name != "max_new_tokens")
 
     @classmethod
     def resolve(cls, gen: GenerationConfig | None = None, greedy: bool = False,

@@ -138,14 +138,6 @@ def as_float(x: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------
 
-def default_refvenv_python() -> str:
-    env = os.environ.get("QWEN3TTS_REFVENV")
-    if env:
-        p = Path(env)
-        return str(p / "bin" / "python" if p.is_dir() else p)
-    return "/work/refvenv/bin/python"
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Regenerate the voice-clone front-end goldens with the "
                                              "official reference.")
@@ -157,13 +149,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from qwen3tts_cli.checkpoint import build_checkpoint
+    from refenv import reference_python  # scripts/ is on sys.path when run as a script
 
-    python = default_refvenv_python() if args.refvenv is None else args.refvenv
-    if Path(python).is_dir():
-        python = str(Path(python) / "bin" / "python")
-    if not Path(python).is_file():
-        print(f"error: reference python not found: {python}", file=sys.stderr)
-        return 2
+    python = reference_python(args.refvenv)
 
     work_ctx = tempfile.TemporaryDirectory(prefix="clone-goldens-") if args.keep is None else None
     work = Path(work_ctx.name) if work_ctx else args.keep

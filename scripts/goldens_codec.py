@@ -48,14 +48,6 @@ def make_codes(seed: int = CODES_SEED) -> dict[str, np.ndarray]:
     return {case_name(t): rng.integers(0, 2048, size=(t, 16)).astype(np.int16) for t in FRAMES}
 
 
-def default_refvenv_python() -> str:
-    env = os.environ.get("QWEN3TTS_REFVENV")
-    if env:
-        p = Path(env)
-        return str(p / "bin" / "python" if p.is_dir() else p)
-    return "/work/refvenv/bin/python"
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Regenerate the codec-decoder goldens with the official reference.")
     ap.add_argument("--refvenv", default=None,
@@ -67,13 +59,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from qwen3tts_cli.checkpoint import build_checkpoint
+    from refenv import reference_python  # scripts/ is on sys.path when run as a script
 
-    python = default_refvenv_python() if args.refvenv is None else args.refvenv
-    if Path(python).is_dir():
-        python = str(Path(python) / "bin" / "python")
-    if not Path(python).is_file():
-        print(f"error: reference python not found: {python}", file=sys.stderr)
-        return 2
+    python = reference_python(args.refvenv)
 
     args.out.mkdir(parents=True, exist_ok=True)
     codes = make_codes()

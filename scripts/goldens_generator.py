@@ -95,15 +95,6 @@ CASES = [
 ]
 
 
-def _refvenv_python(arg: str | None) -> str:
-    py = arg or os.environ.get("QWEN3TTS_REFVENV") or "/work/refvenv/bin/python"
-    if os.path.isdir(py):
-        py = os.path.join(py, "bin", "python")
-    if not os.path.exists(py):
-        raise SystemExit(f"reference python not found: {py} (give --refvenv or set QWEN3TTS_REFVENV)")
-    return py
-
-
 def _check_regexes(case: dict, ckpt: Path, rec: dict) -> bool:
     """Our local-path ids must equal the reference's; returns whether qwen2 gives the same ids."""
     from qwen3tts_cli.prompt import assistant_text, instruct_text
@@ -135,8 +126,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from qwen3tts_cli.checkpoint import build_checkpoint
+    from refenv import reference_python  # scripts/ is on sys.path when run as a script
 
-    py = _refvenv_python(args.refvenv)
+    py = reference_python(args.refvenv)
     cases = [c for c in CASES if args.only is None or c["name"] in args.only]
     if args.only:
         unknown = set(args.only) - {c["name"] for c in cases}

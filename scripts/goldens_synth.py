@@ -47,15 +47,6 @@ CASES = [
 ]
 
 
-def refvenv_python(arg: str | None) -> str:
-    py = arg or os.environ.get("QWEN3TTS_REFVENV") or "/work/refvenv/bin/python"
-    if os.path.isdir(py):
-        py = os.path.join(py, "bin", "python")
-    if not os.path.exists(py):
-        raise SystemExit(f"reference python not found: {py} (give --refvenv or set QWEN3TTS_REFVENV)")
-    return py
-
-
 def check_tokenization(case: dict, ckpt: Path, rec: dict) -> None:
     """Our tokenizer (both regexes) must give the ids the reference embedded."""
     from qwen3tts_cli.prompt import assistant_text, instruct_text
@@ -80,8 +71,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from qwen3tts_cli.checkpoint import build_checkpoint
+    from refenv import reference_python  # scripts/ is on sys.path when run as a script
 
-    py = refvenv_python(args.refvenv)
+    py = reference_python(args.refvenv)
     cases = [c for c in CASES if args.only is None or c["name"] in args.only]
     unknown = set(args.only or ()) - {c["name"] for c in cases}
     if unknown:

@@ -25,33 +25,13 @@ import json
 import os
 import sys
 import time
-import types
+
+from refenv import import_qwen_tts
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 SR = 24000
-
-
-def _import_reference():
-    """Import qwen_tts in a venv without torchaudio.
-
-    Only the 25 Hz tokenizer uses torchaudio, so an empty stand-in is enough here; it must be
-    registered after transformers is imported (transformers rejects a module without a spec).
-    """
-    import transformers  # noqa: F401
-
-    try:
-        import torchaudio.compliance.kaldi  # noqa: F401
-    except ImportError:
-        names = ("torchaudio", "torchaudio.compliance", "torchaudio.compliance.kaldi")
-        mods = {n: types.ModuleType(n) for n in names}
-        mods["torchaudio"].compliance = mods["torchaudio.compliance"]
-        mods["torchaudio.compliance"].kaldi = mods["torchaudio.compliance.kaldi"]
-        sys.modules.update(mods)
-    import qwen_tts
-
-    return qwen_tts
 
 
 def main(argv=None) -> int:
@@ -71,7 +51,7 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    qwen_tts = _import_reference()
+    qwen_tts = import_qwen_tts()
     from importlib.metadata import version
 
     from qwen_tts.core.models.modeling_qwen3_tts import mel_spectrogram

@@ -15,31 +15,10 @@ import json
 import os
 import sys
 import time
-import types
+
+from refenv import import_qwen_tts
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def _import_reference():
-    """Import qwen_tts in a venv without torchaudio.
-
-    Only qwen-tts's 25 Hz tokenizer uses torchaudio (kaldi fbank); an empty stand-in module is
-    enough for the 12 Hz codec. It must be registered after transformers is imported: transformers
-    probes torchaudio with importlib and rejects a module without a spec.
-    """
-    import transformers  # noqa: F401
-
-    try:
-        import torchaudio.compliance.kaldi  # noqa: F401
-    except ImportError:
-        stub = {name: types.ModuleType(name)
-                for name in ("torchaudio", "torchaudio.compliance", "torchaudio.compliance.kaldi")}
-        stub["torchaudio"].compliance = stub["torchaudio.compliance"]
-        stub["torchaudio.compliance"].kaldi = stub["torchaudio.compliance.kaldi"]
-        sys.modules.update(stub)
-    import qwen_tts
-
-    return qwen_tts
 
 
 def main(argv=None) -> int:
@@ -55,7 +34,7 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    qwen_tts = _import_reference()
+    qwen_tts = import_qwen_tts()
     import transformers
     from importlib.metadata import version
 

@@ -25,36 +25,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import types
 from importlib import metadata
+
+from refenv import import_qwen_tts
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
-def _import_qwen_tts():
-    # qwen_tts imports torchaudio only for its 25 Hz tokenizer, and no CPU torchaudio build exists
-    # for this torch. transformers must be imported before the stand-in is registered, or its own
-    # import-time probe of torchaudio fails on the missing module spec.
-    import transformers  # noqa: F401
-
-    try:
-        import torchaudio.compliance.kaldi  # noqa: F401
-    except Exception:
-        def fbank(*_a, **_k):
-            raise RuntimeError("torchaudio is not installed (only the 25 Hz tokenizer needs it)")
-
-        root = types.ModuleType("torchaudio")
-        compliance = types.ModuleType("torchaudio.compliance")
-        kaldi = types.ModuleType("torchaudio.compliance.kaldi")
-        kaldi.fbank = fbank
-        root.compliance, compliance.kaldi = compliance, kaldi
-        sys.modules["torchaudio"] = root
-        sys.modules["torchaudio.compliance"] = compliance
-        sys.modules["torchaudio.compliance.kaldi"] = kaldi
-    import qwen_tts
-
-    return qwen_tts
 
 
 def versions() -> dict:
@@ -135,7 +111,7 @@ def run(cases: list[dict], out_dir: str) -> None:
     import numpy as np
     import torch
 
-    _import_qwen_tts()
+    import_qwen_tts()
     from qwen_tts import Qwen3TTSModel
 
     torch.manual_seed(0)

@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from qwen3tts_cli.code_predictor import CodePredictor
-from qwen3tts_cli.config import ModelConfig
 from qwen3tts_cli.engine import load_tts
 from qwen3tts_cli.layers import attention_mask, rope_cos_sin
 from qwen3tts_cli.sampling import make_generator
