@@ -43,6 +43,17 @@ def read_json(path: str | Path) -> dict:
     return data
 
 
+def _parse_file(cls, path: str | Path):
+    """``cls.from_dict`` of a JSON file, every failure one ModelError that names the file."""
+    d = read_json(path)
+    try:
+        return cls.from_dict(d)
+    except ModelError as e:
+        raise ModelError(f"{path}: {e}") from None
+    except (TypeError, ValueError, AttributeError) as e:
+        raise ModelError(f"{path}: invalid value ({e})") from None
+
+
 @dataclass(frozen=True)
 class DecoderLMConfig:
     """A Qwen3-style decoder stack: the talker and the code predictor share this shape."""
@@ -213,13 +224,7 @@ class ModelConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "ModelConfig":
-        d = read_json(path)
-        try:
-            return cls.from_dict(d)
-        except ModelError as e:
-            raise ModelError(f"{path}: {e}") from None
-        except (TypeError, ValueError, AttributeError) as e:
-            raise ModelError(f"{path}: invalid value ({e})") from None
+        return _parse_file(cls, path)
 
     @property
     def speakers(self) -> list[str]:
@@ -256,10 +261,7 @@ class GenerationConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "GenerationConfig":
-        try:
-            return cls.from_dict(read_json(path))
-        except (TypeError, ValueError) as e:
-            raise ModelError(f"{path}: invalid value ({e})") from None
+        return _parse_file(cls, path)
 
 
 @dataclass(frozen=True)
@@ -398,10 +400,4 @@ class CodecConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "CodecConfig":
-        d = read_json(path)
-        try:
-            return cls.from_dict(d)
-        except ModelError as e:
-            raise ModelError(f"{path}: {e}") from None
-        except (TypeError, ValueError, AttributeError) as e:
-            raise ModelError(f"{path}: invalid value ({e})") from None
+        return _parse_file(cls, path)

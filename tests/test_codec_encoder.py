@@ -2,48 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from qwen3tts_cli.checkpoint import MANIFEST_NAME
 from qwen3tts_cli.codec.encoder import CodecEncoder, nearest_code
 from qwen3tts_cli.config import CodecConfig
 from qwen3tts_cli.errors import InputError, ModelError
 from qwen3tts_cli.weights import expected_codec_tensors, load_safetensors, write_safetensors
 
-GOLDENS = Path(__file__).parent / "fixtures" / "goldens" / "clone"
-META = json.loads((GOLDENS / "meta.json").read_text())
-MODELS = sorted(META["checkpoints"])
-
-
-def as_float(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.float32) / np.float32(32768) if x.dtype == np.int16 else x.astype(np.float32)
+from clone_goldens import META, MODELS, golden_checkpoint, load_goldens
 
 
 @pytest.fixture(scope="module")
 def goldens():
-    with np.load(GOLDENS / "signals.npz") as s, np.load(GOLDENS / "reference.npz") as r:
-        return {k: as_float(s[k]) for k in s.files}, {k: r[k] for k in r.files}
+    return load_goldens()
 
 
 @pytest.fixture(scope="module")
 def encoders(tiny_checkpoint):
-    out = {}
-    for model in MODELS:
-        info = META["checkpoints"][model]
-        folder = tiny_checkpoint(model, info["seed"])
-        manifest = json.loads((folder / MANIFEST_NAME).read_text())
-        # The goldens only mean something for the very same random weights.
-        assert manifest["files"]["speech_tokenizer/model.safetensors"]["sha256"] == \
-            info["speech_tokenizer/model.safetensors sha256"], "checkpoint builder changed: regenerate goldens"
-        out[model] = CodecEncoder.from_folder(folder)
-    return out
+    return {model: CodecEncoder.from_folder(golden_checkpoint(tiny_checkpoint, model, "speech_tokenizer/model.safetensors"))
+            for model in MODELS}
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -2,44 +2,26 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-from qwen3tts_cli.checkpoint import MANIFEST_NAME
 from qwen3tts_cli.config import SpeakerEncoderConfig
 from qwen3tts_cli.errors import InputError, ModelError
 from qwen3tts_cli.speaker import SpeakerEncoder, hz_to_mel, log_mel, mel_filterbank, mel_to_hz, uniform_weights
 
-GOLDENS = Path(__file__).parent / "fixtures" / "goldens" / "clone"
-META = json.loads((GOLDENS / "meta.json").read_text())
-MODELS = sorted(META["checkpoints"])
-
-
-def as_float(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.float32) / np.float32(32768) if x.dtype == np.int16 else x.astype(np.float32)
+from clone_goldens import MODELS, golden_checkpoint, load_goldens
 
 
 @pytest.fixture(scope="module")
 def goldens():
-    with np.load(GOLDENS / "signals.npz") as s, np.load(GOLDENS / "reference.npz") as r:
-        return {k: as_float(s[k]) for k in s.files}, {k: r[k] for k in r.files}
+    return load_goldens()
 
 
 @pytest.fixture(scope="module")
 def encoders(tiny_checkpoint):
-    out = {}
-    for model in MODELS:
-        info = META["checkpoints"][model]
-        folder = tiny_checkpoint(model, info["seed"])
-        manifest = json.loads((folder / MANIFEST_NAME).read_text())
-        assert manifest["files"]["model.safetensors"]["sha256"] == info["model.safetensors sha256"], \
-            "checkpoint builder changed: regenerate goldens"
-        out[model] = SpeakerEncoder.from_folder(folder)
-    return out
+    return {model: SpeakerEncoder.from_folder(golden_checkpoint(tiny_checkpoint, model, "model.safetensors"))
+            for model in MODELS}
 
 
 # -- filterbank ---------------------------------------------------------------------------------
