@@ -14,7 +14,6 @@ code decode to the same vector).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 
 from .config import CodecConfig, ModelConfig
-from .repos import get_repo, metadata_dir, repo_metadata_files
+from .repos import get_repo, metadata_dir, repo_metadata_files, sha256_file
 from .weights import DTYPES, TensorSpec, expected_codec_tensors, expected_model_tensors, write_safetensors
 
 MANIFEST_NAME = ".qwen3tts-manifest.json"
@@ -139,14 +138,6 @@ def random_model_weights(cfg: ModelConfig, seed: int, dtype: str = "BF16") -> di
     return {n: random_tensor(n, s, seed) for n, s in expected_model_tensors(cfg, dtype).items()}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _dump_json(obj: dict, path: Path) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -188,7 +179,7 @@ def build_checkpoint(model: str, size: str, seed: int, out_dir: str | Path) -> P
         "model": repo.short,
         "size": size,
         "seed": seed,
-        "files": {p.relative_to(out).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in listed},
+        "files": {p.relative_to(out).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in listed},
     }
     tmp = out / (MANIFEST_NAME + ".partial")
     _dump_json(manifest, tmp)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .errors import DownloadError, InputError, ModelError
-from .repos import find_repo
+from .repos import find_repo, sha256_file
 
 MANIFEST_NAME = ".qwen3tts-manifest.json"
 MANIFEST_FORMAT = 1
@@ -230,14 +230,6 @@ def _reason(e: BaseException) -> str:
 # Hashing
 # ---------------------------------------------------------------------------------------------
 
-def file_sha256(path: Path, h=None) -> str:
-    h = h or hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
@@ -297,7 +289,7 @@ def _fetch(url: str, part: Path, f: RemoteFile, headers: dict[str, str], progres
         part.unlink()
         have = 0
     if have:
-        file_sha256(part, h)  # hash the prefix now so the new bytes are hashed as they arrive
+        sha256_file(part, h)  # hash the prefix now so the new bytes are hashed as they arrive
     progress("start", f.path, have, f.size)
     if have == f.size:
         return h.hexdigest()
@@ -461,7 +453,7 @@ def _already_there(layout: _Layout, f: RemoteFile, old: dict) -> Optional[str]:
                 and entry.get("sha256") == f.sha256):
             return f.sha256  # the manifest vouches for it; skip hashing gigabytes
         if f.sha256 is not None:
-            if file_sha256(p) != f.sha256:
+            if sha256_file(p) != f.sha256:
                 continue
             sha = f.sha256
         else:

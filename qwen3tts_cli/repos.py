@@ -6,6 +6,7 @@ wherever only the config is needed (``--list-speakers``, ``bench --random-weight
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -104,3 +105,17 @@ def repo_metadata_files(repo: KnownRepo) -> dict[str, Path]:
     for name in ("config.json", "configuration.json", "preprocessor_config.json"):
         files[f"speech_tokenizer/{name}"] = st / name
     return files
+
+
+HASH_CHUNK = 1 << 23  # 8 MiB: large enough that hashing, not Python, is the cost
+
+
+def sha256_file(path: Path, h=None) -> str:
+    """SHA-256 of a file, streamed in large chunks; ``h`` continues a running hash (updated in place)."""
+    h = h or hashlib.sha256()
+    buf = bytearray(HASH_CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()

@@ -7,7 +7,6 @@ GIL), and the digest serves both the manifest and the published checksums.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import Callable
 
 from .config import CodecConfig, GenerationConfig, ModelConfig, read_json
 from .errors import InputError, ModelError
-from .repos import KNOWN_REPOS, KnownRepo, PublishedFile, metadata_dir, published_files
+from .repos import KNOWN_REPOS, KnownRepo, PublishedFile, metadata_dir, published_files, sha256_file
 from .weights import TensorSpec, check_tensor_set, expected_codec_tensors, expected_model_tensors, read_headers
 
 MANIFEST_NAME = ".qwen3tts-manifest.json"
@@ -34,7 +33,6 @@ MODEL_REQUIRED = (
 )
 TOKENIZER_REQUIRED = ("config.json", "preprocessor_config.json", "model.safetensors")
 
-_CHUNK = 1 << 23  # 8 MiB: large enough that hashing, not Python, is the cost
 _PARALLEL_FROM = 1 << 26  # files above 64 MiB are hashed in their own thread
 
 OK, FAIL, SKIP = "ok", "fail", "skip"
@@ -89,19 +87,6 @@ class VerifyReport:
 # --------------------------------------------------------------------------------------------
 # Hashing
 # --------------------------------------------------------------------------------------------
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    buf = bytearray(_CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            n = f.readinto(buf)
-            if not n:
-                break
-            h.update(view[:n])
-    return h.hexdigest()
-
 
 def hash_files(paths: list[Path], workers: int = 2) -> dict[Path, str | OSError]:
     """SHA-256 of each file; an unreadable file maps to its OSError instead of stopping the rest."""

@@ -88,7 +88,8 @@ def test_weights_are_useful(tiny_checkpoint):
     assert 0.8 < float(table.std()) < 1.2
     m = load_safetensors(folder / "model.safetensors", dtype=torch.float32)
     # The logit head spreads logits widely so greedy argmax is robust to rounding.
-    h = torch.nn.functional.normalize(torch.randn(64, m["talker.codec_head.weight"].shape[1]), dim=-1)
+    g = torch.Generator().manual_seed(0)
+    h = torch.nn.functional.normalize(torch.randn(64, m["talker.codec_head.weight"].shape[1], generator=g), dim=-1)
     h = h * h.shape[1] ** 0.5
     logits = h @ m["talker.codec_head.weight"].T
     assert float(logits.std()) > 2.0

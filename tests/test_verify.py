@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from qwen3tts_cli import repos as repos_mod
 from qwen3tts_cli import verify as verify_mod
 from qwen3tts_cli.cli import app
 from qwen3tts_cli.errors import InputError
@@ -423,7 +424,7 @@ def test_hash_files_parallel_matches_hashlib(tiny_checkpoint, monkeypatch, tmp_p
     folder = tiny_checkpoint("0.6B-Base")
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     monkeypatch.setattr(verify_mod, "_PARALLEL_FROM", 1 << 20)  # the two weights files go to threads
-    monkeypatch.setattr(verify_mod, "_CHUNK", 1 << 16)  # many chunks per file
+    monkeypatch.setattr(repos_mod, "HASH_CHUNK", 1 << 16)  # many chunks per file
     gone = tmp_path / "gone.bin"
     digests = verify_mod.hash_files(files + [files[0], gone])
     assert set(digests) == set(files) | {gone}
