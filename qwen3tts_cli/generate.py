@@ -12,7 +12,7 @@ Differences from the reference, both deliberate:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -57,19 +57,26 @@ class _HostFlag:
         return int(self.buf[0])
 
 
+class FrameLog:
+    """Optional record of raw logits while iterating (parity tests and diagnostics)."""
+
+    def __init__(self, cp_frames: int | None = None):
+        self.talker: list[torch.Tensor] = []  # [1, vocab] per step, step 0 = prefill
+        self.cp: list[torch.Tensor] = []  # [15, cp_vocab] per frame
+        self.cp_frames = cp_frames
+
+
 @torch.inference_mode()
-def generate_frames(talker: Talker, predictor: CodePredictor, prompt_embeds: torch.Tensor,
-                    trailing: torch.Tensor, pad: torch.Tensor, settings: SamplingSettings, max_frames: int,
-                    eos_id: int, seed: int | None = None, return_logits: bool = False,
-                    cp_logits_frames: int | None = None,
-                    progress: Callable[[int], None] | None = None) -> GenerationResult:
-    """Generate up to ``max_frames`` frames for one prompt (batch 1).
+def iter_frames(talker: Talker, predictor: CodePredictor, prompt_embeds: torch.Tensor,
+                trailing: torch.Tensor, pad: torch.Tensor, settings: SamplingSettings, max_frames: int,
+                eos_id: int, seed: int | None = None, log: FrameLog | None = None) -> Iterator[torch.Tensor]:
+    """Yield the frames of one prompt (batch 1) as they are made: int64 [16] tensors on the model's
+    device. The generator's return value (StopIteration.value) is the stop reason, "eos" or
+    "max_frames".
 
     prompt_embeds [L, H] prefill rows; trailing [m, H] text rows paired with frames 0..m-1; ``pad``
-    [H] pairs with every later frame. Sampling, penalties and stopping follow §5.2.
-    ``progress(n)`` is called after each complete frame with the number of frames so far; it gets
-    only what the loop already knows on the host, so it adds no device sync. An exception it raises
-    (e.g. KeyboardInterrupt) ends generation.
+    [H] pairs with every later frame. Sampling, penalties and stopping follow §5.2. Closing the
+    generator early (a consumer's ``break``) simply drops the speculative next step.
     """
     if max_frames < 1:
         raise ValueError("max_frames must be >= 1")
@@ -81,21 +88,19 @@ def generate_frames(talker: Talker, predictor: CodePredictor, prompt_embeds: tor
     sampler = FirstCodeSampler(settings, talker.cfg.vocab_size, eos_id, 1, device, generator)
     cp_kw = dict(do_sample=settings.subtalker_dosample, temperature=settings.subtalker_temperature,
                  top_k=settings.subtalker_top_k, top_p=settings.subtalker_top_p, generator=generator)
-    n_cp_logits = max_frames if cp_logits_frames is None else cp_logits_frames
+    n_cp_logits = 0 if log is None else (max_frames if log.cp_frames is None else log.cp_frames)
 
     positions = torch.arange(L + max_frames, device=device)  # sliced per step: no host->device copy
     h = talker(prompt_embeds[None], positions[:L], kv_len=L)[:, -1]
     logits = talker.logits(h)
-    talker_logits = [logits.float()] if return_logits else None
-    cp_logits = [] if return_logits else None
+    if log is not None:
+        log.talker.append(logits.float())
     z = sampler(logits)
     flag = _HostFlag(device)
-    frames: list[torch.Tensor] = []
-    stop = "max_frames"
     pos = L
     for s in range(max_frames):
         flag.start(z)
-        want_cp = return_logits and s < n_cp_logits
+        want_cp = s < n_cp_logits
         rest, frame_emb, lg = predictor.predict(h, talker.embed_codec(z), return_logits=want_cp, **cp_kw)
         last = s == max_frames - 1
         if not last:
@@ -105,25 +110,49 @@ def generate_frames(talker: Talker, predictor: CodePredictor, prompt_embeds: tor
             h_next = talker(x[:, None], positions[pos:pos + 1], kv_len=pos + 1)[:, -1]
             logits = talker.logits(h_next)
         if flag.read() == eos_id:
-            stop = "eos"
-            break
-        frames.append(torch.cat((z[:, None], rest), dim=1)[0])
+            return "eos"
         if want_cp:
-            cp_logits.append(lg[0])
-        if progress is not None:
-            progress(len(frames))
+            log.cp.append(lg[0])
+        yield torch.cat((z[:, None], rest), dim=1)[0]
         if last:
             break
-        if return_logits:
-            talker_logits.append(logits.float())
+        if log is not None:
+            log.talker.append(logits.float())
         h, pos = h_next, pos + 1
         z = sampler(logits)
+    return "max_frames"
+
+
+@torch.inference_mode()
+def generate_frames(talker: Talker, predictor: CodePredictor, prompt_embeds: torch.Tensor,
+                    trailing: torch.Tensor, pad: torch.Tensor, settings: SamplingSettings, max_frames: int,
+                    eos_id: int, seed: int | None = None, return_logits: bool = False,
+                    cp_logits_frames: int | None = None,
+                    progress: Callable[[int], None] | None = None) -> GenerationResult:
+    """All frames of one prompt at once: ``iter_frames`` collected into codes [T, 16] on the CPU.
+
+    ``progress(n)`` is called after each complete frame with the number of frames so far; it gets
+    only what the loop already knows on the host, so it adds no device sync. An exception it raises
+    (e.g. KeyboardInterrupt) ends generation.
+    """
+    log = FrameLog(cp_logits_frames) if return_logits else None
+    frames: list[torch.Tensor] = []
+    it = iter_frames(talker, predictor, prompt_embeds, trailing, pad, settings, max_frames, eos_id,
+                     seed=seed, log=log)
+    while True:
+        try:
+            frames.append(next(it))
+        except StopIteration as stop:
+            stop_reason = stop.value
+            break
+        if progress is not None:
+            progress(len(frames))
 
     groups = talker.cfg.num_code_groups
     codes = torch.stack(frames).cpu() if frames else torch.empty(0, groups, dtype=torch.long)
     return GenerationResult(
-        codes=codes, stop_reason=stop,
-        talker_logits=torch.cat(talker_logits).cpu() if return_logits else None,
-        cp_logits=(torch.stack(cp_logits).cpu() if cp_logits else
-                   torch.empty(0, groups - 1, predictor.cfg.vocab_size)) if return_logits else None,
-        prompt_length=L)
+        codes=codes, stop_reason=stop_reason,
+        talker_logits=torch.cat(log.talker).cpu() if log is not None else None,
+        cp_logits=(torch.stack(log.cp).cpu() if log.cp else
+                   torch.empty(0, groups - 1, predictor.cfg.vocab_size)) if log is not None else None,
+        prompt_length=prompt_embeds.shape[0])
