@@ -18,7 +18,7 @@ import torch
 from .code_predictor import CodePredictor
 from .config import GenerationConfig, ModelConfig
 from .errors import InputError, ModelError
-from .generate import GenerationResult, generate_frames
+from .generate import GenerationResult, generate_frames, iter_frames
 from .sampling import SamplingSettings
 from .talker import Talker
 from .weights import expected_model_tensors, load_safetensors, safetensors_files
@@ -133,6 +133,34 @@ class TTS:
         embs += [emb(codes[:, g + 1]) for g, emb in enumerate(self.predictor.model.codec_embedding)]
         return torch.stack(embs, dim=1).sum(1)
 
+    def prompt(self, text: str, speaker: str | None = None, language: str | None = "auto",
+               instruct: str | None = None, non_streaming_mode: bool | None = None):
+        """The talker prompt (prefill rows, trailing text rows) for one utterance."""
+        from .prompt import SynthesisRequest, build_prompt
+
+        request = SynthesisRequest(text=text, speaker=speaker, language=language, instruct=instruct,
+                                   non_streaming_mode=non_streaming_mode)
+        with torch.inference_mode():
+            return build_prompt(self, self.cfg, self.tokenizer, request)
+
+    def sampling(self, greedy: bool = False, **sampling_overrides) -> SamplingSettings:
+        """generation_config.json's sampling with the given overrides (None keeps a value)."""
+        return SamplingSettings.resolve(self.generation_config, greedy=greedy, **sampling_overrides)
+
+    def frame_budget(self, max_frames: int | None) -> int:
+        if max_frames is None:
+            max_frames = self.generation_config.max_new_tokens
+        if int(max_frames) < 1:
+            raise InputError(f"max_frames must be at least 1 (got {max_frames})")
+        return int(max_frames)
+
+    def iter_frames(self, prompt, settings: SamplingSettings, max_frames: int | None = None,
+                    seed: int | None = None, log=None):
+        """Frames of ``prompt`` as they are generated: int64 [16] tensors on the model's device;
+        the generator returns the stop reason ("eos" | "max_frames")."""
+        return iter_frames(self.talker, self.predictor, prompt.embeds, prompt.trailing, prompt.pad, settings,
+                           self.frame_budget(max_frames), self.cfg.talker.codec_eos_token_id, seed=seed, log=log)
+
     @torch.inference_mode()
     def generate_codes(self, text: str, speaker: str | None = None, language: str | None = "auto",
                        instruct: str | None = None, non_streaming_mode: bool | None = None,
@@ -145,18 +173,12 @@ class TTS:
         subtalker_* variants; None keeps generation_config.json's value. ``progress(frames_so_far)``
         is called after every frame.
         """
-        from .prompt import SynthesisRequest, build_prompt
-
-        settings = SamplingSettings.resolve(self.generation_config, greedy=greedy, **sampling_overrides)
-        if max_frames is None:
-            max_frames = self.generation_config.max_new_tokens
-        if int(max_frames) < 1:
-            raise InputError(f"max_frames must be at least 1 (got {max_frames})")
-        request = SynthesisRequest(text=text, speaker=speaker, language=language, instruct=instruct,
-                                   non_streaming_mode=non_streaming_mode)
-        prompt = build_prompt(self, self.cfg, self.tokenizer, request)
+        settings = self.sampling(greedy=greedy, **sampling_overrides)
+        max_frames = self.frame_budget(max_frames)
+        prompt = self.prompt(text, speaker=speaker, language=language, instruct=instruct,
+                             non_streaming_mode=non_streaming_mode)
         result = generate_frames(self.talker, self.predictor, prompt.embeds, prompt.trailing, prompt.pad,
-                                 settings, int(max_frames), self.cfg.talker.codec_eos_token_id, seed=seed,
+                                 settings, max_frames, self.cfg.talker.codec_eos_token_id, seed=seed,
                                  return_logits=return_logits, progress=progress)
         result.warnings = list(prompt.warnings)
         return result
