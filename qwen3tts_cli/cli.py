@@ -1,7 +1,8 @@
 """The `qwen3tts` command: parse arguments, print to stderr, map errors to exit codes.
 
 Nothing else imports this module; the engine below it knows nothing of typer, rich or exit codes.
-Exit codes: 0 success, 1 runtime/model failure, 2 bad usage or input, 130 interrupted.
+Exit codes: 0 success, 1 runtime/model failure, 2 bad usage or input, 3 audio cut short by the
+runaway guard (synth; the audio is still written; --allow-truncation makes it 0), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def guarded(fn):
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130)
+        except OSError as e:  # disk full, permissions, I/O: the system's own words, with the file
+            fail(f"{e.filename}: {e.strerror}" if e.filename and e.strerror else f"{e.strerror or e}", 1)
         except Exception as e:
             if os.environ.get("QWEN3TTS_DEBUG"):
                 raise
@@ -199,11 +202,32 @@ def synth(
     instruct: Optional[str] = typer.Option(None, "--instruct",
                                            help="Style instruction (1.7B CustomVoice); voice description "
                                                 "(VoiceDesign, required)."),
+    ref_audio: Optional[Path] = typer.Option(None, "--ref-audio", metavar="AUDIO",
+                                             help="Base models: clone the voice of this recording (wav/flac/ogg, "
+                                                  "at least 1 s; 3-10 s of clear speech work best)."),
+    ref_text: Optional[str] = typer.Option(None, "--ref-text",
+                                           help="Transcript of --ref-audio (in-context cloning, the default)."),
+    xvector_only: bool = typer.Option(False, "--xvector-only",
+                                      help="Clone from --ref-audio's speaker embedding alone (no transcript)."),
+    voice_file: Optional[Path] = typer.Option(None, "--voice", metavar="VOICE.safetensors",
+                                              help="Base models: a voice made by `qwen3tts voice create`."),
     greedy: bool = typer.Option(False, "--greedy", help="Deterministic argmax decoding (no sampling)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for sampling."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1,
                                              help="Stop after this many 80 ms frames "
-                                                  "(default: max_new_tokens of generation_config.json)."),
+                                                  "(default: max_new_tokens of generation_config.json); "
+                                                  "per chunk when the text is split."),
+    no_split: bool = typer.Option(False, "--no-split",
+                                  help="Speak the text in one pass, exactly as given (default: split long "
+                                       "text at sentence, then clause ends)."),
+    max_chars: int = typer.Option(300, "--max-chars", min=10, metavar="N",  # segment.DEFAULT_MAX_CHARS
+                                  help="Longest chunk of a split text, in characters (a CJK character "
+                                       "counts 3)."),
+    pause: float = typer.Option(0.25, "--pause", min=0.0, metavar="SECONDS",  # engine.DEFAULT_PAUSE
+                                help="Silence between the chunks of a split text."),
+    allow_truncation: bool = typer.Option(False, "--allow-truncation",
+                                          help="Exit 0 when the runaway guard cuts an utterance short "
+                                               "(default: keep the audio, warn, exit 3)."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature (first code)."),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="Top-k (first code); 0 disables."),
     top_p: Optional[float] = typer.Option(None, "--top-p", help="Top-p (first code)."),
@@ -218,6 +242,11 @@ def synth(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
     list_speakers: bool = typer.Option(False, "--list-speakers",
                                        help="List the model's speakers and languages (no weights loaded) and exit."),
+    batch_size: int = typer.Option(1, "--batch-size", "-b", min=1,
+                                   help="With --input: synthesize this many lines at once (batched generation; "
+                                        "each file equals its batch-size-1 result)."),
+    resume: bool = typer.Option(False, "--resume",
+                                help="With --input: skip lines whose WAV in --dir already exists and is complete."),
 ) -> None:
     """Synthesize speech from text: to a WAV (-o), to stdout (-o - or --raw), or played live.
 
@@ -243,8 +272,11 @@ def synth(
         raise InputError("--input writes numbered WAVs into --dir; -o, --raw and --save-codes take a single TEXT")
     if out_dir is not None and input_file is None:
         raise InputError("--dir is for --input FILE; use -o FILE.wav for a single text")
+    if (batch_size > 1 or resume) and input_file is None:
+        raise InputError("--batch-size and --resume are for --input FILE")
     if raw and output is not None:
         raise InputError("--raw writes to stdout; drop -o (or use -o FILE.wav without --raw)")
+    clone_ref, loaded_voice = _clone_options(ref_audio, ref_text, xvector_only, voice_file, speaker)
     to_stdout = raw or output == "-"
     if to_stdout and _stdout_is_terminal():
         raise InputError("refusing to write binary audio to a terminal: use -o FILE.wav, or pipe it "
@@ -253,6 +285,8 @@ def synth(
     for p in (out_path, save_codes):
         if p is not None and not p.parent.is_dir():
             raise InputError(f"{p.parent}: folder does not exist")
+        if p is not None and not os.access(p.parent, os.W_OK | os.X_OK):
+            raise InputError(f"{p.parent}: folder is not writable")
 
     if input_file is not None:
         utterances = _read_lines(input_file)
@@ -266,9 +300,16 @@ def synth(
         width = max(4, len(str(utterances[-1][0])))
         jobs = [(t, folder / f"{n:0{width}d}.wav") for n, t in utterances]
         mode = "files"
+        if resume:
+            todo = [(t, p) for t, p in jobs if not _complete_wav(p)]
+            if len(todo) < len(jobs) and not quiet:
+                err.print(f"--resume: {len(jobs) - len(todo)} of {len(jobs)} files already complete, skipped")
+            if not todo:
+                return
+            jobs = todo
     else:
         if text == "-":
-            text = sys.stdin.read()
+            text = _read_stdin()
         jobs = [(text, out_path)]
         if to_stdout:
             mode = "raw" if raw else "stdout-wav"
@@ -288,6 +329,7 @@ def synth(
 
     dev = parse_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     folder = _resolve_model_with_progress(model, live, say)
+    _check_clone_fits(folder, speaker, clone_ref is not None or loaded_voice is not None, loaded_voice)
     t0 = time.perf_counter()
     if live:
         with err.status("loading the model…"):
@@ -302,29 +344,40 @@ def synth(
     kw = dict(speaker=speaker, language=language, instruct=instruct, greedy=greedy, seed=seed,
               max_frames=max_frames, temperature=temperature, top_k=top_k, top_p=top_p,
               repetition_penalty=repetition_penalty)
+    if clone_ref is not None:
+        t1 = time.perf_counter()
+        loaded_voice = tts.create_voice(clone_ref, ref_text=ref_text, xvector_only=xvector_only)
+        say(f"voice: {'in-context' if loaded_voice.mode == 'icl' else 'x-vector only'} clone of "
+            f"{escape(str(ref_audio))} ({time.perf_counter() - t1:.1f} s)")
+    if loaded_voice is not None:
+        kw["voice"] = loaded_voice
 
+    if batch_size > 1:
+        _synth_batches(tts, jobs, kw, batch_size, live, say, t_load)
+        return
     sd = _output_device() if mode == "play" else None
     if mode == "play" and sd is None:
         mode = "default-file"
+    long_text = dict(split=not no_split, max_chars=max_chars, pause=pause)
+    truncated = 0
     with _SynthProgress(live, cap, len(jobs)) as bar:
         for i, (utterance, path) in enumerate(jobs):
             t1 = time.perf_counter()
-            if mode == "codes-only":
-                result = tts.generate_codes(utterance, progress=bar.callback(i, path), **kw)
-                audio = None
-            else:
-                result = tts.synthesize(utterance, progress=bar.callback(i, path), **kw)
-                audio = result.audio
+            result = tts.synthesize(utterance, progress=bar.callback(i, path), decode=mode != "codes-only",
+                                    **long_text, **kw)
+            audio = result.audio
             dt = time.perf_counter() - t1
             bar.done()
             for w in result.warnings:
                 say(f"[yellow]warning:[/] {escape(w)}")
+            if result.truncated:
+                truncated += 1
+                name = f"{path.name}: " if len(jobs) > 1 else ""
+                say(f"[yellow]warning:[/] {escape(name + result.truncated)}")
             frames = int(result.codes.shape[0])
             where = None
             if mode == "files":
-                from .audio import write_wav
-
-                where = write_wav(path, audio)
+                where = _write_wav(path, audio)
             elif mode == "stdout-wav":
                 from .audio import wav_bytes
 
@@ -341,18 +394,122 @@ def synth(
                 else:
                     mode = "default-file"
             if mode == "default-file":
-                from .audio import write_wav
-
-                where = write_wav(_default_output(Path(".")), audio)
+                where = _write_wav(_default_output(Path(".")), audio)
                 reason = "playback failed" if sd is not None else "no sound device to play on"
                 say(f"no -o given and {reason}: writing {escape(str(where))} (use -o FILE.wav to choose the name)")
             if save_codes is not None:
                 _save_npy(save_codes, result.codes)
                 where = f"{where} and {save_codes}" if where else str(save_codes)
-            audio_s = frames * 0.08
+            audio_s = len(audio) / tts.sample_rate if mode != "codes-only" else frames * 0.08
+            chunks = f" in {result.chunks} chunks" if result.chunks > 1 else ""
             say(f"{'played on' if where == 'the sound device' else 'wrote'} {escape(str(where))}: {frames} frames "
-                f"({audio_s:.2f} s of audio), stop: {result.stop_reason}; load {t_load:.1f} s, synthesis "
+                f"({audio_s:.2f} s of audio{chunks}), stop: {result.stop_reason}; load {t_load:.1f} s, synthesis "
                 f"{dt:.1f} s ({audio_s / max(dt, 1e-9):.2f}x real time)")
+    if truncated and not allow_truncation:
+        from .errors import TruncatedError
+
+        what = "the utterance was" if len(jobs) == 1 else f"{truncated} of {len(jobs)} utterances were"
+        raise TruncatedError(f"{what} cut short by the runaway guard; the audio so far was kept "
+                             "(--allow-truncation to accept this with exit status 0)")
+
+
+def _synth_batches(tts, jobs, kw: dict, batch_size: int, live: bool, say, t_load: float) -> None:
+    """--input with --batch-size: lines in groups of ``batch_size``; each WAV is written (atomically)
+    as soon as its row ends, so an interruption keeps every finished file and no partial one."""
+    import time
+
+    from .audio import write_wav
+
+    # Rows decode in lock-step until the longest ends: grouping lines of similar length wastes
+    # least. Longest first, so a batch that does not fit in memory fails at once.
+    order = sorted(range(len(jobs)), key=lambda i: len(jobs[i][0]), reverse=True)
+    groups = [[jobs[i] for i in order[k:k + batch_size]] for k in range(0, len(order), batch_size)]
+    cap = kw.get("max_frames") or tts.generation_config.max_new_tokens
+    with _SynthProgress(live, cap, 1) as bar:
+        for k, group in enumerate(groups):
+            t1 = time.perf_counter()
+            frames = 0
+
+            def write(i: int, result) -> None:
+                nonlocal frames
+                for w in result.warnings:
+                    say(f"[yellow]warning:[/] {escape(w)}")
+                path = write_wav(group[i][1], result.audio)
+                frames += result.frames
+                say(f"wrote {escape(str(path))}: {result.frames} frames ({result.frames * 0.08:.2f} s of audio), "
+                    f"stop: {result.stop_reason}")
+
+            tts.synthesize_batch([t for t, _ in group], on_result=write, progress=bar.callback(k, None), **kw)
+            bar.done()
+            dt = time.perf_counter() - t1
+            audio_s = frames * 0.08
+            say(f"batch {k + 1}/{len(groups)}: {len(group)} files, {audio_s:.2f} s of audio; load {t_load:.1f} s, "
+                f"synthesis {dt:.1f} s ({audio_s / max(dt, 1e-9):.2f}x real time)")
+
+
+def _complete_wav(path: Path) -> bool:
+    """True for a readable WAV whose RIFF header accounts for the whole file (not a truncated one)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(12)
+        import soundfile as sf
+
+        info = sf.info(str(path))
+    except Exception:
+        return False
+    return (head[:4] == b"RIFF" and head[8:12] == b"WAVE" and int.from_bytes(head[4:8], "little") + 8 == size
+            and info.format == "WAV")
+
+
+def _clone_options(ref_audio, ref_text, xvector_only, voice_file, speaker):
+    """synth's voice-clone options, checked before any weights load: (reference audio as
+    (samples, rate) or None, loaded voice file or None)."""
+    from .errors import InputError
+
+    if ref_audio is not None and voice_file is not None:
+        raise InputError("give either --ref-audio (clone now) or --voice (a saved voice), not both")
+    if ref_audio is None and (ref_text is not None or xvector_only):
+        raise InputError("--ref-text and --xvector-only go with --ref-audio" +
+                         (" (a --voice file already holds its transcript)" if voice_file is not None else ""))
+    if ref_text is not None and xvector_only:
+        raise InputError("--ref-text is for in-context cloning: give --ref-text or --xvector-only, not both")
+    if (ref_audio is not None or voice_file is not None) and speaker not in (None, ""):
+        raise InputError("--speaker picks a built-in voice of a CustomVoice model; --ref-audio/--voice clone a "
+                         "voice with a Base model: use one or the other")
+    if ref_audio is not None:
+        from .voice import reference_waveform
+
+        if ref_text is None and not xvector_only:
+            raise InputError("in-context cloning needs the transcript of the reference audio: add --ref-text "
+                             "\"...\", or use --xvector-only to clone from the speaker embedding alone")
+        return reference_waveform(str(ref_audio)), None
+    if voice_file is not None:
+        from .voice import load_voice
+
+        return None, load_voice(voice_file)
+    return None, None
+
+
+def _check_clone_fits(folder: Path, speaker, cloning: bool, voice) -> None:
+    """Model type against the voice options, from config.json alone (before loading weights)."""
+    from .config import ModelConfig
+    from .errors import InputError
+
+    cfg = ModelConfig.from_file(folder / "config.json")
+    if cfg.tts_model_type != "base":
+        if cloning:
+            raise InputError(f"--ref-audio/--voice clone a voice and need a Base model; this model is "
+                             f"{cfg.tts_model_type} (use --speaker or --instruct instead)")
+        return
+    if speaker not in (None, ""):
+        raise InputError("a Base model has no built-in speakers: clone a voice with --ref-audio (and --ref-text "
+                         "or --xvector-only) or --voice FILE instead of --speaker")
+    if not cloning:
+        raise InputError("a Base model speaks in a cloned voice: give --ref-audio AUDIO with --ref-text \"...\" "
+                         "(or --xvector-only), or --voice FILE from `qwen3tts voice create`")
+    if voice is not None:
+        voice.check_model(cfg)
 
 
 def _stdout_is_terminal() -> bool:
@@ -376,12 +533,31 @@ def _write_stdout(data: bytes) -> None:
         fail("standard output was closed before all audio was written", 1)
 
 
+def _read_stdin() -> str:
+    from .errors import InputError
+
+    try:
+        return sys.stdin.read()
+    except UnicodeDecodeError:
+        raise InputError("standard input is not UTF-8 text") from None
+
+
+def _write_wav(path: Path, audio) -> Path:
+    """write_wav, with a failed write (disk full, I/O error) named after its file."""
+    from .audio import write_wav
+
+    try:
+        return write_wav(path, audio)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+
+
 def _read_lines(source: str) -> list[tuple[int, str]]:
     """(line number, text) of every non-empty line of FILE or '-' (stdin)."""
     from .errors import InputError
 
     if source == "-":
-        content = sys.stdin.read()
+        content = _read_stdin()
     else:
         try:
             content = Path(source).read_text(encoding="utf-8")
@@ -562,11 +738,111 @@ def stream(ctx: typer.Context) -> None:
     not_landed("stream", 6)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command()
 @guarded
-def encode(ctx: typer.Context) -> None:
-    """Encode audio into codec codes (.npy)."""
-    not_landed("encode", 5)
+def encode(
+    audio_file: Path = typer.Argument(..., metavar="IN_AUDIO",
+                                      help="Audio to encode: wav, flac or ogg, any sample rate and channel count."),
+    model: str = typer.Option(..., "--model", "-m",
+                              help="Model folder or Qwen3-TTS-Tokenizer-12Hz folder (or an official repo id)."),
+    output: Path = typer.Option(..., "--output", "-o", metavar="CODES.npy",
+                                help="Codes to write: int64 .npy \\[frames, 16] (12.5 frames per second)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
+) -> None:
+    """Encode audio into codec codes (.npy) that `decode` turns back into audio.
+
+    The audio is mixed to mono and resampled to 24 kHz (band-limited) before the codec encoder runs.
+    """
+    import time
+
+    import torch
+
+    from .codec.encoder import CodecEncoder
+    from .engine import parse_device, resolve_model_folder
+    from .errors import InputError
+    from .resample import load_audio, resample
+    from .voice import CODEC_SAMPLE_RATE
+
+    if not output.parent.is_dir():
+        raise InputError(f"{output.parent}: folder does not exist")
+    if output.is_dir():
+        raise InputError(f"{output}: is a folder, expected a .npy file name")
+    wav, sr = load_audio(audio_file)
+    dev = parse_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    folder = resolve_model_folder(model)
+    t0 = time.perf_counter()
+    encoder = CodecEncoder.from_folder(folder, device=dev)
+    t1 = time.perf_counter()
+    codes = encoder.encode(resample(wav, sr, CODEC_SAMPLE_RATE))
+    t2 = time.perf_counter()
+    _save_npy(output, codes)
+    seconds = len(wav) / sr
+    err.print(f"wrote {escape(str(output))}: {codes.shape[0]} frames from {seconds:.2f} s of audio "
+              f"({sr} Hz); load {t1 - t0:.1f} s, encode {t2 - t1:.1f} s", soft_wrap=True)
+
+
+voice_app = typer.Typer(help="Make and inspect reusable cloned voices (Base models).", no_args_is_help=True)
+app.add_typer(voice_app, name="voice")
+
+
+@voice_app.command("create")
+@guarded
+def voice_create(
+    ref_audio: Path = typer.Option(..., "--ref-audio", metavar="AUDIO",
+                                   help="Reference recording: wav, flac or ogg, at least 1 s (3-10 s of clear "
+                                        "speech work best)."),
+    ref_text: Optional[str] = typer.Option(None, "--ref-text",
+                                           help="Transcript of the reference (in-context cloning, the default)."),
+    xvector_only: bool = typer.Option(False, "--xvector-only",
+                                      help="Clone from the speaker embedding alone: no transcript needed, "
+                                           "weaker likeness."),
+    model: str = typer.Option(..., "--model", "-m", help="Base model folder, repo id or short name (e.g. 0.6B-Base)."),
+    output: Path = typer.Option(..., "--output", "-o", metavar="VOICE.safetensors", help="Voice file to write."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
+) -> None:
+    """Turn reference audio into a voice file for `synth --voice` (no recomputation on reuse).
+
+    The file records the model it was made for; it works with that model size only.
+    """
+    import time
+
+    import torch
+
+    from .engine import parse_device, resolve_model_folder
+    from .errors import InputError
+    from .voice import VoiceMaker, save_voice
+
+    if ref_text is not None and xvector_only:
+        raise InputError("--ref-text is for in-context cloning: give --ref-text or --xvector-only, not both")
+    if not output.parent.is_dir():
+        raise InputError(f"{output.parent}: folder does not exist")
+    if output.is_dir():
+        raise InputError(f"{output}: is a folder, expected a file name")
+    dev = parse_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    folder = resolve_model_folder(model)
+    t0 = time.perf_counter()
+    voice = VoiceMaker(folder, device=dev).create(str(ref_audio), ref_text=ref_text, xvector_only=xvector_only)
+    save_voice(output, voice)
+    what = (f"in-context, {voice.frames} reference frames" if voice.mode == "icl" else "x-vector only")
+    err.print(f"wrote {escape(str(output))}: {what}, from {voice.ref_seconds:.2f} s of audio, for "
+              f"{voice.describe_model()} ({time.perf_counter() - t0:.1f} s)", soft_wrap=True)
+
+
+@voice_app.command("info")
+@guarded
+def voice_info(voice_file: Path = typer.Argument(..., metavar="VOICE.safetensors", help="A voice file.")) -> None:
+    """Show what a voice file holds and which model it was made for."""
+    from .voice import load_voice
+
+    v = load_voice(voice_file)
+    lines = [("mode", "in-context (x-vector + reference codes + transcript)" if v.mode == "icl"
+              else "x-vector only"),
+             ("model", v.describe_model()),
+             ("x-vector", f"{v.xvector.numel()} values"),
+             ("reference", f"{v.ref_seconds:.2f} s" + (f", {v.frames} frames" if v.mode == "icl" else "")),
+             ("transcript", v.ref_text if v.ref_text is not None else "(none)"),
+             ("made by", f"qwen3tts {v.tool_version}")]
+    sys.stdout.write("".join(f"{k}: {val}\n" for k, val in lines))
 
 
 @app.command()

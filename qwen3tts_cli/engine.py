@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,8 @@ from .weights import expected_model_tensors, load_safetensors, safetensors_files
 
 # The documented voice of CustomVoice models when none is asked for (else the first in sorted order).
 DEFAULT_SPEAKER = "ryan"
+# Silence between the chunks of a split text, in seconds: a sentence pause.
+DEFAULT_PAUSE = 0.25
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
@@ -55,9 +57,13 @@ def parse_device(device: str | torch.device) -> torch.device:
 class SynthesisResult:
     audio: np.ndarray  # float32 [frames * 1920], mono, in [-1, 1]
     codes: torch.Tensor  # [frames, 16] int64 on the CPU
-    stop_reason: str  # "eos" | "max_frames"
+    stop_reason: str  # "eos" | "max_frames", or the runaway guard's "frame_budget" | "loop" | "silence"
     sample_rate: int = 24000
     warnings: list[str] = field(default_factory=list)
+    # Why the audio is cut short (the runaway guard tripped, or the default frame cap was hit);
+    # None when every chunk ended at its end token or at the caller's own max_frames.
+    truncated: str | None = None
+    chunks: int = 1  # text chunks spoken (long text is split, see synthesize)
 
     @property
     def frames(self) -> int:
@@ -78,6 +84,7 @@ class TTS:
         self.talker, self.predictor, self.tokenizer = talker, predictor, tokenizer
         self.device, self.dtype = device, dtype
         self._decoder = None
+        self._voice_maker = None
 
     @property
     def model_type(self) -> str:
@@ -119,6 +126,34 @@ class TTS:
 
         return SAMPLE_RATE
 
+    def create_voice(self, ref_audio, ref_text: str | None = None, xvector_only: bool = False):
+        """A VoicePrompt (qwen3tts_cli.voice) from reference audio, for ``voice=`` of prompt(),
+        generate_codes() and synthesize(); Base models only.
+
+        ``ref_audio``: an audio file (wav/flac/ogg, any rate and channels) or ``(samples, rate)``,
+        at least 1 s and not silent. In-context cloning (default) needs ``ref_text``, the
+        transcript; ``xvector_only=True`` uses the speaker embedding alone. The speaker encoder and
+        the codec encoder are loaded from the model folder on first use, in float32.
+        """
+        if self._voice_maker is None:
+            from .voice import VoiceMaker
+
+            self._voice_maker = VoiceMaker(self.folder, self.cfg, self.device)
+        return self._voice_maker.create(ref_audio, ref_text=ref_text, xvector_only=xvector_only)
+
+    def check_voice(self, voice) -> None:
+        """InputError when the request's voice does not fit this model (see synthesize)."""
+        if self.model_type != "base":
+            if voice is not None:
+                raise InputError(f"a cloned voice was given, but only Base models clone voices "
+                                 f"(this model is {self.model_type})")
+            return
+        if voice is None:
+            raise InputError("a Base model speaks in a cloned voice: give a reference (--ref-audio with "
+                             "--ref-text or --xvector-only) or a voice file (--voice); in Python, "
+                             "voice=tts.create_voice(...)")
+        voice.check_model(self.cfg)
+
     # Row builders used by the prompt construction.
     def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
         return self.talker.embed_text(ids)
@@ -134,12 +169,17 @@ class TTS:
         return torch.stack(embs, dim=1).sum(1)
 
     def prompt(self, text: str, speaker: str | None = None, language: str | None = "auto",
-               instruct: str | None = None, non_streaming_mode: bool | None = None):
-        """The talker prompt (prefill rows, trailing text rows) for one utterance."""
+               instruct: str | None = None, non_streaming_mode: bool | None = None, voice=None):
+        """The talker prompt (prefill rows, trailing text rows) for one utterance. ``voice``: a
+        VoicePrompt (create_voice / voice.load_voice), required by Base models, refused by others."""
         from .prompt import SynthesisRequest, build_prompt
 
+        self.check_voice(voice)
+        clone = {}
+        if voice is not None:
+            clone = dict(xvector=voice.xvector, ref_codes=voice.ref_codes, ref_text=voice.ref_text)
         request = SynthesisRequest(text=text, speaker=speaker, language=language, instruct=instruct,
-                                   non_streaming_mode=non_streaming_mode)
+                                   non_streaming_mode=non_streaming_mode, **clone)
         with torch.inference_mode():
             return build_prompt(self, self.cfg, self.tokenizer, request)
 
@@ -161,14 +201,85 @@ class TTS:
         return iter_frames(self.talker, self.predictor, prompt.embeds, prompt.trailing, prompt.pad, settings,
                            self.frame_budget(max_frames), self.cfg.talker.codec_eos_token_id, seed=seed, log=log)
 
+    def text_chunks(self, text: str, split: bool = True, max_chars: int | None = None,
+                    language: str | None = "auto") -> list[str]:
+        """The pieces ``synthesize`` speaks one after another (and a stream should too): the text
+        normalized and cut at sentence, then clause ends into chunks of at most ``max_chars``
+        (default segment.DEFAULT_MAX_CHARS = 300; a CJK character counts 3), see segment.py.
+        ``split=False``: the text exactly as given, as one chunk."""
+        from .segment import DEFAULT_MAX_CHARS, split_text
+
+        if not isinstance(text, str):
+            raise InputError(f"text must be a string, not {type(text).__name__}")
+        if not split:
+            return [text]
+        chunks = split_text(text, DEFAULT_MAX_CHARS if max_chars is None else max_chars, language)
+        if not chunks:
+            raise InputError("text is empty")
+        return chunks
+
+    def guarded_frames(self, prompt, text: str, settings: SamplingSettings, max_frames: int | None = None,
+                       seed: int | None = None, guard=True):
+        """``iter_frames`` watched by the runaway guard (guard.py) sized for ``text``: yields the same
+        frames; returns ``(stop_reason, trip)``. ``trip`` is None, or the guard.Trip that ended
+        generation early (then stop_reason is trip.reason, and the frames from ``trip.keep`` on
+        belong to the runaway stretch). ``guard``: True (default settings), a guard.GuardSettings,
+        or False for no guard."""
+        from . import guard as guard_module
+
+        watcher = None
+        if guard is not False and guard is not None:
+            settings_ = guard_module.DEFAULT_SETTINGS if guard is True else guard
+            watcher = guard_module.RunawayGuard.for_text(text, settings_)
+        frames = self.iter_frames(prompt, settings, max_frames, seed)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration as stop:
+                return stop.value, None
+            trip = watcher.push(frame) if watcher is not None else None
+            if trip is not None:
+                frames.close()
+                return trip.reason, trip
+            yield frame
+
+    @torch.inference_mode()
+    def _generate_chunk(self, text: str, settings: SamplingSettings, max_frames: int | None, seed: int | None,
+                        progress: Callable[[int], None] | None, guard, **prompt_kw) -> tuple[GenerationResult, str | None]:
+        """One chunk through ``guarded_frames``: (codes without the runaway stretch, why it was cut or None)."""
+        prompt = self.prompt(text, **prompt_kw)
+        frames: list[torch.Tensor] = []
+        it = self.guarded_frames(prompt, text, settings, max_frames, seed, guard)
+        while True:
+            try:
+                frames.append(next(it))
+            except StopIteration as stop:
+                stop_reason, trip = stop.value
+                break
+            if progress is not None:
+                progress(len(frames))
+        truncated = None
+        if trip is not None:
+            frames, truncated = frames[:trip.keep], trip.message()
+        elif stop_reason == "max_frames" and max_frames is None:
+            truncated = (f"generation reached the model's limit of {self.frame_budget(None)} frames "
+                         "(max_new_tokens of generation_config.json) without an end token")
+        groups = self.cfg.talker.num_code_groups
+        codes = torch.stack(frames).cpu() if frames else torch.empty(0, groups, dtype=torch.long)
+        gen = GenerationResult(codes=codes, stop_reason=stop_reason, warnings=list(prompt.warnings),
+                               prompt_length=prompt.embeds.shape[0])
+        return gen, truncated
+
     @torch.inference_mode()
     def generate_codes(self, text: str, speaker: str | None = None, language: str | None = "auto",
                        instruct: str | None = None, non_streaming_mode: bool | None = None,
                        greedy: bool = False, seed: int | None = None, max_frames: int | None = None,
                        return_logits: bool = False, progress: Callable[[int], None] | None = None,
-                       **sampling_overrides) -> GenerationResult:
+                       voice=None, **sampling_overrides) -> GenerationResult:
         """Text to codec codes [frames, 16]. Stops at EOS (not emitted) or after ``max_frames``.
 
+        ``voice``: the cloned voice (VoicePrompt) a Base model speaks with; the codes returned are
+        the generated ones only, without an ICL voice's reference codes.
         ``sampling_overrides``: temperature, top_k, top_p, repetition_penalty, do_sample and the
         subtalker_* variants; None keeps generation_config.json's value. ``progress(frames_so_far)``
         is called after every frame.
@@ -176,7 +287,7 @@ class TTS:
         settings = self.sampling(greedy=greedy, **sampling_overrides)
         max_frames = self.frame_budget(max_frames)
         prompt = self.prompt(text, speaker=speaker, language=language, instruct=instruct,
-                             non_streaming_mode=non_streaming_mode)
+                             non_streaming_mode=non_streaming_mode, voice=voice)
         result = generate_frames(self.talker, self.predictor, prompt.embeds, prompt.trailing, prompt.pad,
                                  settings, max_frames, self.cfg.talker.codec_eos_token_id, seed=seed,
                                  return_logits=return_logits, progress=progress)
@@ -187,28 +298,144 @@ class TTS:
         """Codec codes [frames, 16] -> float32 audio [frames * 1920] (the official offline decode)."""
         return self.decoder.decode(codes).numpy()
 
+    def decode_for(self, codes, voice=None) -> np.ndarray:
+        """Audio of generated ``codes``; with an ICL voice the reference codes are decoded in front
+        (the decoder's chunk grid starts at the first reference frame, as officially) and their
+        part of the audio is cut off again with the reference's formula."""
+        if voice is None or voice.ref_codes is None:
+            return self.decode(codes)
+        from .voice import cut_reference
+
+        ref = voice.ref_codes.to(torch.long).cpu()
+        full = torch.cat([ref, torch.as_tensor(codes).to(torch.long).cpu()], dim=0)
+        return cut_reference(self.decode(full), ref.shape[0], full.shape[0])
+
     def synthesize(self, text: str, speaker: str | None = None, language: str | None = "auto",
                    instruct: str | None = None, non_streaming_mode: bool | None = None,
                    greedy: bool = False, seed: int | None = None, max_frames: int | None = None,
-                   progress: Callable[[int], None] | None = None, **sampling_overrides) -> SynthesisResult:
-        """Text to 24 kHz mono float32 audio: ``generate_codes`` then the codec decoder.
+                   progress: Callable[[int], None] | None = None, voice=None, split: bool = True,
+                   max_chars: int | None = None, pause: float = DEFAULT_PAUSE, guard=True, decode: bool = True,
+                   **sampling_overrides) -> SynthesisResult:
+        """Text to 24 kHz mono float32 audio: codec codes, then the codec decoder.
 
-        A CustomVoice model without ``speaker`` speaks with ``default_speaker``. Other arguments as
-        for ``generate_codes``.
+        A CustomVoice model without ``speaker`` speaks with ``default_speaker``. A Base model needs
+        ``voice`` (create_voice / voice.load_voice). Other arguments as for ``generate_codes``.
+
+        Long text is split (``text_chunks``: sentences, then clauses, at most ``max_chars`` each;
+        ``split=False`` speaks the text as given in one pass). Every chunk gets the same speaker,
+        language, instruction and voice; with a ``seed``, chunk i samples with ``seed + i`` (greedy
+        decoding is unaffected). Chunks are decoded separately and joined with ``pause`` seconds of
+        silence; ``codes`` is the chunks' codes back to back, ``max_frames`` caps each chunk and
+        ``progress`` counts frames over all chunks. A text that fits in one chunk gives exactly the
+        audio of an unsplit run.
+
+        ``guard`` (True, a guard.GuardSettings, or False) stops a chunk that runs away (frame
+        budget, loop, silence; see guard.py): the audio before the runaway stretch is kept and
+        ``truncated`` says what happened, as it does when the model's own frame limit is hit.
+        ``decode=False`` returns codes only (``audio`` is empty).
         """
         if speaker in (None, "") and self.model_type == "custom_voice":
             speaker = self.default_speaker
-        gen = self.generate_codes(text, speaker=speaker, language=language, instruct=instruct,
-                                  non_streaming_mode=non_streaming_mode, greedy=greedy, seed=seed,
-                                  max_frames=max_frames, progress=progress, **sampling_overrides)
+        if not pause >= 0:
+            raise InputError(f"pause must be 0 or more seconds (got {pause})")
+        chunks = self.text_chunks(text, split=split, max_chars=max_chars, language=language)
+        settings = self.sampling(greedy=greedy, **sampling_overrides)
+        parts: list[SynthesisResult] = []
+        done = 0
+        for i, chunk in enumerate(chunks):
+            on_frame = None if progress is None else (lambda n, base=done: progress(base + n))
+            gen, truncated = self._generate_chunk(
+                chunk, settings, max_frames, None if seed is None else seed + i, on_frame, guard,
+                speaker=speaker, language=language, instruct=instruct, non_streaming_mode=non_streaming_mode,
+                voice=voice)
+            done += gen.frames
+            if decode:
+                part = self._to_audio(gen, voice)
+            else:
+                part = SynthesisResult(audio=np.zeros(0, dtype=np.float32), codes=gen.codes,
+                                       stop_reason=gen.stop_reason, sample_rate=self.sample_rate,
+                                       warnings=list(gen.warnings))
+            if truncated is not None:
+                part.truncated = truncated if len(chunks) == 1 else f"chunk {i + 1} of {len(chunks)}: {truncated}"
+            parts.append(part)
+        return parts[0] if len(parts) == 1 else self._join(parts, pause if decode else 0.0)
+
+    def _join(self, parts: list[SynthesisResult], pause: float) -> SynthesisResult:
+        gap = np.zeros(round(pause * self.sample_rate), dtype=np.float32)
+        audio = [parts[0].audio]
+        for p in parts[1:]:
+            audio += [gap, p.audio]
+        reasons = [p.stop_reason for p in parts]
+        stop = next((r for r in reasons if r not in ("eos", "max_frames")), "max_frames" if "max_frames" in reasons else "eos")
+        truncated = [p.truncated for p in parts if p.truncated]
+        return SynthesisResult(audio=np.concatenate(audio), codes=torch.cat([p.codes for p in parts]), stop_reason=stop,
+                               sample_rate=self.sample_rate, warnings=list(dict.fromkeys(w for p in parts for w in p.warnings)),
+                               truncated="; ".join(truncated) if truncated else None, chunks=len(parts))
+
+    def _to_audio(self, gen: GenerationResult, voice=None) -> SynthesisResult:
         warnings = list(gen.warnings)
         if gen.frames == 0:
             audio = np.zeros(0, dtype=np.float32)
             warnings.append("the model ended the utterance before its first frame: no audio")
         else:
-            audio = self.decode(gen.codes)
+            audio = self.decode_for(gen.codes, voice)
         return SynthesisResult(audio=audio, codes=gen.codes, stop_reason=gen.stop_reason,
                                sample_rate=self.sample_rate, warnings=warnings)
+
+    @torch.inference_mode()
+    def generate_codes_batch(self, texts: Sequence[str], speaker: str | None = None, language: str | None = "auto",
+                             instruct: str | None = None, non_streaming_mode: bool | None = None,
+                             greedy: bool = False, seed: int | None | Sequence[int | None] = None,
+                             max_frames: int | None | Sequence[int | None] = None, return_logits: bool = False,
+                             on_row: Callable[[int, GenerationResult], None] | None = None,
+                             progress: Callable[[int], None] | None = None, voice=None,
+                             **sampling_overrides) -> list[GenerationResult]:
+        """``generate_codes`` for many texts at once (one voice, batched generation, batch.py).
+
+        Each row's codes equal ``generate_codes`` of that text alone with the same seed (greedy:
+        up to float rounding of batched matmuls). ``seed`` and ``max_frames``: one value or one
+        per text. ``on_row(i, result)`` is called as soon as text i has ended.
+        """
+        from .batch import generate_batch
+
+        settings = self.sampling(greedy=greedy, **sampling_overrides)
+        caps = ([self.frame_budget(m) for m in max_frames] if isinstance(max_frames, (list, tuple))
+                else self.frame_budget(max_frames))
+        prompts = [self.prompt(t, speaker=speaker, language=language, instruct=instruct,
+                               non_streaming_mode=non_streaming_mode, voice=voice) for t in texts]
+
+        def row_done(i: int, r: GenerationResult) -> None:
+            r.warnings = list(prompts[i].warnings)
+            if on_row is not None:
+                on_row(i, r)
+
+        return generate_batch(self.talker, self.predictor, prompts, settings, caps,
+                              self.cfg.talker.codec_eos_token_id, seeds=seed, return_logits=return_logits,
+                              on_row=row_done, progress=progress)
+
+    def synthesize_batch(self, texts: Sequence[str], speaker: str | None = None, language: str | None = "auto",
+                         instruct: str | None = None, non_streaming_mode: bool | None = None,
+                         greedy: bool = False, seed: int | None | Sequence[int | None] = None,
+                         max_frames: int | None | Sequence[int | None] = None,
+                         on_result: Callable[[int, SynthesisResult], None] | None = None,
+                         progress: Callable[[int], None] | None = None, voice=None,
+                         **sampling_overrides) -> list[SynthesisResult]:
+        """``synthesize`` for many texts at once. Each row is decoded as soon as it ends and handed
+        to ``on_result(i, result)`` (e.g. to write its file) while the other rows go on."""
+        if speaker in (None, "") and self.model_type == "custom_voice":
+            speaker = self.default_speaker
+        out: list[SynthesisResult | None] = [None] * len(texts)
+
+        def row_done(i: int, gen: GenerationResult) -> None:
+            out[i] = self._to_audio(gen, voice)
+            if on_result is not None:
+                on_result(i, out[i])
+
+        self.generate_codes_batch(texts, speaker=speaker, language=language, instruct=instruct,
+                                  non_streaming_mode=non_streaming_mode, greedy=greedy, seed=seed,
+                                  max_frames=max_frames, on_row=row_done, progress=progress, voice=voice,
+                                  **sampling_overrides)
+        return out
 
 
 def _split_state(tensors: dict[str, torch.Tensor]) -> tuple[dict, dict]:
@@ -246,7 +473,7 @@ def load_tts(path_or_folder: str | Path, device: str | torch.device = "cpu",
     gen_path = folder / "generation_config.json"
     gen = GenerationConfig.from_file(gen_path) if gen_path.is_file() else GenerationConfig()
     expected = expected_model_tensors(cfg)
-    # The Base models' speaker encoder is not used for text-to-codes (voice cloning is issue #5).
+    # The Base models' speaker encoder only makes voices: create_voice loads it on first use.
     ignore = [n for n in expected if n.startswith("speaker_encoder.")]
     tensors = load_safetensors(safetensors_files(folder), expected=expected, dtype=dt, device=dev, ignore=ignore)
     talker_sd, cp_sd = _split_state(tensors)

@@ -23,3 +23,9 @@ class DownloadError(Qwen3TTSError):
     """Fetching a model from the hub failed (network, integrity)."""
 
     exit_code = 1
+
+
+class TruncatedError(Qwen3TTSError):
+    """The runaway guard cut an utterance short; its audio so far was still delivered."""
+
+    exit_code = 3

@@ -39,15 +39,15 @@ class GenerationResult:
 
 
 class _HostFlag:
-    """Asynchronous device -> host copy of one int64, waited for only when read."""
+    """Asynchronous device -> host copy of ``n`` int64 (one per batch row), waited for only when read."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, n: int = 1):
         self.cuda = device.type == "cuda"
-        self.buf = torch.empty(1, dtype=torch.long, pin_memory=self.cuda)
+        self.buf = torch.empty(n, dtype=torch.long, pin_memory=self.cuda)
         self.event = torch.cuda.Event() if self.cuda else None
 
     def start(self, t: torch.Tensor) -> None:
-        self.buf.copy_(t.reshape(1), non_blocking=self.cuda)
+        self.buf.copy_(t.reshape(-1), non_blocking=self.cuda)
         if self.cuda:
             self.event.record()
 
@@ -55,6 +55,11 @@ class _HostFlag:
         if self.cuda:
             self.event.synchronize()
         return int(self.buf[0])
+
+    def read_all(self) -> list[int]:
+        if self.cuda:
+            self.event.synchronize()
+        return self.buf.tolist()
 
 
 class FrameLog:
@@ -69,10 +74,14 @@ class FrameLog:
 @torch.inference_mode()
 def iter_frames(talker: Talker, predictor: CodePredictor, prompt_embeds: torch.Tensor,
                 trailing: torch.Tensor, pad: torch.Tensor, settings: SamplingSettings, max_frames: int,
-                eos_id: int, seed: int | None = None, log: FrameLog | None = None) -> Iterator[torch.Tensor]:
+                eos_id: int, seed: int | None = None, log: FrameLog | None = None,
+                cuda_graphs: bool | None = None) -> Iterator[torch.Tensor]:
     """Yield the frames of one prompt (batch 1) as they are made: int64 [16] tensors on the model's
     device. The generator's return value (StopIteration.value) is the stop reason, "eos" or
     "max_frames".
+
+    On CUDA each frame is a CUDA-graph replay (cuda_graphs.py, same frames) unless ``cuda_graphs``
+    is False or QWEN3TTS_CUDA_GRAPHS=0.
 
     prompt_embeds [L, H] prefill rows; trailing [m, H] text rows paired with frames 0..m-1; ``pad``
     [H] pairs with every later frame. Sampling, penalties and stopping follow §5.2. Closing the
@@ -81,6 +90,11 @@ def iter_frames(talker: Talker, predictor: CodePredictor, prompt_embeds: torch.T
     if max_frames < 1:
         raise ValueError("max_frames must be >= 1")
     device = prompt_embeds.device
+    from .cuda_graphs import iter_frames_static, use_cuda_graphs
+
+    if use_cuda_graphs(device, cuda_graphs):
+        return (yield from iter_frames_static(talker, predictor, prompt_embeds, trailing, pad, settings,
+                                              max_frames, eos_id, seed=seed, log=log, capture=True))
     L = prompt_embeds.shape[0]
     talker.setup_cache(1, L + min(max_frames, _CACHE_CHUNK), device, prompt_embeds.dtype)
     predictor.setup_cache(1, device, prompt_embeds.dtype)

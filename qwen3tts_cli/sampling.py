@@ -10,6 +10,7 @@ Random draws come from a ``torch.Generator`` seeded from the user's seed.
 from __future__ import annotations
 
 from dataclasses import fields, replace
+from typing import Sequence
 
 import torch
 
@@ -80,10 +81,19 @@ def warp(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> 
     return logits
 
 
-def draw(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One sample per row from softmax(logits) [B, V] -> [B] (no host sync)."""
+def draw(logits: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
+    """One sample per row from softmax(logits) [B, V] -> [B] (no host sync).
+
+    ``generator`` may be one generator per row (batched generation): each row then draws exactly
+    the numbers it would draw alone, so a batched row equals its batch-1 result.
+    """
     probs = logits.softmax(dim=-1)
-    q = torch.empty_like(probs).exponential_(generator=generator)
+    q = torch.empty_like(probs)
+    if isinstance(generator, (list, tuple)):
+        for row, g in zip(q, generator):
+            row.exponential_(generator=g)
+    else:
+        q.exponential_(generator=generator)
     return (probs / q).argmax(dim=-1)
 
 

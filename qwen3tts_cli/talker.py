@@ -84,19 +84,36 @@ class Talker(nn.Module):
         self.max_seq = max_seq
 
     # -- network -------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, input_pos: torch.Tensor, kv_len: int | None = None) -> torch.Tensor:
-        """x [B, L, H] at positions ``input_pos`` [L] -> final-normed hidden [B, L, H].
+    def forward(self, x: torch.Tensor, input_pos: torch.Tensor, kv_len: int | None = None,
+                left_pad: torch.Tensor | None = None, masked: bool = False) -> torch.Tensor:
+        """x [B, L, H] at cache slots ``input_pos`` [L] -> final-normed hidden [B, L, H].
 
         Writes keys/values into the static cache. ``kv_len`` (a host int, e.g. last position + 1)
         limits attention to the filled part of the cache; None attends over the whole buffer.
+        ``masked``: kv_len is only an upper bound (CUDA-graph buckets), so slots after the query
+        are masked on the device.
+
+        ``left_pad`` [B] (a left-padded batch, §3.8): row b's first left_pad[b] slots are padding.
+        Its RoPE positions are slot - left_pad[b], so its first real row has position 0 exactly as
+        when it runs alone, and it never attends to its padding slots.
         """
-        cos, sin = rope_cos_sin(input_pos, self.cfg.head_dim, self.cfg.rope_theta, x.dtype)
         L = x.shape[1]
-        if L == 1 and kv_len is not None:
+        if left_pad is None:
+            cos, sin = rope_cos_sin(input_pos, self.cfg.head_dim, self.cfg.rope_theta, x.dtype)
+        else:
+            cos, sin = rope_cos_sin(input_pos[None] - left_pad[:, None], self.cfg.head_dim,
+                                    self.cfg.rope_theta, x.dtype)
+            cos, sin = cos[:, None], sin[:, None]  # [B, 1, L, D]: one set of angles per row
+        if L == 1 and kv_len is not None and left_pad is None and not masked:
             mask = None  # a single query at the newest position sees every filled slot
         else:
             k_pos = torch.arange(kv_len if kv_len is not None else self.max_seq, device=x.device)
             mask = attention_mask(input_pos, k_pos)
+            if left_pad is not None:
+                real = k_pos[None, None, :] >= left_pad[:, None, None]
+                # A padding query would see no key at all (a NaN row); let it see itself instead.
+                mask = (mask[None] & real) | (input_pos[None, :, None] == k_pos[None, None, :])
+                mask = mask[:, None]  # [B, 1, L, Lk]
         for layer in self.model.layers:
             x = layer(x, cos, sin, mask, input_pos, kv_len)
         return self.model.norm(x)

@@ -10,7 +10,12 @@
    to 24 kHz with qwen3tts_cli.resample.resample, so the reference's own resampler is not in play);
 3. runs scripts/reference_clone_driver.py under the reference's Python (--refvenv, else
    $QWEN3TTS_REFVENV, else /work/refvenv/bin/python), offline, float32, CPU;
-4. writes tests/fixtures/goldens/clone/{signals.npz, reference.npz, meta.json}.
+4. writes tests/fixtures/goldens/clone/{signals.npz, reference.npz, meta.json}, and the
+   end-to-end voice-clone goldens (CASES: greedy `generate_voice_clone`, x-vector-only and ICL, on
+   both models) to e2e.npz: the generated codes and the returned waveform of each case.
+
+The reference's max_new_tokens=N yields N-1 frames when it does not stop on EOS; ours gives N for
+max_frames=N, so the tests ask for the case's recorded frame count.
 """
 
 from __future__ import annotations
@@ -34,6 +39,20 @@ DRIVER = ROOT / "scripts" / "reference_clone_driver.py"
 MODELS = {"0.6B-Base": 0, "1.7B-Base": 1}
 SR = 24000
 SR_STEREO = 44100
+
+# End-to-end cases: few frames keep e2e.npz small; texts on which both split regexes agree.
+CASES = [
+    dict(name="b06_xvector", model="0.6B-Base", signal="voice", xvector_only=True, ref_text=None,
+         text="Good morning, how are you today?", language="english", max_new_tokens=7),
+    dict(name="b06_icl", model="0.6B-Base", signal="voice", xvector_only=False,
+         ref_text="This is a short sample of my own voice.", text="Nice to meet you.", language="auto",
+         max_new_tokens=7),
+    dict(name="b17_xvector", model="1.7B-Base", signal="stereo44k", xvector_only=True, ref_text=None,
+         text="The weather is lovely.", language="auto", max_new_tokens=7),
+    dict(name="b17_icl", model="1.7B-Base", signal="tones_noise", xvector_only=False,
+         ref_text="Hello, this is the reference recording.", text="See you tomorrow at noon.",
+         language="english", max_new_tokens=7),
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,6 +155,30 @@ def as_float(x: np.ndarray) -> np.ndarray:
     return (x.astype(np.float32) / np.float32(32768)) if x.dtype == np.int16 else x.astype(np.float32)
 
 
+def check_cases(e2e: dict, work: Path) -> str | None:
+    """Our tokenizer (both split regexes) must give the prompt ids the reference used."""
+    from qwen3tts_cli.prompt import assistant_text, ref_text_template
+    from qwen3tts_cli.text import TextTokenizer
+
+    for c in CASES:
+        key = f"clone/{c['name']}"
+        frames, wav = e2e[f"{key}/codes"].shape[0], e2e[f"{key}/wav"]
+        if frames > c["max_new_tokens"] - 1:
+            return f"{c['name']}: {frames} frames for max_new_tokens={c['max_new_tokens']}"
+        # ICL's proportional cut may leave one sample of the reference part.
+        if wav.ndim != 1 or not 0 <= len(wav) - frames * 1920 <= 1:
+            return f"{c['name']}: waveform {wav.shape} for {frames} frames"
+        pairs = [(assistant_text(c["text"]), e2e[f"{key}/target_ids"])]
+        if c["ref_text"]:
+            pairs.append((ref_text_template(c["ref_text"]), e2e[f"{key}/ref_ids"]))
+        ckpt = work / f"{c['model']}-seed{MODELS[c['model']]}"
+        for text, ids in pairs:
+            for regex in ("qwen2", "local-path"):
+                if TextTokenizer.from_folder(ckpt, regex).encode(text) != ids.tolist():
+                    return f"{c['name']}: {regex} tokenization of {text!r} differs from the reference's"
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 
 def main(argv=None) -> int:
@@ -160,7 +203,9 @@ def main(argv=None) -> int:
         signals = make_signals(work)
         sig_in = work / "signals24k.npz"
         np.savez(sig_in, **{k: as_float(v) for k, v in signals.items()})
-        cmd = [python, str(DRIVER), str(sig_in), str(work / "ref.npz")]
+        cases_json = work / "clone_cases.json"
+        cases_json.write_text(json.dumps(CASES, ensure_ascii=False, indent=1), encoding="utf-8")
+        cmd = [python, str(DRIVER), str(sig_in), str(work / "ref.npz"), "--cases", str(cases_json)]
         manifests = {}
         for model in MODELS:
             ckpt = work / f"{model}-seed{MODELS[model]}"
@@ -187,11 +232,20 @@ def main(argv=None) -> int:
                     print(f"error: {model}/{name}: reference gave codes {codes.shape}, expected {want}",
                           file=sys.stderr)
                     return 1
+        e2e = {k: v for k, v in ref.items() if k.startswith("clone/")}
+        ref = {k: v for k, v in ref.items() if not k.startswith("clone/")}
+        problem = check_cases(e2e, work)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 1
         args.out.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(args.out / "signals.npz", **signals)
         np.savez_compressed(args.out / "reference.npz",
                             **{k: (v.astype(np.int16) if "/codes/" in k else v.astype(np.float32))
                                for k, v in ref.items()})
+        np.savez_compressed(args.out / "e2e.npz",
+                            **{k: (v.astype(np.int16) if k.endswith("/codes") else v)
+                               for k, v in e2e.items() if not k.endswith("_ids")})
         meta = {
             "what": "official codec-encoder codes (speech_tokenizer.encode), the RVQ input latent, "
                     "mel_spectrogram and extract_speaker_embedding (float32, CPU) on tiny random Base "
@@ -207,6 +261,9 @@ def main(argv=None) -> int:
                             "recipe": "scripts/goldens_clone.py:" + ("stereo44k_to_24k" if k == "stereo44k" else k)}
                         for k, v in signals.items()},
             "reference": info,
+            "clone_cases": [dict(c, frames=int(e2e[f"clone/{c['name']}/codes"].shape[0]),
+                                 eos=bool(e2e[f"clone/{c['name']}/codes"].shape[0] < c["max_new_tokens"] - 1),
+                                 greedy=True, dtype="float32") for c in CASES],
             "driver_s": round(time.perf_counter() - t0, 2),
         }
         (args.out / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")

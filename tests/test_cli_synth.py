@@ -271,15 +271,15 @@ def test_unwritable_destinations(cv_path, tmp_path):
 
 
 def test_ctrl_c_during_generation_exits_130(cv_path, tmp_path, monkeypatch):
-    real = engine.generate_frames
+    real = engine.iter_frames
 
-    def interrupted(*a, progress=None, **k):
-        def on_frame(n):
+    def interrupted(*a, **k):
+        for n, frame in enumerate(real(*a, **k), 1):
             if n == 3:
                 raise KeyboardInterrupt
-        return real(*a, progress=on_frame, **k)
+            yield frame
 
-    monkeypatch.setattr(engine, "generate_frames", interrupted)
+    monkeypatch.setattr(engine, "iter_frames", interrupted)
     out = tmp_path / "out.wav"
     r = synth(TEXT, "-m", cv_path, "--max-frames", "8", "-o", str(out), "--save-codes", str(tmp_path / "c.npy"))
     assert r.exit_code == 130 and "interrupted" in r.stderr

@@ -4,6 +4,11 @@ Read top to bottom it follows the data: RVQ dequantization, a causal conv, a sli
 transformer, two ConvNeXt upsamplers (x4), four SnakeBeta decoder blocks (x480), one conv.
 Every conv is causal, so a frame's audio depends only on that frame and earlier ones.
 
+Every ``forward`` takes an optional ``state`` (``codec.streaming.DecoderState``): with it, the input is
+the continuation of what that state has seen (conv histories, transposed-conv overlaps and the
+attention KV window are carried), so audio can be decoded frame by frame; without it, the input is
+decoded on its own, as in the offline decode.
+
 Module and parameter names mirror the checkpoint (``decoder.<name>``), so a state dict loads as is.
 The offline decode reproduces the official output exactly, including its chunk grid: chunks of
 300 frames, each decoded independently with 25 frames of left context (the official ``chunked_decode``).
@@ -45,8 +50,11 @@ class CausalConv1d(nn.Module):
         self.conv = nn.Conv1d(c_in, c_out, kernel_size, dilation=dilation, groups=groups)
         self.left_pad = (kernel_size - 1) * dilation  # k_eff - stride, stride is always 1 here
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pad(x, (self.left_pad, 0)))
+    def forward(self, x: torch.Tensor, state=None) -> torch.Tensor:
+        if state is None:
+            return self.conv(F.pad(x, (self.left_pad, 0)))
+        # The zeros are replaced by the last left_pad input samples of the previous call.
+        return self.conv(state.history(self, x, self.left_pad))
 
 
 class CausalConvTranspose1d(nn.Module):
@@ -57,11 +65,17 @@ class CausalConvTranspose1d(nn.Module):
         self.conv = nn.ConvTranspose1d(c_in, c_out, kernel_size, stride=stride)
         self.right_trim = kernel_size - stride
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)
-        if self.right_trim:
-            y = y[..., : y.shape[-1] - self.right_trim]
-        return y
+    def forward(self, x: torch.Tensor, state=None) -> torch.Tensor:
+        if state is None or not self.right_trim:
+            y = self.conv(x)
+            if self.right_trim:
+                y = y[..., : y.shape[-1] - self.right_trim]
+            return y
+        # Streaming: the overhang is not dropped but carried into the next call's first samples; the
+        # bias is added once, after the overlap-add, so every output sample gets it exactly once.
+        y = F.conv_transpose1d(x, self.conv.weight, None, self.conv.stride)
+        y = state.overlap_add(self, y, y.shape[-1] - self.right_trim)
+        return y if self.conv.bias is None else y + self.conv.bias[:, None]
 
 
 class SnakeBeta(nn.Module):
@@ -176,8 +190,9 @@ class TransformerLayer(nn.Module):
         self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size)
         self.mlp_layer_scale = LayerScale(cfg.hidden_size)
 
-    def forward(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = h + self.self_attn_layer_scale(self.self_attn(self.input_layernorm(h), cos, sin, mask))
+    def forward(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor,
+                input_pos: torch.Tensor | None = None, kv_len: int | None = None) -> torch.Tensor:
+        h = h + self.self_attn_layer_scale(self.self_attn(self.input_layernorm(h), cos, sin, mask, input_pos, kv_len))
         return h + self.mlp_layer_scale(self.mlp(self.post_attention_layernorm(h)))
 
 
@@ -190,16 +205,30 @@ class PreTransformer(nn.Module):
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.output_proj = nn.Linear(cfg.hidden_size, cfg.latent_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, T, latent] -> [B, T, latent]; positions count from 0 at the start of x."""
+    def forward(self, x: torch.Tensor, state=None) -> torch.Tensor:
+        """x [B, T, latent] -> [B, T, latent]; positions count from 0 at the start of x (of the
+        state's first input when streaming)."""
         T = x.shape[1]
         h = self.input_proj(x)
-        positions = torch.arange(T, device=x.device)
+        if state is None:
+            positions = torch.arange(T, device=x.device)
+            # A query sees itself and the window-1 frames before it (72 in the release).
+            mask = attention_mask(positions, positions, self.cfg.sliding_window)
+            caches, input_pos, kv_len = [None] * len(self.layers), None, None
+        else:
+            # Keys of earlier calls come from the state's KV buffers (one per layer).
+            positions, mask, input_pos, kv_len = state.attention_span(T)
+            caches = state.kv
         cos, sin = rope_cos_sin(positions, self.cfg.head_dim, self.cfg.rope_theta, h.dtype)
-        # A query sees itself and the window-1 frames before it (72 in the release).
-        mask = attention_mask(positions, positions, self.cfg.sliding_window)
-        for layer in self.layers:
-            h = layer(h, cos, sin, mask)
+        for layer, cache in zip(self.layers, caches):
+            if cache is None:
+                h = layer(h, cos, sin, mask)
+                continue
+            layer.self_attn.kv_cache = cache  # lent for this call only: the state owns the buffers
+            try:
+                h = layer(h, cos, sin, mask, input_pos, kv_len)
+            finally:
+                layer.self_attn.kv_cache = None
         return self.output_proj(self.norm(h))
 
 
@@ -216,8 +245,8 @@ class ConvNeXtBlock(nn.Module):
         self.pwconv2 = nn.Linear(4 * dim, dim)
         self.gamma = nn.Parameter(torch.ones(dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.dwconv(x).permute(0, 2, 1)
+    def forward(self, x: torch.Tensor, state=None) -> torch.Tensor:
+        h = self.dwconv(x, state).permute(0, 2, 1)
         h = self.pwconv2(F.gelu(self.pwconv1(self.norm(h))))
         return x + (self.gamma * h).permute(0, 2, 1)
 
@@ -230,8 +259,8 @@ class ResidualUnit(nn.Module):
         self.act2 = SnakeBeta(dim)
         self.conv2 = CausalConv1d(dim, dim, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(self.act2(self.conv1(self.act1(x)))).add_(x)
+    def forward(self, x: torch.Tensor, state=None) -> torch.Tensor:
+        return self.conv2(self.act2(self.conv1(self.act1(x), state)), state).add_(x)
 
 
 class DecoderBlock(nn.Module):
@@ -245,9 +274,11 @@ class DecoderBlock(nn.Module):
             ResidualUnit(c_out, 9),
         ])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for m in self.block:
-            x = m(x)
+    def forward(self, x: torch.Tensor, state=None) -> torch.Tensor:
+        snake, up, *units = self.block
+        x = up(snake(x), state)
+        for unit in units:
+            x = unit(x, state)
         return x
 
 
@@ -302,14 +333,15 @@ class CodecDecoder(nn.Module):
 
     # -- the network -------------------------------------------------------------------------------
 
-    def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes [B, n_q, T] (long) -> waveform [B, 1, T*hop] in [-1, 1]; one independent pass."""
-        h = self.pre_conv(self.quantizer(codes))
-        h = self.pre_transformer(h.transpose(1, 2)).permute(0, 2, 1)
+    def forward(self, codes: torch.Tensor, state=None) -> torch.Tensor:
+        """codes [B, n_q, T] (long) -> waveform [B, 1, T*hop] in [-1, 1]: one independent pass, or
+        with ``state`` the continuation of the frames that state has seen (batch 1)."""
+        h = self.pre_conv(self.quantizer(codes), state)
+        h = self.pre_transformer(h.transpose(1, 2), state).permute(0, 2, 1)
         for trans_conv, convnext in self.upsample:
-            h = convnext(trans_conv(h))
+            h = convnext(trans_conv(h, state), state)
         for m in self.decoder:
-            h = m(h)
+            h = m(h) if isinstance(m, SnakeBeta) else m(h, state)
         return h.clamp(min=-1, max=1)
 
     # -- offline decode on the official grid -----------------------------------------------------

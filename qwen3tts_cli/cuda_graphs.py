@@ -1,0 +1,247 @@
+"""Graph-captured decoding on CUDA: a frame's whole work as one CUDA graph replay.
+
+Per frame the eager loop launches some 600 small kernels (15 code-predictor passes of 5 layers,
+15 samplings, one talker step); at batch 1 the GPU idles between launches. Here that work runs
+over static buffers, so it can be captured once and replayed:
+
+    inputs   h [B, H] (talker state that produced z), z [B] (first code), text [B, H], slot [1]
+    graph    code predictor: 15 groups with on-device sampling -> codes [B, 15], frame embedding
+             talker step at ``slot`` over the static KV cache -> h_next [B, H], logits [B, V]
+    outputs  codes, h_next, logits, cp_logits [B, 15, cp_V]
+
+The first code's sampler (its branches depend on a host step counter) runs eagerly between
+replays, and the only host sync per frame is the EOS check of the first code (``_HostFlag``).
+
+Attention reads the KV cache in buckets of ``BUCKET`` slots (one graph per bucket in use), with
+the not-yet-written slots masked on the device: a fixed key count per graph, without reading the
+whole cache every step. The cache is allocated at its final size up front (no growing: a graph
+holds the buffers' addresses).
+
+The same step runs eagerly (``capture=False``) on any device; CPU tests use that to check the
+static-buffer loop against the normal one. Opt out of graphs with ``cuda_graphs=False`` or the
+environment variable QWEN3TTS_CUDA_GRAPHS=0.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Iterator, Sequence
+
+import torch
+
+from .code_predictor import CodePredictor
+from .sampling import FirstCodeSampler, SamplingSettings, make_generator
+from .talker import Talker
+
+ENV = "QWEN3TTS_CUDA_GRAPHS"
+BUCKET = 256
+
+
+def use_cuda_graphs(device: torch.device, flag: bool | None = None) -> bool:
+    """Graphs on a CUDA device unless turned off by ``flag`` or the environment."""
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return False
+    if flag is not None:
+        return bool(flag)
+    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def cache_room(needed: int) -> int:
+    """KV cache slots for ``needed`` positions: rounded up to whole buckets."""
+    return -(-needed // BUCKET) * BUCKET
+
+
+def _seed(generators, seeds) -> None:
+    for g, s in zip(generators, seeds):
+        if s is None:
+            g.seed()
+        else:
+            g.manual_seed(int(s))
+
+
+class StaticFrameStep:
+    """The per-frame work over static buffers for a batch of ``batch`` rows (see module doc)."""
+
+    def __init__(self, talker: Talker, predictor: CodePredictor, batch: int, settings: SamplingSettings,
+                 device: torch.device, dtype: torch.dtype, per_row_generators: bool, capture: bool):
+        self.talker, self.predictor, self.batch = talker, predictor, batch
+        self.capture = capture
+        H, V = talker.cfg.hidden_size, talker.cfg.vocab_size
+        self.h = torch.zeros(batch, H, dtype=dtype, device=device)
+        self.h_next = torch.zeros(batch, H, dtype=dtype, device=device)
+        self.text = torch.zeros(batch, H, dtype=dtype, device=device)
+        self.z = torch.zeros(batch, dtype=torch.long, device=device)
+        self.slot = torch.zeros(1, dtype=torch.long, device=device)
+        self.left_pad = torch.zeros(batch, dtype=torch.long, device=device)
+        self.padded = False  # whether rows are left-padded (batched prompts of different lengths)
+        self.codes = torch.zeros(batch, predictor.n_groups - 1, dtype=torch.long, device=device)
+        self.logits = torch.zeros(batch, V, dtype=dtype, device=device)
+        self.cp_logits = torch.zeros(batch, predictor.n_groups - 1, predictor.cfg.vocab_size,
+                                     dtype=torch.float32, device=device)
+        n_gen = batch if per_row_generators else 1
+        self.generators = [torch.Generator(device=device) for _ in range(n_gen)]
+        gen = self.generators if per_row_generators else self.generators[0]
+        self.cp_kw = dict(do_sample=settings.subtalker_dosample, temperature=settings.subtalker_temperature,
+                          top_k=settings.subtalker_top_k, top_p=settings.subtalker_top_p, generator=gen)
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.pool = None
+        self.capture_s = 0.0  # total seconds spent capturing (bench)
+        self.key = self._key(talker, predictor, batch, settings, device, dtype, per_row_generators)
+
+    @staticmethod
+    def _key(talker, predictor, batch, settings, device, dtype, per_row) -> tuple:
+        # Graphs hold buffer addresses and host-side branches: any change means new graphs.
+        kc = talker.model.layers[0].self_attn.kv_cache.k_cache
+        pc = predictor.model.layers[0].self_attn.kv_cache.k_cache
+        return (kc.data_ptr(), talker.max_seq, pc.data_ptr(), batch, str(device), dtype, per_row,
+                settings.subtalker_dosample, settings.subtalker_temperature, settings.subtalker_top_k,
+                settings.subtalker_top_p)
+
+    def _body(self, kv_len: int) -> None:
+        rest, frame_emb, lg = self.predictor.predict(self.h, self.talker.embed_codec(self.z), return_logits=True,
+                                                     **self.cp_kw)
+        x = (frame_emb + self.text)[:, None]
+        h = self.talker(x, self.slot, kv_len=kv_len, left_pad=self.left_pad if self.padded else None,
+                        masked=True)[:, -1]
+        self.codes.copy_(rest)
+        self.cp_logits.copy_(lg)
+        self.h_next.copy_(h)
+        self.logits.copy_(self.talker.logits(h))
+
+    def run(self, pos: int) -> None:
+        """The frame whose talker step writes cache slot ``pos`` (the buffers already set)."""
+        kv_len = min(cache_room(pos + 1), self.talker.max_seq)
+        if not self.capture:
+            self._body(kv_len)
+            return
+        graph = self.graphs.get(kv_len)
+        if graph is None:
+            graph = self._capture(kv_len)
+        graph.replay()
+
+    def _capture(self, kv_len: int) -> "torch.cuda.CUDAGraph":
+        t0 = time.perf_counter()
+        # The warm-up draws random numbers and writes slot ``pos`` again with the same values:
+        # restore the generators so that the replay draws what the eager loop would.
+        states = [g.get_state() for g in self.generators]
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            self._body(kv_len)
+        torch.cuda.current_stream().wait_stream(stream)
+        for g, st in zip(self.generators, states):
+            g.set_state(st)
+        graph = torch.cuda.CUDAGraph()
+        for g in self.generators:
+            if hasattr(graph, "register_generator_state"):
+                graph.register_generator_state(g)
+        if self.pool is None:
+            self.pool = torch.cuda.graph_pool_handle()
+        with torch.cuda.graph(graph, pool=self.pool):
+            self._body(kv_len)
+        torch.cuda.synchronize()
+        self.graphs[kv_len] = graph
+        self.capture_s += time.perf_counter() - t0
+        return graph
+
+
+def frame_step(talker: Talker, predictor: CodePredictor, batch: int, settings: SamplingSettings,
+               device: torch.device, dtype: torch.dtype, per_row_generators: bool, capture: bool) -> StaticFrameStep:
+    """The StaticFrameStep for these caches and settings: kept on the talker and reused while its
+    graphs stay valid (same cache buffers, batch and sub-talker sampling settings)."""
+    key = StaticFrameStep._key(talker, predictor, batch, settings, device, dtype, per_row_generators)
+    step = getattr(talker, "_static_step", None)
+    if step is None or step.key != key or step.capture != capture:
+        step = StaticFrameStep(talker, predictor, batch, settings, device, dtype, per_row_generators, capture)
+        talker._static_step = step
+    return step
+
+
+@torch.inference_mode()
+def iter_frames_static(talker: Talker, predictor: CodePredictor, prompt_embeds: torch.Tensor,
+                       trailing: torch.Tensor, pad: torch.Tensor, settings: SamplingSettings, max_frames: int,
+                       eos_id: int, seed: int | None = None, log=None, capture: bool = True) -> Iterator[torch.Tensor]:
+    """``generate.iter_frames`` over a StaticFrameStep: same frames, same stop reason, same random
+    draws in the same order; ``capture`` replays CUDA graphs (CUDA only), else runs eagerly."""
+    from .generate import _HostFlag
+
+    if max_frames < 1:
+        raise ValueError("max_frames must be >= 1")
+    device, dtype = prompt_embeds.device, prompt_embeds.dtype
+    L = prompt_embeds.shape[0]
+    talker.setup_cache(1, cache_room(L + max_frames), device, dtype)
+    predictor.setup_cache(1, device, dtype)
+    step = frame_step(talker, predictor, 1, settings, device, dtype, False, capture)
+    generator = step.generators[0]
+    _seed([generator], [seed])
+    sampler = FirstCodeSampler(settings, talker.cfg.vocab_size, eos_id, 1, device, generator)
+    n_cp_logits = 0 if log is None else (max_frames if log.cp_frames is None else log.cp_frames)
+
+    positions = torch.arange(L + max_frames, device=device)
+    h = talker(prompt_embeds[None], positions[:L], kv_len=L)[:, -1]
+    logits = talker.logits(h)
+    if log is not None:
+        log.talker.append(logits.float())
+    step.padded = False
+    step.h.copy_(h)
+    step.z.copy_(sampler(logits))
+    flag = _HostFlag(device)
+    pos, m = L, trailing.shape[0]
+    for s in range(max_frames):
+        flag.start(step.z)
+        step.text.copy_(trailing[s] if s < m else pad)
+        step.slot.copy_(positions[pos:pos + 1])
+        step.run(pos)  # on the last frame its talker step is wasted work, but harmless
+        if flag.read() == eos_id:
+            return "eos"
+        if s < n_cp_logits:
+            log.cp.append(step.cp_logits[0].clone())
+        yield torch.cat((step.z[:, None], step.codes), dim=1)[0]
+        if s == max_frames - 1:
+            break
+        if log is not None:
+            log.talker.append(step.logits.float().clone())  # the buffer is overwritten next frame
+        pos += 1
+        step.h.copy_(step.h_next)
+        step.z.copy_(sampler(step.logits))
+    return "max_frames"
+
+
+def run_batch_static(talker: Talker, predictor: CodePredictor, x: torch.Tensor, left_pad: torch.Tensor,
+                     text: torch.Tensor, settings: SamplingSettings, steps: int, eos_id: int,
+                     seeds: Sequence[int | None], return_logits: bool, capture: bool):
+    """``batch.lockstep_frames`` over a StaticFrameStep: the same yields, from graph replays
+    (``capture``) or the same static-buffer step run eagerly."""
+    from .generate import _HostFlag
+
+    B, L = x.shape[0], x.shape[1]
+    device, dtype = x.device, x.dtype
+    talker.setup_cache(B, cache_room(L + steps), device, dtype)
+    predictor.setup_cache(B, device, dtype)
+    step = frame_step(talker, predictor, B, settings, device, dtype, True, capture)
+    _seed(step.generators, seeds)
+    sampler = FirstCodeSampler(settings, talker.cfg.vocab_size, eos_id, B, device, step.generators)
+    slots = torch.arange(L + steps, device=device)
+    h = talker(x, slots[:L], kv_len=L, left_pad=left_pad)[:, -1]
+    logits = talker.logits(h).float()
+    step.padded = True
+    step.left_pad.copy_(left_pad)
+    step.h.copy_(h)
+    step.z.copy_(sampler(logits))
+    flag = _HostFlag(device, B)
+    last_text = text.shape[1] - 1
+    for s in range(steps):
+        flag.start(step.z)
+        step.text.copy_(text[:, min(s, last_text)])
+        step.slot.copy_(slots[L + s:L + s + 1])
+        step.run(L + s)
+        first = flag.read_all()
+        frame = torch.cat((step.z[:, None], step.codes), dim=1)
+        yield (first, frame, logits if return_logits else None,
+               step.cp_logits.clone() if return_logits else None)
+        if s == steps - 1:
+            break
+        logits = step.logits.float().clone() if return_logits else step.logits
+        step.h.copy_(step.h_next)
+        step.z.copy_(sampler(step.logits))

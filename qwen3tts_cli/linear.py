@@ -1,0 +1,125 @@
+"""Faster bias-free linear layers for CPU decoding, swapped in after the official weights load.
+
+At batch 1 every talker / code-predictor step is a chain of matrix-vector products, so speed is
+weight bytes read per second. On CPU two things move that number:
+
+* ``PackedLinear``: the same fp32 (or bf16) weights, multiplied through oneDNN's linear primitive
+  instead of ATen's default GEMM. For one row of activations the default path streams the weight at
+  about half the machine's read bandwidth; oneDNN's GEMV gets close to it. Same arithmetic, only a
+  different summation order (fp32 logits move by ~1e-6 relative; greedy codes do not change).
+* ``Int8Linear``: opt-in weight-only int8 with one fp scale per output channel (symmetric,
+  round-to-nearest), run with bf16 activations through ATen's int8-weight GEMV: a quarter of the
+  fp32 bytes. Its accuracy cost is measured in docs/benchmarks.md.
+
+Only bias-free ``nn.Linear`` modules are replaced: a Linear with a bias stays one fused
+``F.linear`` (reference-architecture.md §9.4). Module names and the float ``weight`` parameter of
+``PackedLinear`` are unchanged, so state dicts and parity tests see the same model.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+QUANTIZATIONS = ("int8",)
+
+
+def _onednn_linear_available() -> bool:
+    try:
+        op = torch.ops.mkldnn._linear_pointwise
+        x = torch.ones(1, 4)
+        return bool(torch.equal(op(x, torch.ones(2, 4), None, "none", [], ""), F.linear(x, torch.ones(2, 4))))
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _int8_gemv_available() -> bool:
+    try:
+        w = torch.ones(8, 32, dtype=torch.int8)
+        y = torch.ops.aten._weight_int8pack_mm(torch.ones(1, 32, dtype=torch.bfloat16), w,
+                                               torch.ones(8, dtype=torch.bfloat16))
+        return bool((y == 32).all())
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+
+
+class PackedLinear(nn.Linear):
+    """nn.Linear (no bias) whose product runs through oneDNN's linear primitive (CPU only)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.weight, None, "none", [], "")
+
+
+class Int8Linear(nn.Module):
+    """y = (x @ q.T) * scale: int8 weights [out, in], one scale per output row, bf16 activations."""
+
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        w = weight.detach().float()
+        self.in_features, self.out_features = w.shape[1], w.shape[0]
+        # Symmetric per-channel scale; an all-zero row keeps scale 1 (its codes are all 0 anyway).
+        scale = w.abs().amax(dim=1) / 127.0
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+        self.register_buffer("qweight", q.contiguous())
+        self.register_buffer("scale", scale.to(torch.bfloat16))
+
+    def dequantized(self) -> torch.Tensor:
+        return self.qweight.float() * self.scale.float()[:, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, shape[-1]).to(torch.bfloat16), self.qweight,
+                                               self.scale)
+        return y.view(*shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel"
+
+
+def _bias_free_linears(module: nn.Module):
+    for name, child in list(module.named_modules()):
+        if type(child) is nn.Linear and child.bias is None:
+            yield name, child
+
+
+def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, leaf = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, leaf, new)
+
+
+def accelerate_cpu(module: nn.Module, quantize: str | None = None) -> int:
+    """Swap the bias-free Linears of a loaded CPU model in place; returns how many were swapped.
+
+    ``quantize=None`` keeps the weights (fp32 or bf16) and only changes the kernel; ``"int8"``
+    replaces each weight by its int8 per-channel quantization (the model should then run in bf16).
+    Silently does nothing where the kernels are missing from this torch build.
+    """
+    if quantize not in (None, *QUANTIZATIONS):
+        raise ValueError(f"unknown quantization {quantize!r}")
+    if quantize is None and not _onednn_linear_available():
+        return 0
+    if quantize == "int8" and not _int8_gemv_available():
+        raise RuntimeError("this torch build has no int8 weight-only GEMV (aten::_weight_int8pack_mm)")
+    n = 0
+    for name, lin in _bias_free_linears(module):
+        if lin.weight.device.type != "cpu":
+            continue
+        if quantize == "int8":
+            _replace(module, name, Int8Linear(lin.weight))
+        else:
+            # A class swap keeps the very same Parameter (and its name) in the module.
+            lin.__class__ = PackedLinear
+        n += 1
+    return n
+
+
+def weight_bytes(module: nn.Module) -> int:
+    """Bytes of every parameter and int8/scale buffer (what a full pass over the module reads)."""
+    n = sum(p.numel() * p.element_size() for p in module.parameters())
+    for m in module.modules():
+        if isinstance(m, Int8Linear):
+            n += m.qweight.numel() + m.scale.numel() * m.scale.element_size()
+    return n

@@ -1,0 +1,110 @@
+"""`synth -i lines.txt -d DIR --batch-size B [--resume]`: batched files equal batch-size-1 files."""
+
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from qwen3tts_cli import engine
+from qwen3tts_cli.cli import _complete_wav, app
+from qwen3tts_cli.engine import TTS
+
+runner = CliRunner()
+LINES = "Hello there, world.\n\nA second, rather longer line of text to speak.\nThird one.\nFour.\n"
+NAMES = ["0001.wav", "0003.wav", "0004.wav", "0005.wav"]
+
+
+@pytest.fixture(autouse=True)
+def reuse_loaded_models(monkeypatch):
+    cache = {}
+    real = engine.load_tts
+
+    def cached(folder, device="cpu", dtype=None):
+        key = (str(folder), str(device), str(dtype))
+        if key not in cache:
+            cache[key] = real(folder, device=device, dtype=dtype)
+        return cache[key]
+
+    monkeypatch.setattr(engine, "load_tts", cached)
+
+
+@pytest.fixture(scope="module")
+def lines(tmp_path_factory):
+    path = tmp_path_factory.mktemp("in") / "lines.txt"
+    path.write_text(LINES, encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def ck(tiny_checkpoint):
+    return str(tiny_checkpoint("0.6B-CustomVoice"))
+
+
+def run(ck, lines, out, *extra):
+    return runner.invoke(app, ["synth", "-i", lines, "-d", str(out), "-m", ck, "--greedy", "--max-frames", "5",
+                               "--device", "cpu", "--language", "english", *extra])
+
+
+@pytest.fixture(scope="module")
+def reference(ck, lines, tmp_path_factory):
+    """Files written one line at a time (batch size 1)."""
+    out = tmp_path_factory.mktemp("b1")
+    r = run(ck, lines, out)
+    assert r.exit_code == 0, r.output
+    return {p.name: p.read_bytes() for p in out.iterdir()}
+
+
+def test_batched_files_equal_batch_size_1(ck, lines, reference, tmp_path):
+    assert sorted(reference) == NAMES
+    r = run(ck, lines, tmp_path, "--batch-size", "3")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == NAMES  # no temp files left
+    for name in NAMES:
+        assert (tmp_path / name).read_bytes() == reference[name], name
+        assert sf.info(str(tmp_path / name)).frames == 5 * 1920
+    assert "batch 2/2" in r.stderr
+
+
+def test_resume_skips_complete_files_and_redoes_broken_ones(ck, lines, reference, tmp_path, monkeypatch):
+    (tmp_path / "0001.wav").write_bytes(reference["0001.wav"])
+    (tmp_path / "0003.wav").write_bytes(reference["0003.wav"][:-100])  # truncated: redone
+    (tmp_path / "0004.wav").write_bytes(b"not a wav")  # garbage: redone
+    assert _complete_wav(tmp_path / "0001.wav")
+    assert not _complete_wav(tmp_path / "0003.wav") and not _complete_wav(tmp_path / "0004.wav")
+    seen = []
+    real = TTS.synthesize_batch
+    monkeypatch.setattr(TTS, "synthesize_batch", lambda self, texts, **kw: seen.extend(texts) or real(self, texts, **kw))
+    r = run(ck, lines, tmp_path, "--batch-size", "2", "--resume")
+    assert r.exit_code == 0, r.output
+    assert sorted(seen) == sorted(["A second, rather longer line of text to speak.", "Third one.", "Four."])
+    assert "1 of 4 files already complete" in r.stderr
+    for name in NAMES:
+        assert (tmp_path / name).read_bytes() == reference[name], name
+    # Everything done: nothing is synthesized.
+    seen.clear()
+    r = run(ck, lines, tmp_path, "--batch-size", "2", "--resume")
+    assert r.exit_code == 0 and seen == []
+
+
+def test_ctrl_c_keeps_finished_files_only(ck, lines, reference, tmp_path, monkeypatch):
+    calls = []
+    real = TTS._to_audio
+
+    def interrupt_second_row(self, gen, voice=None):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, gen, voice)
+
+    monkeypatch.setattr(TTS, "_to_audio", interrupt_second_row)
+    r = run(ck, lines, tmp_path, "--batch-size", "4")
+    assert r.exit_code == 130
+    files = list(tmp_path.iterdir())
+    assert len(files) == 1 and files[0].name in NAMES  # the finished row only, no temp file
+    assert files[0].read_bytes() == reference[files[0].name]
+
+
+def test_batch_options_need_input(ck):
+    r = runner.invoke(app, ["synth", "Hello.", "-m", ck, "--batch-size", "2", "-o", "x.wav"])
+    assert r.exit_code == 2 and "--input" in r.stderr
+    r = runner.invoke(app, ["synth", "Hello.", "-m", ck, "--resume", "-o", "x.wav"])
+    assert r.exit_code == 2

@@ -1,0 +1,116 @@
+"""The static-buffer frame step that CUDA graphs replay: run eagerly on the CPU it must give the
+frames of the normal loop; on CUDA (skipped here without one) the replays must too."""
+
+import pytest
+import torch
+
+from qwen3tts_cli import cuda_graphs
+from qwen3tts_cli.batch import generate_batch
+from qwen3tts_cli.cuda_graphs import iter_frames_static, use_cuda_graphs
+from qwen3tts_cli.engine import load_tts
+from qwen3tts_cli.generate import FrameLog, iter_frames
+
+EOS = 2150
+TEXT = "Hello there, world."
+CUDA = torch.cuda.is_available()
+
+
+@pytest.fixture(scope="module", params=["0.6B-CustomVoice", "1.7B-VoiceDesign"])
+def tts(request, tiny_checkpoint):
+    return load_tts(tiny_checkpoint(request.param))
+
+
+@pytest.fixture(autouse=True)
+def small_buckets(monkeypatch):
+    # Several cache buckets within a few frames, so the bucket switch and masking are exercised.
+    monkeypatch.setattr(cuda_graphs, "BUCKET", 8)
+
+
+def _prompt(tts, text=TEXT):
+    kw = dict(speaker="ryan") if tts.model_type == "custom_voice" else dict(instruct="A calm voice.")
+    return tts.prompt(text, language="english", **kw)
+
+
+def _run(fn, tts, prompt, settings, n, seed=None, **kw):
+    log = FrameLog()
+    it = fn(tts.talker, tts.predictor, prompt.embeds, prompt.trailing, prompt.pad, settings, n,
+            EOS, seed=seed, log=log, **kw)
+    frames = []
+    while True:
+        try:
+            frames.append(next(it))
+        except StopIteration as stop:
+            return torch.stack(frames).cpu(), stop.value, torch.cat(log.talker).cpu(), torch.stack(log.cp).cpu()
+
+
+def _assert_same(a, b, tol=1e-4):
+    assert torch.equal(a[0], b[0]) and a[1] == b[1]
+    assert a[2].shape == b[2].shape and (a[2] - b[2]).abs().max() <= tol
+    assert a[3].shape == b[3].shape and (a[3] - b[3]).abs().max() <= tol
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_static_step_equals_eager_loop(tts, greedy):
+    settings = tts.sampling(greedy=greedy)
+    p = _prompt(tts)
+    # 20 frames cross at least two 8-slot buckets past the prompt.
+    want = _run(iter_frames, tts, p, settings, 20, seed=5, cuda_graphs=False)
+    got = _run(iter_frames_static, tts, p, settings, 20, seed=5, capture=False)
+    _assert_same(got, want)
+    assert got[0].shape == (20, 16) and got[1] == "max_frames"
+    # The step is reused across calls (same caches and settings) and still starts afresh.
+    step = tts.talker._static_step
+    again = _run(iter_frames_static, tts, p, settings, 20, seed=5, capture=False)
+    assert tts.talker._static_step is step
+    _assert_same(again, got, tol=0)
+
+
+def test_static_step_eos_and_cap(tts, monkeypatch):
+    raw = tts.talker.logits
+    monkeypatch.setattr(tts.talker, "logits", lambda h: raw(h).index_fill(-1, torch.tensor([EOS]), 1e3))
+    settings = tts.sampling(greedy=True)
+    p = _prompt(tts)
+    got = _run(iter_frames_static, tts, p, settings, 30, capture=False)
+    assert got[1] == "eos" and got[0].shape == (2, 16) and got[2].shape[0] == 3
+    _assert_same(got, _run(iter_frames, tts, p, settings, 30, cuda_graphs=False))
+    one = _run(iter_frames_static, tts, p, settings, 1, capture=False)
+    assert one[1] == "max_frames" and one[0].shape == (1, 16)
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_static_batch_equals_eager_batch(tts, greedy):
+    settings = tts.sampling(greedy=greedy)
+    prompts = [_prompt(tts, t) for t in ("Hi.", "A much longer line of text for the second row.", TEXT)]
+    caps, seeds = [6, 11, 9], [1, 2, 1]
+    args = (tts.talker, tts.predictor, prompts, settings, caps, EOS)
+    want = generate_batch(*args, seeds=seeds, return_logits=True, cuda_graphs=False)
+    got = generate_batch(*args, seeds=seeds, return_logits=True, static_step=True)
+    for g, w in zip(got, want):
+        _assert_same((g.codes, g.stop_reason, g.talker_logits, g.cp_logits),
+                     (w.codes, w.stop_reason, w.talker_logits, w.cp_logits))
+    assert [g.frames for g in got] == caps
+
+
+def test_graphs_only_on_cuda(monkeypatch):
+    cpu = torch.device("cpu")
+    assert not use_cuda_graphs(cpu) and not use_cuda_graphs(cpu, True)
+    if CUDA:
+        dev = torch.device("cuda")
+        monkeypatch.setenv(cuda_graphs.ENV, "0")
+        assert not use_cuda_graphs(dev) and use_cuda_graphs(dev, True)
+        monkeypatch.setenv(cuda_graphs.ENV, "1")
+        assert use_cuda_graphs(dev) and not use_cuda_graphs(dev, False)
+    assert cuda_graphs.cache_room(1) == 8 and cuda_graphs.cache_room(8) == 8 and cuda_graphs.cache_room(9) == 16
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_cuda_graph_replay_equals_eager(tiny_checkpoint):
+    tts = load_tts(tiny_checkpoint("0.6B-CustomVoice"), device="cuda", dtype="float32")
+    settings = tts.sampling(greedy=True)
+    p = _prompt(tts)
+    want = _run(iter_frames, tts, p, settings, 20, cuda_graphs=False)
+    got = _run(iter_frames, tts, p, settings, 20, cuda_graphs=True)
+    _assert_same(got, want, tol=1e-3)
+    assert len(tts.talker._static_step.graphs) >= 2
+    seeded = [_run(iter_frames, tts, p, tts.sampling(), 12, seed=7, cuda_graphs=True)[0] for _ in range(2)]
+    assert torch.equal(*seeded)
