@@ -134,3 +134,71 @@ def wav_bytes(samples, sample_rate: int = SAMPLE_RATE) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, _to_int16(samples), sample_rate, format="WAV", subtype="PCM_16")
     return buf.getvalue()
+
+
+# A RIFF/data size field meaning "unknown length": what streaming writers put on a pipe, where the
+# header cannot be rewritten (sox, ffmpeg and aplay read such a stream to its end).
+UNKNOWN_LENGTH = 0xFFFFFFFF
+
+
+def wav_header(n_samples: int | None, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """The 44-byte header of a 16-bit mono PCM WAV holding ``n_samples`` (None: unknown length)."""
+    if n_samples is None:
+        data = riff = UNKNOWN_LENGTH
+    else:
+        data = 2 * n_samples
+        riff = 36 + data
+        if riff > UNKNOWN_LENGTH:
+            raise ValueError("too long for a WAV file (4 GiB)")
+    return (b"RIFF" + riff.to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+            + (1).to_bytes(2, "little") + (1).to_bytes(2, "little") + sample_rate.to_bytes(4, "little")
+            + (2 * sample_rate).to_bytes(4, "little") + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
+            + b"data" + data.to_bytes(4, "little"))
+
+
+class ProgressiveWavWriter:
+    """A 16-bit mono WAV written at ``path`` as audio arrives, valid after every ``write``.
+
+    Unlike ``WavWriter`` (atomic: nothing at ``path`` until complete), this is for streaming: the
+    samples go straight into the file and the header's sizes are rewritten after each chunk, so
+    the file is a valid WAV of everything written so far even if the process is interrupted or
+    killed. Same integer conversion as ``pcm16``.
+    """
+
+    def __init__(self, path: str | Path, sample_rate: int = SAMPLE_RATE):
+        self.path = Path(path)
+        self.sample_rate = sample_rate
+        self.frames = 0
+        try:
+            self._file = open(self.path, "wb")
+        except OSError as e:
+            raise InputError(f"{self.path}: cannot write here ({e.strerror})") from None
+        self._file.write(wav_header(0, sample_rate))
+        self._file.flush()
+
+    def write(self, samples) -> None:
+        data = pcm16(samples)
+        if not data:
+            return
+        f = self._file
+        f.write(data)
+        self.frames += len(data) // 2
+        # Sizes first in the header, then back to the end: a reader sees a consistent file.
+        header = wav_header(self.frames, self.sample_rate)
+        f.seek(4)
+        f.write(header[4:8])
+        f.seek(40)
+        f.write(header[40:44])
+        f.seek(0, os.SEEK_END)
+        f.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> "ProgressiveWavWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()  # the header is already right, whatever happened

@@ -89,7 +89,8 @@ def generate_batch(talker: Talker, predictor: CodePredictor, prompts: Sequence, 
                    seeds: int | None | Sequence[int | None] = None, return_logits: bool = False,
                    on_row: Callable[[int, GenerationResult], None] | None = None,
                    progress: Callable[[int], None] | None = None,
-                   cuda_graphs: bool | None = None, static_step: bool = False) -> list[GenerationResult]:
+                   cuda_graphs: bool | None = None, static_step: bool = False,
+                   guards: Sequence | None = None) -> list[GenerationResult]:
     """Codes of every prompt, generated together. Returns one GenerationResult per prompt, in order.
 
     ``max_frames`` and ``seeds``: one value for all rows or one per row. ``on_row(b, result)`` is
@@ -98,6 +99,10 @@ def generate_batch(talker: Talker, predictor: CodePredictor, prompts: Sequence, 
     talker_logits / cp_logits exactly as ``generate_frames`` does for that prompt alone. On CUDA
     the frames come from CUDA-graph replays (cuda_graphs.py) unless ``cuda_graphs`` is False or
     QWEN3TTS_CUDA_GRAPHS=0; ``static_step`` runs that graphed step eagerly (tests, any device).
+
+    ``guards``: one guard.RunawayGuard (or None) per row, fed each row's frames as
+    ``TTS.guarded_frames`` feeds them; a trip ends the row with stop_reason = trip.reason, its
+    codes cut at trip.keep and ``result.trip`` set.
     """
     from .cuda_graphs import run_batch_static, use_cuda_graphs
 
@@ -106,7 +111,7 @@ def generate_batch(talker: Talker, predictor: CodePredictor, prompts: Sequence, 
         return []
     caps = [int(max_frames)] * B if isinstance(max_frames, int) else [int(n) for n in max_frames]
     seeds = list(seeds) if isinstance(seeds, (list, tuple)) else [seeds] * B
-    if len(caps) != B or len(seeds) != B:
+    if len(caps) != B or len(seeds) != B or (guards is not None and len(guards) != B):
         raise ValueError("max_frames and seeds need one value per prompt")
     if min(caps) < 1:
         raise ValueError("max_frames must be >= 1")
@@ -124,10 +129,12 @@ def generate_batch(talker: Talker, predictor: CodePredictor, prompts: Sequence, 
     n = [0] * B  # frames emitted per row
     results: list[GenerationResult | None] = [None] * B
 
-    def finish(b: int, reason: str) -> None:
+    def finish(b: int, reason: str, trip=None) -> None:
+        if trip is not None:
+            n[b] = min(n[b], trip.keep)
         codes = (torch.stack(frames[:n[b]])[:, b].cpu() if n[b] else
                  torch.empty(0, talker.cfg.num_code_groups, dtype=torch.long))
-        r = GenerationResult(codes=codes, stop_reason=reason, prompt_length=prompts[b].embeds.shape[0])
+        r = GenerationResult(codes=codes, stop_reason=reason, prompt_length=prompts[b].embeds.shape[0], trip=trip)
         if return_logits:
             # As generate_frames: the step that produced EOS is logged, the one after a cap is not.
             r.talker_logits = torch.stack(t_log[:n[b] + (reason == "eos")])[:, b].cpu()
@@ -147,6 +154,10 @@ def generate_batch(talker: Talker, predictor: CodePredictor, prompts: Sequence, 
                 continue
             if first[b] == eos_id:
                 finish(b, "eos")
+                continue
+            trip = guards[b].push(frame[b]) if guards is not None and guards[b] is not None else None
+            if trip is not None:
+                finish(b, trip.reason, trip)
                 continue
             n[b] += 1
             if n[b] == caps[b]:

@@ -310,6 +310,10 @@ def synth(
     else:
         if text == "-":
             text = _read_stdin()
+        from .segment import normalize_text
+
+        if not normalize_text(text):
+            raise InputError("text is empty" if not text.strip() else "text has nothing to speak (only control characters)")
         jobs = [(text, out_path)]
         if to_stdout:
             mode = "raw" if raw else "stdout-wav"
@@ -352,16 +356,15 @@ def synth(
     if loaded_voice is not None:
         kw["voice"] = loaded_voice
 
-    if batch_size > 1:
-        _synth_batches(tts, jobs, kw, batch_size, live, say, t_load)
-        return
     sd = _output_device() if mode == "play" else None
     if mode == "play" and sd is None:
         mode = "default-file"
     long_text = dict(split=not no_split, max_chars=max_chars, pause=pause)
     truncated = 0
+    if batch_size > 1:
+        truncated = _synth_batches(tts, jobs, {**kw, **long_text}, batch_size, live, say, t_load)
     with _SynthProgress(live, cap, len(jobs)) as bar:
-        for i, (utterance, path) in enumerate(jobs):
+        for i, (utterance, path) in enumerate(jobs if batch_size == 1 else []):
             t1 = time.perf_counter()
             result = tts.synthesize(utterance, progress=bar.callback(i, path), decode=mode != "codes-only",
                                     **long_text, **kw)
@@ -413,38 +416,44 @@ def synth(
                              "(--allow-truncation to accept this with exit status 0)")
 
 
-def _synth_batches(tts, jobs, kw: dict, batch_size: int, live: bool, say, t_load: float) -> None:
+def _synth_batches(tts, jobs, kw: dict, batch_size: int, live: bool, say, t_load: float) -> int:
     """--input with --batch-size: lines in groups of ``batch_size``; each WAV is written (atomically)
-    as soon as its row ends, so an interruption keeps every finished file and no partial one."""
+    as soon as its line ends, so an interruption keeps every finished file and no partial one.
+    Returns how many lines the runaway guard cut short."""
     import time
-
-    from .audio import write_wav
 
     # Rows decode in lock-step until the longest ends: grouping lines of similar length wastes
     # least. Longest first, so a batch that does not fit in memory fails at once.
     order = sorted(range(len(jobs)), key=lambda i: len(jobs[i][0]), reverse=True)
     groups = [[jobs[i] for i in order[k:k + batch_size]] for k in range(0, len(order), batch_size)]
     cap = kw.get("max_frames") or tts.generation_config.max_new_tokens
+    truncated = 0
     with _SynthProgress(live, cap, 1) as bar:
         for k, group in enumerate(groups):
             t1 = time.perf_counter()
-            frames = 0
+            seconds = 0.0
 
             def write(i: int, result) -> None:
-                nonlocal frames
+                nonlocal seconds, truncated
                 for w in result.warnings:
                     say(f"[yellow]warning:[/] {escape(w)}")
-                path = write_wav(group[i][1], result.audio)
-                frames += result.frames
-                say(f"wrote {escape(str(path))}: {result.frames} frames ({result.frames * 0.08:.2f} s of audio), "
-                    f"stop: {result.stop_reason}")
+                path = group[i][1]
+                if result.truncated:
+                    truncated += 1
+                    say(f"[yellow]warning:[/] {escape(path.name + ': ' + result.truncated)}")
+                _write_wav(path, result.audio)
+                seconds += len(result.audio) / tts.sample_rate
+                chunks = f" in {result.chunks} chunks" if result.chunks > 1 else ""
+                say(f"wrote {escape(str(path))}: {result.frames} frames ({len(result.audio) / tts.sample_rate:.2f} s "
+                    f"of audio{chunks}), stop: {result.stop_reason}")
 
             tts.synthesize_batch([t for t, _ in group], on_result=write, progress=bar.callback(k, None), **kw)
             bar.done()
             dt = time.perf_counter() - t1
-            audio_s = frames * 0.08
+            audio_s = seconds
             say(f"batch {k + 1}/{len(groups)}: {len(group)} files, {audio_s:.2f} s of audio; load {t_load:.1f} s, "
                 f"synthesis {dt:.1f} s ({audio_s / max(dt, 1e-9):.2f}x real time)")
+    return truncated
 
 
 def _complete_wav(path: Path) -> bool:
@@ -536,10 +545,16 @@ def _write_stdout(data: bytes) -> None:
 def _read_stdin() -> str:
     from .errors import InputError
 
+    # Bytes, decoded strictly: a text stream may be set to replace or smuggle invalid bytes
+    # (surrogateescape under a C locale) instead of saying the input is not text.
+    stream = getattr(sys.stdin, "buffer", None)
+    data = stream.read() if stream is not None else sys.stdin.read()
+    if isinstance(data, str):
+        return data
     try:
-        return sys.stdin.read()
-    except UnicodeDecodeError:
-        raise InputError("standard input is not UTF-8 text") from None
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"standard input is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
 
 
 def _write_wav(path: Path, audio) -> Path:
@@ -731,11 +746,330 @@ def _list_speakers(model: str) -> None:
     sys.stdout.write(f"speakers: {speakers}\nlanguages: {', '.join(cfg.languages)}\n")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command()
 @guarded
-def stream(ctx: typer.Context) -> None:
-    """Synthesize incrementally and play (or pipe) audio as it is produced."""
-    not_landed("stream", 6)
+def stream(
+    text: Optional[str] = typer.Argument(None, help="Text to speak; '-' speaks standard input line by line as "
+                                                    "lines arrive."),
+    output: Optional[str] = typer.Option(
+        None, "--output", "-o", metavar="FILE.wav",
+        help="Write a 16-bit 24 kHz mono WAV as audio is produced, valid at every moment (also after "
+             "Ctrl-C); '-' streams a WAV to stdout (its header says 'unknown length'). Default: play."),
+    raw: bool = typer.Option(False, "--raw", help="Write raw s16le 24 kHz mono PCM to stdout as it is produced "
+                                                  "(for aplay, ffplay, sox play)."),
+    output_device: Optional[str] = typer.Option(None, "--output-device", metavar="DEVICE",
+                                                help="Sound device to play on: index or name (default: the "
+                                                     "system's default output)."),
+    model: str = typer.Option("Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice", "--model", "-m",  # repos.DEFAULT_MODEL
+                              help="Model folder, official repo id or short name (e.g. 1.7B-CustomVoice); "
+                                   "downloaded on first use."),
+    speaker: Optional[str] = typer.Option(None, "--speaker", "-s",
+                                          help="Built-in voice (CustomVoice models; default: ryan)."),
+    language: str = typer.Option("auto", "--language", "-l", help="Language, or 'auto'."),
+    instruct: Optional[str] = typer.Option(None, "--instruct",
+                                           help="Style instruction (1.7B CustomVoice); voice description "
+                                                "(VoiceDesign, required)."),
+    ref_audio: Optional[Path] = typer.Option(None, "--ref-audio", metavar="AUDIO",
+                                             help="Base models: clone the voice of this recording."),
+    ref_text: Optional[str] = typer.Option(None, "--ref-text",
+                                           help="Transcript of --ref-audio (in-context cloning, the default)."),
+    xvector_only: bool = typer.Option(False, "--xvector-only",
+                                      help="Clone from --ref-audio's speaker embedding alone (no transcript)."),
+    voice_file: Optional[Path] = typer.Option(None, "--voice", metavar="VOICE.safetensors",
+                                              help="Base models: a voice made by `qwen3tts voice create`."),
+    greedy: bool = typer.Option(False, "--greedy", help="Deterministic argmax decoding (no sampling)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for sampling (the same for every line)."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1,
+                                             help="Stop after this many 80 ms frames (default: max_new_tokens "
+                                                  "of generation_config.json); per chunk when the text is split."),
+    no_split: bool = typer.Option(False, "--no-split", help="Speak the text in one pass, exactly as given."),
+    max_chars: int = typer.Option(300, "--max-chars", min=10, metavar="N",  # segment.DEFAULT_MAX_CHARS
+                                  help="Longest chunk of a split text, in characters (a CJK character counts 3)."),
+    pause: float = typer.Option(0.25, "--pause", min=0.0, metavar="SECONDS",  # engine.DEFAULT_PAUSE
+                                help="Silence between the chunks of a split text, and between lines."),
+    allow_truncation: bool = typer.Option(False, "--allow-truncation",
+                                          help="Exit 0 when the runaway guard cuts an utterance short "
+                                               "(default: warn, exit 3)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature (first code)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="Top-k (first code); 0 disables."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="Top-p (first code)."),
+    repetition_penalty: Optional[float] = typer.Option(None, "--repetition-penalty",
+                                                       help="Penalty on first codes already used."),
+    schedule: Optional[str] = typer.Option(None, "--schedule", metavar="N,N,…",
+                                           help="Frames per audio chunk, the last repeating (default 1,2,4,8: "
+                                                "first audio after one 80 ms frame)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype",
+                                        help="float32 or bfloat16 (default: float32 on CPU, bfloat16 on CUDA)."),
+    stats: bool = typer.Option(False, "--stats", help="Print time to first audio (TTFA) and speed on stderr."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors (and --stats)."),
+) -> None:
+    """Speak while generating: audio is played (or written) as soon as its frames exist.
+
+    The samples are synth's for the same options and seed (fp32 rounding apart), delivered in chunks
+    of 1, 2, 4, 8, 8, … frames. With '-' every line of standard input is spoken as it arrives, in the
+    same voice (speaker, instruction, voice file, seed), while earlier lines play.
+
+    -o FILE.wav is written progressively, not atomically: the file is a valid WAV of what was
+    produced so far at every moment, including after Ctrl-C (exit 130).
+    """
+    import time
+
+    import numpy as np
+
+    from .errors import InputError
+
+    if raw and output is not None:
+        raise InputError("--raw writes to stdout; drop -o (or use -o FILE.wav without --raw)")
+    if text is None:
+        raise InputError("missing TEXT (or '-' to speak standard input line by line)")
+    clone_ref, loaded_voice = _clone_options(ref_audio, ref_text, xvector_only, voice_file, speaker)
+    sizes = _parse_schedule(schedule)
+    to_stdout = raw or output == "-"
+    if to_stdout and _stdout_is_terminal():
+        raise InputError("refusing to write binary audio to a terminal: use -o FILE.wav, or pipe it "
+                         "(e.g. --raw | aplay -r 24000 -f S16_LE -c 1 -t raw)")
+    if output_device is not None and (to_stdout or output is not None):
+        raise InputError("--output-device is for playback; drop it with -o/--raw")
+    out_path = Path(output) if output not in (None, "-") else None
+    if out_path is not None and not out_path.parent.is_dir():
+        raise InputError(f"{out_path.parent}: folder does not exist")
+    if text != "-":
+        from .segment import normalize_text
+
+        if not normalize_text(text):
+            raise InputError("text is empty" if not text.strip() else "text has nothing to speak (only control characters)")
+    sd = None if to_stdout or out_path is not None else _stream_device(output_device)
+
+    say = (lambda *a, **k: None) if quiet else (lambda msg: err.print(msg, soft_wrap=True))
+    import torch
+
+    from .engine import load_tts, parse_device
+
+    dev = parse_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    folder = _resolve_model_with_progress(model, not quiet and err.is_terminal, say)
+    _check_clone_fits(folder, speaker, clone_ref is not None or loaded_voice is not None, loaded_voice)
+    t0 = time.perf_counter()
+    tts = load_tts(folder, device=dev, dtype=dtype)
+    tts.decoder  # noqa: B018 (loaded now, outside the time to first audio)
+    t_load = time.perf_counter() - t0
+    if speaker in (None, "") and tts.model_type == "custom_voice":
+        speaker = tts.default_speaker
+        say(f"speaker: {speaker} (default; --speaker to choose)")
+    kw = dict(speaker=speaker, language=language, instruct=instruct, greedy=greedy, seed=seed,
+              max_frames=max_frames, temperature=temperature, top_k=top_k, top_p=top_p,
+              repetition_penalty=repetition_penalty, split=not no_split, max_chars=max_chars, pause=pause,
+              schedule=sizes)
+    if clone_ref is not None:
+        loaded_voice = tts.create_voice(clone_ref, ref_text=ref_text, xvector_only=xvector_only)
+    if loaded_voice is not None:
+        kw["voice"] = loaded_voice  # pinned: every line speaks with this one voice
+
+    lines = _stdin_lines() if text == "-" else iter([text])
+    gap = np.zeros(round(pause * tts.sample_rate), dtype=np.float32)
+    sink = _StreamSink(sd, output_device, out_path, raw, to_stdout, tts.sample_rate)
+    truncated = n_lines = frames = 0
+    audio_s = busy_s = 0.0
+    try:
+        for line in lines:
+            t1 = time.perf_counter()
+            st = tts.stream(line, **kw)
+            if n_lines:
+                sink.write(gap)
+            ttfa = None
+            for chunk in st:
+                sink.write(chunk)
+                if ttfa is None:
+                    ttfa = time.perf_counter() - t1
+            dt = time.perf_counter() - t1
+            result = st.result
+            n_lines += 1
+            frames += result.frames
+            audio_s += result.seconds
+            busy_s += dt
+            for w in result.warnings:
+                say(f"[yellow]warning:[/] {escape(w)}")
+            if result.truncated:
+                truncated += 1
+                say(f"[yellow]warning:[/] {escape(result.truncated)}")
+            if stats:
+                first = "none" if ttfa is None else f"{ttfa * 1000:.0f} ms"
+                err.print(f"stats: line {n_lines}: TTFA {first}, {result.seconds:.2f} s of audio in {dt:.2f} s "
+                          f"({result.seconds / max(dt, 1e-9):.2f}x real time), {result.frames} frames, "
+                          f"stop: {result.stop_reason}", soft_wrap=True, highlight=False)
+        sink.finish()
+    finally:
+        sink.close()
+    if n_lines == 0:
+        raise InputError("standard input had no text (every line was empty)")
+    where = {"raw": "stdout (raw s16le, 24000 Hz, mono)", "stdout-wav": "stdout (WAV)",
+             "file": str(out_path), "play": "the sound device"}[sink.mode]
+    say(f"{'played on' if sink.mode == 'play' else 'wrote'} {escape(where)}: {frames} frames ({audio_s:.2f} s of "
+        f"audio{f', {n_lines} lines' if n_lines > 1 else ''}); load {t_load:.1f} s, synthesis {busy_s:.1f} s "
+        f"({audio_s / max(busy_s, 1e-9):.2f}x real time)")
+    if stats and n_lines > 1:
+        err.print(f"stats: all: {audio_s:.2f} s of audio in {busy_s:.2f} s ({audio_s / max(busy_s, 1e-9):.2f}x "
+                  "real time)", soft_wrap=True, highlight=False)
+    if truncated and not allow_truncation:
+        from .errors import TruncatedError
+
+        what = "the utterance was" if n_lines == 1 else f"{truncated} of {n_lines} lines were"
+        raise TruncatedError(f"{what} cut short by the runaway guard (--allow-truncation to accept this "
+                             "with exit status 0)")
+
+
+def _parse_schedule(value: str | None) -> list[int] | None:
+    from .errors import InputError
+
+    if value is None:
+        return None
+    try:
+        sizes = [int(v) for v in value.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise InputError(f"--schedule must be positive frame counts separated by commas (got {value!r})")
+    return sizes
+
+
+def _stdin_lines():
+    """Non-empty lines of standard input, each as soon as it arrives (strict UTF-8)."""
+    from .errors import InputError
+    from .segment import normalize_text
+
+    source = getattr(sys.stdin, "buffer", sys.stdin)
+    for n, line in enumerate(iter(source.readline, b"" if source is not sys.stdin else ""), 1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputError(f"standard input line {n} is not UTF-8 text") from None
+        if normalize_text(line):
+            yield line.strip()
+
+
+def _stream_device(device: str | None):
+    """sounddevice, checked to have an output device, before any weights load; else one line, exit 1."""
+    hint = ("use -o FILE.wav, or pipe raw audio to a player: "
+            "qwen3tts stream \"...\" --raw | aplay -r 24000 -f S16_LE -c 1 -t raw")
+    try:
+        import sounddevice as sd
+    except ImportError:
+        fail(f"live playback needs sounddevice (pip install 'qwen3tts-cli\\[play]'); or {hint}", 1)
+    except OSError:  # the PortAudio library itself is missing
+        fail(f"live playback needs the PortAudio library (e.g. apt install libportaudio2); or {hint}", 1)
+    try:
+        sd.query_devices(int(device) if device is not None and device.isdigit() else device, kind="output")
+    except Exception as e:
+        what = f"output device {device!r}" if device is not None else "a default output device"
+        fail(f"no sound device to play on ({what}: {e}); {hint}", 1)
+    return sd
+
+
+class _StreamSink:
+    """Where stream's chunks go, as they come: the sound device (through a writer thread, so that
+    generation runs ahead of playback), a progressively written WAV, or stdout."""
+
+    def __init__(self, sd, device, out_path, raw: bool, to_stdout: bool, rate: int):
+        from .audio import ProgressiveWavWriter, wav_header
+
+        self.player = self.file = None
+        if raw:
+            self.mode = "raw"
+        elif to_stdout:
+            self.mode = "stdout-wav"
+            _write_stdout(wav_header(None, rate))
+        elif out_path is not None:
+            self.mode = "file"
+            self.file = ProgressiveWavWriter(out_path, rate)
+        else:
+            self.mode = "play"
+            self.player = _Player(sd, device, rate)
+
+    def write(self, chunk) -> None:
+        if len(chunk) == 0:
+            return
+        if self.player is not None:
+            self.player.write(chunk)
+        elif self.file is not None:
+            self.file.write(chunk)
+        else:
+            from .audio import pcm16
+
+            _write_stdout(pcm16(chunk))
+
+    def finish(self) -> None:
+        """Wait until everything was played."""
+        if self.player is not None:
+            self.player.finish()
+
+    def close(self) -> None:
+        """Stop now (after finish: just release); a file keeps what it has, with a valid header."""
+        if self.player is not None:
+            self.player.abort()
+        if self.file is not None:
+            self.file.close()
+
+
+class _Player:
+    """A sounddevice OutputStream fed by a thread with blocking writes of queued chunks."""
+
+    def __init__(self, sd, device, rate: int):
+        import queue
+        import threading
+
+        dev = int(device) if device is not None and device.isdigit() else device
+        self.stream = sd.OutputStream(samplerate=rate, channels=1, dtype="float32", device=dev)
+        self.queue: queue.Queue = queue.Queue()
+        self.error: Exception | None = None
+        self.closed = False
+        self.stream.start()
+        self.thread = threading.Thread(target=self._run, name="qwen3tts-playback", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import numpy as np
+
+        while True:
+            chunk = self.queue.get()
+            if chunk is None:
+                return
+            try:
+                self.stream.write(np.ascontiguousarray(chunk, dtype=np.float32).reshape(-1, 1))
+            except Exception as e:  # the device went away: reported by the next write/finish
+                self.error = e
+                return
+
+    def _check(self) -> None:
+        if self.error is not None:
+            fail(f"playback failed ({self.error})", 1)
+
+    def write(self, chunk) -> None:
+        self._check()
+        self.queue.put(chunk)
+
+    def finish(self) -> None:
+        self.queue.put(None)
+        while self.thread.is_alive():  # a short timeout keeps Ctrl-C responsive
+            self.thread.join(0.1)
+        self._check()
+        self.stream.stop()  # returns once the device has played what it holds
+
+    def abort(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        while True:  # drop what is not yet playing
+            try:
+                self.queue.get_nowait()
+            except Exception:
+                break
+        self.queue.put(None)
+        try:
+            self.stream.abort()
+        finally:
+            self.stream.close()
+        self.thread.join(1.0)
 
 
 @app.command()

@@ -74,6 +74,50 @@ class SynthesisResult:
         return len(self.audio) / self.sample_rate
 
 
+# Frames per audio chunk of TTS.stream: the first chunk after one frame (80 ms), then doubling up
+# to 8 frames (0.64 s), which amortizes the decoder's per-call cost; the last entry repeats.
+DEFAULT_STREAM_SCHEDULE = (1, 2, 4, 8)
+
+
+@dataclass
+class StreamResult:
+    """What a finished ``TTS.stream`` produced besides its audio chunks."""
+
+    codes: torch.Tensor  # [frames, 16] int64 on the CPU, all text chunks back to back
+    stop_reason: str = ""  # as SynthesisResult.stop_reason
+    sample_rate: int = 24000
+    warnings: list[str] = field(default_factory=list)
+    truncated: str | None = None  # as SynthesisResult.truncated
+    chunks: int = 0  # text chunks spoken
+    samples: int = 0  # audio samples yielded, pauses included
+    finished: bool = False  # False while iterating, or when the consumer stopped early
+
+    @property
+    def frames(self) -> int:
+        return int(self.codes.shape[0])
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / self.sample_rate
+
+
+class SpeechStream:
+    """Iterator of float32 audio chunks from ``TTS.stream``; ``result`` is complete once it ends."""
+
+    def __init__(self, chunks, result: StreamResult):
+        self._chunks, self.result = chunks, result
+
+    def __iter__(self) -> "SpeechStream":
+        return self
+
+    def __next__(self) -> np.ndarray:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        """Stop generating (what was yielded stays valid)."""
+        self._chunks.close()
+
+
 class TTS:
     """A loaded model: config, text tokenizer, talker and code predictor on one device; the codec
     decoder is loaded on first use."""
@@ -83,6 +127,7 @@ class TTS:
         self.folder, self.cfg, self.generation_config = folder, cfg, gen
         self.talker, self.predictor, self.tokenizer = talker, predictor, tokenizer
         self.device, self.dtype = device, dtype
+        self.quantize: str | None = None  # "int8": weight-only int8 linears (linear.py)
         self._decoder = None
         self._voice_maker = None
 
@@ -243,6 +288,15 @@ class TTS:
                 return trip.reason, trip
             yield frame
 
+    def _truncation(self, trip, stop_reason: str, max_frames: int | None) -> str | None:
+        """Why a chunk's audio is cut short, or None (ended at EOS or at the caller's own cap)."""
+        if trip is not None:
+            return trip.message()
+        if stop_reason == "max_frames" and max_frames is None:
+            return (f"generation reached the model's limit of {self.frame_budget(None)} frames "
+                    "(max_new_tokens of generation_config.json) without an end token")
+        return None
+
     @torch.inference_mode()
     def _generate_chunk(self, text: str, settings: SamplingSettings, max_frames: int | None, seed: int | None,
                         progress: Callable[[int], None] | None, guard, **prompt_kw) -> tuple[GenerationResult, str | None]:
@@ -258,12 +312,9 @@ class TTS:
                 break
             if progress is not None:
                 progress(len(frames))
-        truncated = None
         if trip is not None:
-            frames, truncated = frames[:trip.keep], trip.message()
-        elif stop_reason == "max_frames" and max_frames is None:
-            truncated = (f"generation reached the model's limit of {self.frame_budget(None)} frames "
-                         "(max_new_tokens of generation_config.json) without an end token")
+            frames = frames[:trip.keep]
+        truncated = self._truncation(trip, stop_reason, max_frames)
         groups = self.cfg.talker.num_code_groups
         codes = torch.stack(frames).cpu() if frames else torch.empty(0, groups, dtype=torch.long)
         gen = GenerationResult(codes=codes, stop_reason=stop_reason, warnings=list(prompt.warnings),
@@ -309,6 +360,111 @@ class TTS:
         ref = voice.ref_codes.to(torch.long).cpu()
         full = torch.cat([ref, torch.as_tensor(codes).to(torch.long).cpu()], dim=0)
         return cut_reference(self.decode(full), ref.shape[0], full.shape[0])
+
+    def stream(self, text: str, *, schedule: Sequence[int] | int | None = None, greedy: bool = False,
+               seed: int | None = None, max_frames: int | None = None, split: bool = True,
+               max_chars: int | None = None, pause: float = DEFAULT_PAUSE, guard=True,
+               progress: Callable[[int], None] | None = None, **kwargs) -> SpeechStream:
+        """Like ``synthesize``, but audio comes out while frames are generated: iterate the returned
+        ``SpeechStream`` for float32 chunks (24 kHz mono); its ``result`` (codes, stop reason,
+        warnings) is filled when the iteration ends.
+
+        ``schedule``: frames per chunk, e.g. ``(1, 2, 4, 8)`` (the default: the first audio after one
+        frame, then doubling; the last size repeats) or one int. The codec decodes each chunk with
+        its carried state (codec.streaming), so the concatenated chunks are ``synthesize``'s audio
+        (fp32 rounding apart: at most ~1e-5, see codec/streaming.py) for the same arguments and seed:
+        same text splitting, per-chunk seeds and pauses (a pause is yielded as soon as its chunk
+        ends). Other keyword arguments are ``prompt``'s (speaker, language, instruct, voice, …) and
+        sampling overrides (temperature, top_k, …). Two differences from ``synthesize``: when the
+        runaway guard trips, the runaway stretch up to the trip has already been streamed (codes
+        and ``truncated`` say where it began); and with an ICL voice the audio starts exactly at
+        the first generated frame, where the reference's proportional cut may keep one more
+        sample of the reference.
+
+        Argument errors are raised here, before the first frame.
+        """
+        from .codec.streaming import StreamingDecoder
+
+        sizes = [schedule] if isinstance(schedule, int) else list(schedule or DEFAULT_STREAM_SCHEDULE)
+        if not sizes or any(not isinstance(n, int) or n < 1 for n in sizes):
+            raise InputError(f"schedule must be positive frame counts (got {schedule!r})")
+        if not pause >= 0:
+            raise InputError(f"pause must be 0 or more seconds (got {pause})")
+        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in SamplingSettings.OVERRIDABLE}
+        settings = self.sampling(greedy=greedy, **overrides)
+        prompt_kw = dict(kwargs)
+        if prompt_kw.get("speaker") in (None, "") and self.model_type == "custom_voice":
+            prompt_kw["speaker"] = self.default_speaker
+        chunks = self.text_chunks(text, split=split, max_chars=max_chars, language=prompt_kw.get("language", "auto"))
+        self.frame_budget(max_frames)
+        first_prompt = self.prompt(chunks[0], **prompt_kw)  # bad speaker/voice/language fail here
+        decoder = self.decoder  # loaded now, not inside the time to first audio
+        voice = prompt_kw.get("voice")
+        ref_codes = getattr(voice, "ref_codes", None)
+        groups = self.cfg.talker.num_code_groups
+        result = StreamResult(codes=torch.empty(0, groups, dtype=torch.long), sample_rate=self.sample_rate)
+
+        @torch.inference_mode()
+        def produce():
+            all_codes, reasons, truncated, k = [], [], [], 0
+            for i, chunk in enumerate(chunks):
+                if i:
+                    gap = np.zeros(round(pause * self.sample_rate), dtype=np.float32)
+                    result.samples += len(gap)
+                    yield gap
+                prompt = first_prompt if i == 0 else self.prompt(chunk, **prompt_kw)
+                result.warnings += [w for w in prompt.warnings if w not in result.warnings]
+                dec = StreamingDecoder(decoder)
+                if ref_codes is not None:
+                    dec.push(ref_codes)  # the grid starts at the reference, as offline; audio dropped
+                frames = self.guarded_frames(prompt, chunk, settings, max_frames,
+                                             None if seed is None else seed + i, guard)
+                got: list[torch.Tensor] = []
+                sent = 0  # frames already decoded and yielded
+                while True:
+                    try:
+                        got.append(next(frames))
+                    except StopIteration as stop:
+                        stop_reason, trip = stop.value
+                        break
+                    if progress is not None:
+                        progress(len(all_codes) + len(got))
+                    if len(got) - sent >= sizes[min(k, len(sizes) - 1)]:
+                        audio = dec.push(torch.stack(got[sent:])).numpy()
+                        sent, k = len(got), k + 1
+                        result.samples += len(audio)
+                        yield audio
+                note = None
+                if trip is not None:
+                    note = trip.message()
+                    if sent > trip.keep:
+                        note += f" (the stream had already played {sent - trip.keep} frames of it)"
+                    got = got[:trip.keep]
+                elif stop_reason == "max_frames" and max_frames is None:
+                    note = (f"generation reached the model's limit of {self.frame_budget(None)} frames "
+                            "(max_new_tokens of generation_config.json) without an end token")
+                if len(got) > sent:
+                    audio = dec.push(torch.stack(got[sent:])).numpy()
+                    k += 1
+                    result.samples += len(audio)
+                    yield audio
+                if not got:
+                    w = "the model ended the utterance before its first frame: no audio"
+                    if w not in result.warnings:
+                        result.warnings.append(w)
+                if note is not None:
+                    truncated.append(note if len(chunks) == 1 else f"chunk {i + 1} of {len(chunks)}: {note}")
+                reasons.append(stop_reason)
+                all_codes += got
+                result.chunks = i + 1
+                result.codes = torch.stack(all_codes).cpu() if all_codes else result.codes
+            # As synthesize joins chunks: a guard's reason wins, then max_frames, else eos.
+            result.stop_reason = next((r for r in reasons if r not in ("eos", "max_frames")),
+                                      "max_frames" if "max_frames" in reasons else "eos")
+            result.truncated = "; ".join(truncated) if truncated else None
+            result.finished = True
+
+        return SpeechStream(produce(), result)
 
     def synthesize(self, text: str, speaker: str | None = None, language: str | None = "auto",
                    instruct: str | None = None, non_streaming_mode: bool | None = None,
@@ -415,26 +571,57 @@ class TTS:
 
     def synthesize_batch(self, texts: Sequence[str], speaker: str | None = None, language: str | None = "auto",
                          instruct: str | None = None, non_streaming_mode: bool | None = None,
-                         greedy: bool = False, seed: int | None | Sequence[int | None] = None,
-                         max_frames: int | None | Sequence[int | None] = None,
+                         greedy: bool = False, seed: int | None = None, max_frames: int | None = None,
                          on_result: Callable[[int, SynthesisResult], None] | None = None,
-                         progress: Callable[[int], None] | None = None, voice=None,
+                         progress: Callable[[int], None] | None = None, voice=None, split: bool = True,
+                         max_chars: int | None = None, pause: float = DEFAULT_PAUSE, guard=True,
                          **sampling_overrides) -> list[SynthesisResult]:
-        """``synthesize`` for many texts at once. Each row is decoded as soon as it ends and handed
-        to ``on_result(i, result)`` (e.g. to write its file) while the other rows go on."""
+        """``synthesize`` for many texts at once, with the same result per text (greedy: up to float
+        rounding of batched matmuls): every text chunk of every text is one row of one batched
+        generation (chunk i of a text samples with ``seed + i``, each row watched by its own
+        runaway guard). A text is decoded as soon as all its chunks have ended and handed to
+        ``on_result(i, result)`` (e.g. to write its file) while the other rows go on.
+        ``progress(n)``: lock-step frames so far."""
+        from . import guard as guard_module
+        from .batch import generate_batch
+
         if speaker in (None, "") and self.model_type == "custom_voice":
             speaker = self.default_speaker
+        if not pause >= 0:
+            raise InputError(f"pause must be 0 or more seconds (got {pause})")
+        settings = self.sampling(greedy=greedy, **sampling_overrides)
+        cap = self.frame_budget(max_frames)
+        rows: list[tuple[int, int, str]] = []  # (text index, chunk index, chunk)
+        for t, text in enumerate(texts):
+            rows += [(t, i, c) for i, c in enumerate(self.text_chunks(text, split=split, max_chars=max_chars,
+                                                                       language=language))]
+        prompts = [self.prompt(c, speaker=speaker, language=language, instruct=instruct,
+                               non_streaming_mode=non_streaming_mode, voice=voice) for _, _, c in rows]
+        gsettings = None if guard is False or guard is None else (
+            guard_module.DEFAULT_SETTINGS if guard is True else guard)
+        guards = [None if gsettings is None else guard_module.RunawayGuard.for_text(c, gsettings) for _, _, c in rows]
+        seeds = [None if seed is None else seed + i for _, i, _ in rows]
+        n_chunks = [sum(1 for t, _, _ in rows if t == k) for k in range(len(texts))]
+        parts: list[dict[int, SynthesisResult]] = [{} for _ in texts]
         out: list[SynthesisResult | None] = [None] * len(texts)
 
-        def row_done(i: int, gen: GenerationResult) -> None:
-            out[i] = self._to_audio(gen, voice)
-            if on_result is not None:
-                on_result(i, out[i])
+        def row_done(r: int, gen: GenerationResult) -> None:
+            t, i, _ = rows[r]
+            gen.warnings = list(prompts[r].warnings)
+            part = self._to_audio(gen, voice)
+            truncated = self._truncation(gen.trip, gen.stop_reason, max_frames)
+            if truncated is not None:
+                part.truncated = truncated if n_chunks[t] == 1 else f"chunk {i + 1} of {n_chunks[t]}: {truncated}"
+            parts[t][i] = part
+            if len(parts[t]) == n_chunks[t]:
+                done = [parts[t][k] for k in range(n_chunks[t])]
+                out[t] = done[0] if len(done) == 1 else self._join(done, pause)
+                if on_result is not None:
+                    on_result(t, out[t])
 
-        self.generate_codes_batch(texts, speaker=speaker, language=language, instruct=instruct,
-                                  non_streaming_mode=non_streaming_mode, greedy=greedy, seed=seed,
-                                  max_frames=max_frames, on_row=row_done, progress=progress, voice=voice,
-                                  **sampling_overrides)
+        with torch.inference_mode():
+            generate_batch(self.talker, self.predictor, prompts, settings, cap, self.cfg.talker.codec_eos_token_id,
+                           seeds=seeds, on_row=row_done, progress=progress, guards=guards)
         return out
 
 
@@ -458,17 +645,27 @@ def _load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], where: s
     module.eval()
 
 
-def load_tts(path_or_folder: str | Path, device: str | torch.device = "cpu",
-             dtype: str | torch.dtype | None = None) -> TTS:
-    """Load a Qwen3-TTS model folder (config.json, generation_config.json, model.safetensors and the
-    text tokenizer files). Default dtype: float32 on CPU, bfloat16 on CUDA."""
-    from .text import TextTokenizer
+def parse_precision(dtype: str | None) -> tuple[torch.dtype | None, str | None]:
+    """The CLI's --dtype: float32 / bfloat16 / float16, or int8 = int8 weights with bf16 activations
+    (CPU). Returns (model dtype or None for the device default, quantization or None)."""
+    if dtype is not None and dtype.lower() == "int8":
+        return torch.bfloat16, "int8"
+    return parse_dtype(dtype), None
 
+
+def load_tts(path_or_folder: str | Path, device: str | torch.device = "cpu",
+             dtype: str | torch.dtype | None = None, quantize: str | None = None) -> TTS:
+    """Load a Qwen3-TTS model folder (config.json, generation_config.json, model.safetensors and the
+    text tokenizer files). Default dtype: float32 on CPU, bfloat16 on CUDA.
+
+    ``quantize="int8"`` (CPU): the talker's and code predictor's bias-free linears get int8 weights
+    with per-channel scales (activations in ``dtype``, bfloat16 by default); see linear.py.
+    """
     folder = Path(path_or_folder).expanduser()
     if not folder.is_dir():
         raise ModelError(f"model folder not found: {folder}")
     dev = parse_device(device)
-    dt = parse_dtype(dtype) or (torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    dt = parse_dtype(dtype) or (torch.bfloat16 if dev.type == "cuda" or quantize else torch.float32)
     cfg = ModelConfig.from_file(folder / "config.json")
     gen_path = folder / "generation_config.json"
     gen = GenerationConfig.from_file(gen_path) if gen_path.is_file() else GenerationConfig()
@@ -476,14 +673,36 @@ def load_tts(path_or_folder: str | Path, device: str | torch.device = "cpu",
     # The Base models' speaker encoder only makes voices: create_voice loads it on first use.
     ignore = [n for n in expected if n.startswith("speaker_encoder.")]
     tensors = load_safetensors(safetensors_files(folder), expected=expected, dtype=dt, device=dev, ignore=ignore)
+    return build_tts(folder, cfg, gen, tensors, folder, dev, dt, quantize)
+
+
+def build_tts(folder: Path, cfg: ModelConfig, gen: GenerationConfig, tensors: dict[str, torch.Tensor],
+              tokenizer_folder: Path, device: torch.device, dtype: torch.dtype, quantize: str | None = None) -> TTS:
+    """A TTS from checkpoint tensors already in memory (``load_tts``; ``bench --random-weights``).
+
+    On CPU the bias-free linears are switched to faster kernels (linear.py; same weights unless
+    ``quantize``); QWEN3TTS_CPU_KERNELS=0 keeps plain ``nn.Linear``.
+    """
+    import os
+
+    from .linear import QUANTIZATIONS, accelerate_cpu
+    from .text import TextTokenizer
+
+    if quantize is not None and (quantize not in QUANTIZATIONS or device.type != "cpu"):
+        raise InputError(f"quantization {quantize!r} is only available on CPU (choices: {', '.join(QUANTIZATIONS)})")
     talker_sd, cp_sd = _split_state(tensors)
     with torch.device("meta"):
         talker = Talker(cfg.talker)
         predictor = CodePredictor(cfg.talker)
     _load_into(talker, talker_sd, f"{folder}: talker")
     _load_into(predictor, cp_sd, f"{folder}: code predictor")
-    tokenizer = TextTokenizer.from_folder(folder)
-    return TTS(folder, cfg, gen, talker, predictor, tokenizer, dev, dt)
+    if device.type == "cpu" and (quantize or os.environ.get("QWEN3TTS_CPU_KERNELS", "1") != "0"):
+        accelerate_cpu(talker, quantize)
+        accelerate_cpu(predictor, quantize)
+    tokenizer = TextTokenizer.from_folder(tokenizer_folder)
+    tts = TTS(folder, cfg, gen, talker, predictor, tokenizer, device, dtype)
+    tts.quantize = quantize
+    return tts
 
 
 def resolve_model_folder(model: str, download_missing: bool = True) -> Path:

@@ -32,6 +32,7 @@ class GenerationResult:
     cp_logits: torch.Tensor | None = None  # [frames, 15, cp_vocab] fp32: raw code-predictor logits
     warnings: list[str] = field(default_factory=list)
     prompt_length: int = 0
+    trip: object | None = None  # the guard.Trip that ended a batched row early (batch.generate_batch)
 
     @property
     def frames(self) -> int:

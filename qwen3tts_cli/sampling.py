@@ -22,6 +22,9 @@ class SamplingSettings(GenerationConfig):
     """generation_config.json's sampling values after the user's overrides (same fields, one place)."""
 
     OVERRIDABLE = tuple(f.name for f in fields(GenerationConfig) if f.name != "max_new_tokens")
+    # EOS is blocked until this many first codes exist (the reference's value). Not a sampling
+    # option: `bench` subclasses it to force a fixed frame count.
+    min_new_tokens = 2
 
     @classmethod
     def resolve(cls, gen: GenerationConfig | None = None, greedy: bool = False,
@@ -110,10 +113,10 @@ class FirstCodeSampler:
     """Logit pipeline of the talker's first code, with per-utterance state held on the device."""
 
     def __init__(self, settings: SamplingSettings, vocab_size: int, eos_id: int, batch: int,
-                 device: torch.device | str, generator: torch.Generator | None, min_new_tokens: int = 2):
+                 device: torch.device | str, generator: torch.Generator | None, min_new_tokens: int | None = None):
         self.s = settings
         self.eos_id = eos_id
-        self.min_new_tokens = min_new_tokens
+        self.min_new_tokens = getattr(settings, "min_new_tokens", 2) if min_new_tokens is None else min_new_tokens
         self.generator = generator
         self.seen = torch.zeros(batch, vocab_size, dtype=torch.bool, device=device)
         # ids [vocab - 1024, vocab) are control/speaker/language rows, never audio; EOS stays allowed.

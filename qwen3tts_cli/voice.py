@@ -17,7 +17,7 @@ least ``SILENCE_DBFS`` (dB relative to full scale): quieter than that it is trea
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +44,8 @@ _METADATA_KEYS = ("format", "format_version", "mode", "ref_text", "model_type", 
 @dataclass
 class VoicePrompt:
     mode: str  # "xvector" | "icl"
-    xvector: torch.Tensor  # float32 [H] on the CPU
-    ref_codes: torch.Tensor | None  # int64 [K, num_code_groups] (ICL only)
+    xvector: torch.Tensor = field(repr=False)  # float32 [H] on the CPU
+    ref_codes: torch.Tensor | None = field(repr=False)  # int64 [K, num_code_groups] (ICL only)
     ref_text: str | None  # the reference transcript (ICL only)
     # What the voice was made for and with.
     model_type: str = "base"

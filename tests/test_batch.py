@@ -5,6 +5,7 @@ import torch
 
 from qwen3tts_cli.batch import generate_batch, left_pad_batch
 from qwen3tts_cli.engine import load_tts
+from qwen3tts_cli.guard import GuardSettings
 
 EOS = 2150
 TEXTS = ["Hi.", "Hello there, world, this is a much longer sentence than the first.", "Good morning to you."]
@@ -100,12 +101,20 @@ def test_single_row_and_errors(model):
     assert generate_batch(tts.talker, tts.predictor, [], settings, 3, EOS) == []
 
 
-def test_synthesize_batch_audio_equals_synthesize(tiny_checkpoint):
+def test_synthesize_batch_equals_synthesize_with_split_and_guard(tiny_checkpoint):
+    """Long text is split into chunk rows (seed + i per chunk) and the runaway guard watches each
+    row, so every text's result equals synthesize() of it alone."""
     tts = load_tts(tiny_checkpoint("0.6B-CustomVoice"))
+    guard = GuardSettings(floor_frames=3, frames_per_unit=0.2)  # tiny budgets: some rows trip
+    texts = ["Hi.", "First sentence of a longer text. And its second sentence, here.", "Good morning to you."]
+    kw = dict(language="english", seed=9, max_frames=12, max_chars=40, pause=0.1, guard=guard)
     got = {}
-    out = tts.synthesize_batch(TEXTS[:2], language="english", greedy=True, max_frames=[3, 4],
-                               on_result=lambda i, r: got.setdefault(i, r))
+    out = tts.synthesize_batch(texts, on_result=lambda i, r: got.setdefault(i, r), **kw)
+    assert [r.chunks for r in out] == [1, 2, 1]
+    assert any(r.truncated for r in out) and len({r.frames for r in out}) >= 2
     for i, r in enumerate(out):
-        want = tts.synthesize(TEXTS[i], language="english", greedy=True, max_frames=[3, 4][i])
-        assert got[i] is r and r.frames == want.frames
-        assert abs(r.audio - want.audio).max() < 1e-5
+        want = tts.synthesize(texts[i], **kw)
+        assert got[i] is r
+        assert torch.equal(r.codes, want.codes) and r.stop_reason == want.stop_reason
+        assert r.truncated == want.truncated and r.chunks == want.chunks
+        assert r.audio.shape == want.audio.shape and abs(r.audio - want.audio).max() < 1e-5

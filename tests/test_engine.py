@@ -70,9 +70,10 @@ def test_bf16_talker_keeps_fp32_decoder(tiny_checkpoint):
 
 def test_no_frames_gives_empty_audio_and_a_warning(cv, monkeypatch):
     from qwen3tts_cli import engine
-    from qwen3tts_cli.generate import GenerationResult
+    def no_frames(*a, **k):
+        return "eos"
+        yield
 
-    monkeypatch.setattr(engine, "generate_frames",
-                        lambda *a, **k: GenerationResult(codes=torch.empty(0, 16, dtype=torch.long), stop_reason="eos"))
+    monkeypatch.setattr(engine, "iter_frames", no_frames)
     r = cv.synthesize("Hi.", greedy=True, max_frames=3)
     assert r.audio.shape == (0,) and r.stop_reason == "eos" and "no audio" in r.warnings[-1]

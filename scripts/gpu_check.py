@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""One-shot check of the CUDA-graph path on a GPU machine (no weights or network needed).
+
+    python scripts/gpu_check.py [--full 0.6B-CustomVoice,1.7B-CustomVoice] [--frames 200] [--json OUT.json]
+
+1. Tiny random checkpoints (0.6B-CustomVoice, 1.7B-VoiceDesign), fp32: graph replays vs the eager
+   loop — greedy codes identical and logits close, seeded sampling reproducible, forced EOS,
+   batched generation (graphs vs eager vs batch 1).
+2. Full-size random checkpoints (``--full``): fp32 greedy codes graph == eager; bf16 logits of the
+   graph vs eager path (same first codes fed) within bf16 tolerance; then timings with EOS
+   suppressed: eager vs graphs at batch 1, graphs at batch 16 (aggregate), capture time, codec
+   decode, peak CUDA memory.
+
+Prints one JSON object (also written to --json, and to $OUT/gpu_check.json when $OUT is set) and
+exits 1 when a check failed, 2 without CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from qwen3tts_cli.batch import generate_batch
+from qwen3tts_cli.checkpoint import build_checkpoint
+from qwen3tts_cli.engine import load_tts
+from qwen3tts_cli.generate import FrameLog, iter_frames
+
+FRAME_S = 0.08
+TEXT = "The quick brown fox jumps over the lazy dog, and then it runs far away into the quiet forest."
+TEXTS = ["Hi there.", TEXT, "A medium length sentence for the third row.", "Good morning!"]
+
+
+def voice_kw(tts) -> dict:
+    if tts.model_type == "custom_voice":
+        return dict(speaker=tts.default_speaker)
+    if tts.model_type == "voice_design":
+        return dict(instruct="A calm, low male voice.")
+    raise SystemExit("gpu_check needs a CustomVoice or VoiceDesign model")
+
+
+def run(tts, prompt, settings, frames, graphs, seed=None):
+    log = FrameLog()
+    it = iter_frames(tts.talker, tts.predictor, prompt.embeds, prompt.trailing, prompt.pad, settings, frames,
+                     tts.cfg.talker.codec_eos_token_id, seed=seed, log=log, cuda_graphs=graphs)
+    out = []
+    while True:
+        try:
+            out.append(next(it))
+        except StopIteration as stop:
+            codes = torch.stack(out).cpu() if out else torch.empty(0, 16, dtype=torch.long)
+            return codes, stop.value, torch.cat(log.talker).float().cpu(), torch.stack(log.cp).float().cpu()
+
+
+def suppress_eos(tts):
+    """Fixed frame counts for timing: EOS never wins (works inside a captured graph)."""
+    raw = tts.talker.logits
+    eos = torch.tensor([tts.cfg.talker.codec_eos_token_id], device=tts.device)
+    tts.talker.logits = lambda h: raw(h).index_fill(-1, eos, float("-inf"))
+    return raw
+
+
+def timed(fn):
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    r = fn()
+    torch.cuda.synchronize()
+    return r, time.perf_counter() - t
+
+
+def check(report, name, ok, **info):
+    report["checks"].append(dict(name=name, ok=bool(ok), **info))
+    print(f"[{'ok' if ok else 'FAIL'}] {name} {info}", file=sys.stderr, flush=True)
+
+
+def tiny_checks(report, model, root):
+    tts = load_tts(build_checkpoint(model, "tiny", 0, root / f"tiny-{model}"), device="cuda", dtype="float32")
+    kw = voice_kw(tts)
+    p = tts.prompt(TEXT, language="english", **kw)
+    greedy, sampled = tts.sampling(greedy=True), tts.sampling()
+    e = run(tts, p, greedy, 300, False)  # 300 frames: crosses a 256-slot bucket
+    g = run(tts, p, greedy, 300, True)
+    check(report, f"{model} tiny fp32 greedy codes graph == eager", torch.equal(e[0], g[0]) and e[1] == g[1],
+          frames=int(e[0].shape[0]), talker_logit_diff=float((e[2] - g[2]).abs().max()),
+          cp_logit_diff=float((e[3] - g[3]).abs().max()), graphs=len(tts.talker._static_step.graphs))
+    a = run(tts, p, sampled, 40, True, seed=3)
+    b = run(tts, p, sampled, 40, True, seed=3)
+    c = run(tts, p, sampled, 40, True, seed=4)
+    se = run(tts, p, sampled, 40, False, seed=3)
+    check(report, f"{model} tiny seeded sampling reproducible with graphs", torch.equal(a[0], b[0]) and
+          not torch.equal(a[0], c[0]), same_as_eager=bool(torch.equal(a[0], se[0])))
+    raw = tts.talker.logits
+    eos = torch.tensor([tts.cfg.talker.codec_eos_token_id], device=tts.device)
+    tts.talker.logits = lambda h: raw(h).index_fill(-1, eos, 1e3)
+    f = run(tts, p, greedy, 50, True)
+    tts.talker.logits = raw
+    check(report, f"{model} tiny forced EOS with graphs", f[1] == "eos" and f[0].shape[0] == 2)
+    prompts = [tts.prompt(t, language="english", **kw) for t in TEXTS]
+    caps = [30, 45, 20, 38]
+    args = (tts.talker, tts.predictor, prompts, greedy, caps, tts.cfg.talker.codec_eos_token_id)
+    bg = generate_batch(*args, cuda_graphs=True)
+    be = generate_batch(*args, cuda_graphs=False)
+    alone = [run(tts, q, greedy, n, False)[0] for q, n in zip(prompts, caps)]
+    check(report, f"{model} tiny batch graphs == eager == batch 1",
+          all(torch.equal(x.codes, y.codes) and torch.equal(x.codes, z) for x, y, z in zip(bg, be, alone)),
+          frames=[r.frames for r in bg])
+
+
+def full_checks(report, model, root, frames, batch):
+    folder = build_checkpoint(model, "full", 0, root / f"full-{model}")
+    # fp32: graph replays must give the eager codes exactly.
+    tts = load_tts(folder, device="cuda", dtype="float32")
+    kw = voice_kw(tts)
+    p = tts.prompt(TEXT, language="english", **kw)
+    greedy = tts.sampling(greedy=True)
+    e, g = run(tts, p, greedy, 64, False), run(tts, p, greedy, 64, True)
+    check(report, f"{model} full fp32 greedy codes graph == eager", torch.equal(e[0], g[0]) and e[1] == g[1],
+          frames=int(e[0].shape[0]), talker_logit_diff=float((e[2] - g[2]).abs().max()))
+    del tts, e, g
+    torch.cuda.empty_cache()
+
+    tts = load_tts(folder, device="cuda")  # bf16 by default
+    p = tts.prompt(TEXT, language="english", **kw)
+    greedy = tts.sampling(greedy=True)
+    e, g = run(tts, p, greedy, 64, False), run(tts, p, greedy, 64, True)
+    agree = int((e[0][:, 0] == g[0][:, 0]).cumprod(0).sum()) if len(e[0]) and len(g[0]) else 0
+    # Logits of steps fed the same first codes (up to the first divergence) within bf16 tolerance.
+    n = max(1, min(agree, e[2].shape[0], g[2].shape[0]))
+    scale = float(e[2][:n].abs().max())
+    diff = float((e[2][:n] - g[2][:n]).abs().max())
+    check(report, f"{model} full bf16 logits graph vs eager", diff <= 0.05 * scale + 0.1,
+          max_abs_diff=diff, logit_scale=scale, steps_compared=n, frames_same_first_code=agree)
+
+    suppress_eos(tts)
+    sampled = tts.sampling()
+    timings = dict(model=model, dtype="bfloat16", frames=frames)
+    for graphs in (False, True):
+        run(tts, p, sampled, 16, graphs, seed=0)  # warm-up (and capture of the first buckets)
+        (codes, *_), dt = timed(lambda: run(tts, p, sampled, frames, graphs, seed=0))
+        key = "graphs" if graphs else "eager"
+        timings[f"{key}_ms_per_frame"] = 1000 * dt / frames
+        timings[f"{key}_xrt_generation"] = frames * FRAME_S / dt
+    timings["capture_s"] = tts.talker._static_step.capture_s
+    _, dt = timed(lambda: tts.decode(codes))
+    timings["codec_ms_per_frame"] = 1000 * dt / frames
+    timings["xrt_end_to_end_graphs"] = frames * FRAME_S / (timings["graphs_ms_per_frame"] * frames / 1000 + dt)
+    prompts = [tts.prompt(TEXTS[i % len(TEXTS)], language="english", **kw) for i in range(batch)]
+    args = (tts.talker, tts.predictor, prompts, sampled, frames, tts.cfg.talker.codec_eos_token_id)
+    generate_batch(*args[:4], 16, args[5], seeds=list(range(batch)))  # warm-up and capture
+    _, dt = timed(lambda: generate_batch(*args, seeds=list(range(batch))))
+    timings[f"batch{batch}_aggregate_xrt_generation"] = batch * frames * FRAME_S / dt
+    timings[f"batch{batch}_ms_per_step"] = 1000 * dt / frames
+    timings["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    report["timings"].append(timings)
+    print(json.dumps(timings), file=sys.stderr, flush=True)
+    del tts
+    torch.cuda.empty_cache()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tiny", default="0.6B-CustomVoice,1.7B-VoiceDesign")
+    ap.add_argument("--full", default="0.6B-CustomVoice,1.7B-CustomVoice", help="'' to skip full-size models")
+    ap.add_argument("--frames", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--workdir", type=Path, help="where to build checkpoints (default: a temporary folder)")
+    a = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("error: CUDA is not available", file=sys.stderr)
+        return 2
+    report = dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
+                  date=time.strftime("%Y-%m-%d"), checks=[], timings=[])
+    try:
+        import flash_attn  # noqa: F401
+
+        report["flash_attn"] = True
+    except ImportError:
+        report["flash_attn"] = False
+    with tempfile.TemporaryDirectory(dir=a.workdir) as tmp:
+        root = Path(tmp)
+        for model in filter(None, a.tiny.split(",")):
+            tiny_checks(report, model, root)
+        for model in filter(None, a.full.split(",")):
+            full_checks(report, model, root, a.frames, a.batch)
+    text = json.dumps(report, indent=1)
+    print(text)
+    for path in filter(None, [a.json, Path(os.environ["OUT"]) / "gpu_check.json" if os.environ.get("OUT") else None]):
+        path.write_text(text)
+    return 0 if all(c["ok"] for c in report["checks"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""The bad-input matrix of `synth`: each case gives one clear line on stderr, the right exit code,
+no partial output file and no traceback. Also the runaway guard's exit status 3."""
+
+import errno
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from qwen3tts_cli import cli, engine, guard
+from qwen3tts_cli.cli import app
+from qwen3tts_cli.engine import load_tts
+from qwen3tts_cli.segment import split_text
+
+runner = CliRunner()
+TEXT = "Hello there, world."
+
+
+@pytest.fixture(autouse=True)
+def reuse_loaded_models(monkeypatch):
+    """Each CLI run would load its tiny model again; reuse them (keyed by folder)."""
+    cache = {}
+    real = engine.load_tts
+
+    def cached(folder, device="cpu", dtype=None):
+        key = (str(folder), str(device), str(dtype))
+        if key not in cache:
+            cache[key] = real(folder, device=device, dtype=dtype)
+        return cache[key]
+
+    monkeypatch.setattr(engine, "load_tts", cached)
+
+
+@pytest.fixture(scope="module")
+def cv_path(tiny_checkpoint):
+    return str(tiny_checkpoint("0.6B-CustomVoice"))
+
+
+def synth(*args, input=None):
+    return runner.invoke(app, ["synth", *args, "--device", "cpu", "-q"], input=input)
+
+
+def one_error(r, code: int, *needles: str) -> str:
+    """Exit ``code``, stderr exactly one 'error:' line naming every needle, no traceback."""
+    assert r.exit_code == code, (r.exit_code, r.output, r.exception)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert "Traceback" not in r.output and "internal error" not in lines[0]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def files(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t  ", "\x00\x07 \x1b"])
+def test_empty_or_blank_text(cv_path, tmp_path, text):
+    r = synth(text, "-m", cv_path, "-o", str(tmp_path / "out.wav"))
+    one_error(r, 2, "text")
+    assert files(tmp_path) == []
+    r = synth("-", "-m", cv_path, "-o", str(tmp_path / "out.wav"), input=text)
+    one_error(r, 2, "text")
+    assert files(tmp_path) == []
+
+
+def test_invalid_utf8_on_stdin(cv_path, tmp_path):
+    r = synth("-", "-m", cv_path, "-o", str(tmp_path / "out.wav"), input=b"Hello \xff\xfe world")
+    one_error(r, 2, "standard input is not UTF-8", "0xff", "offset 6")
+    lines = tmp_path / "lines.txt"
+    r = runner.invoke(app, ["synth", "-i", "-", "-d", str(tmp_path / "d"), "-m", cv_path, "-q"], input=b"ok\n\xc3(\n")
+    one_error(r, 2, "not UTF-8")
+    assert not lines.exists() and not (tmp_path / "d").exists() or files(tmp_path / "d") == []
+
+
+def test_100k_characters_are_split_and_spoken(cv_path, tmp_path):
+    text = "Hello there, this is a rather long sentence. " * 2223  # 100,035 characters
+    assert len(text) > 100_000
+    chunks = split_text(text, max_chars=20000)
+    out = tmp_path / "long.wav"
+    r = synth("-", "-m", cv_path, "--max-chars", "20000", "--max-frames", "1", "--greedy", "--pause", "0.1",
+              "-o", str(out), input=text)
+    assert r.exit_code == 0, r.output
+    assert r.stderr == ""
+    n = len(chunks)
+    assert 5 <= n <= 7
+    assert sf.info(out).frames == n * 1920 + (n - 1) * 2400
+
+
+def test_unknown_speaker_and_language(cv_path, tmp_path):
+    out = str(tmp_path / "out.wav")
+    one_error(synth(TEXT, "-m", cv_path, "--speaker", "nobody", "-o", out), 2, "unknown speaker 'nobody'", "ryan")
+    one_error(synth(TEXT, "-m", cv_path, "--language", "klingon", "-o", out), 2, "unknown language 'klingon'",
+              "english")
+    assert files(tmp_path) == []
+
+
+def test_instruct_on_a_model_that_ignores_it_warns(cv_path, tmp_path):
+    out = tmp_path / "out.wav"
+    r = runner.invoke(app, ["synth", TEXT, "-m", cv_path, "--instruct", "Whisper.", "--max-frames", "2", "-o", str(out),
+                            "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "ignores instructions" in warnings[0]
+    assert sf.info(out).frames == 2 * 1920
+
+
+def test_voice_design_without_instruct(tiny_checkpoint, tmp_path):
+    r = synth(TEXT, "-m", str(tiny_checkpoint("1.7B-VoiceDesign")), "-o", str(tmp_path / "out.wav"))
+    one_error(r, 2, "VoiceDesign", "instruction")
+    assert files(tmp_path) == []
+
+
+def test_missing_model_folder(tmp_path):
+    r = synth(TEXT, "-m", str(tmp_path / "no-such-model"), "-o", str(tmp_path / "out.wav"))
+    assert r.exit_code in (1, 2)
+    one_error(r, r.exit_code, "no-such-model")
+    assert files(tmp_path) == []
+
+
+def broken_copy(cv_path, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(cv_path, folder)
+    out = tmp_path / "out"
+    out.mkdir()
+    return folder, out
+
+
+@pytest.mark.parametrize("missing", ["model.safetensors", "config.json", "vocab.json",
+                                     "speech_tokenizer/model.safetensors"])
+def test_a_missing_file_in_the_model_folder(cv_path, tmp_path, missing):
+    folder, out = broken_copy(cv_path, tmp_path)
+    (folder / missing).unlink()
+    r = synth(TEXT, "-m", str(folder), "--max-frames", "2", "-o", str(out / "out.wav"))
+    one_error(r, 1, missing.split("/")[-1])
+    assert files(out) == []
+
+
+def test_truncated_safetensors(cv_path, tmp_path):
+    folder, out = broken_copy(cv_path, tmp_path)
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:len(data) // 2])
+    r = synth(TEXT, "-m", str(folder), "--max-frames", "2", "-o", str(out / "out.wav"))
+    one_error(r, 1, "model.safetensors")
+    assert files(out) == []
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"talker_config": 3}'])
+def test_malformed_config_json(cv_path, tmp_path, content):
+    folder, out = broken_copy(cv_path, tmp_path)
+    (folder / "config.json").write_text(content)
+    r = synth(TEXT, "-m", str(folder), "--max-frames", "2", "-o", str(out / "out.wav"))
+    one_error(r, 1, "config.json")
+    assert files(out) == []
+
+
+def test_output_folder_not_writable(cv_path, tmp_path, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = cli.os.access
+    monkeypatch.setattr(cli.os, "access", lambda p, mode: False if str(p) == str(locked) else real(p, mode))
+    one_error(synth(TEXT, "-m", cv_path, "-o", str(locked / "out.wav")), 2, "not writable")
+    monkeypatch.undo()
+
+    # Found only when writing (e.g. a permission change meanwhile): still one line, no file.
+    import tempfile
+
+    def refuse(*a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    one_error(synth(TEXT, "-m", cv_path, "--max-frames", "2", "-o", str(locked / "out.wav")), 2,
+              "out.wav", "Permission denied")
+    assert files(locked) == []
+
+
+def test_disk_full_leaves_no_file(cv_path, tmp_path, monkeypatch):
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sf.SoundFile, "write", full)
+    out = tmp_path / "out.wav"
+    one_error(synth(TEXT, "-m", cv_path, "--max-frames", "2", "-o", str(out)), 1,
+              str(out), "No space left on device")
+    assert files(tmp_path) == []
+    old = b"old content"
+    out.write_bytes(old)
+    one_error(synth(TEXT, "-m", cv_path, "--max-frames", "2", "-o", str(out)), 1, "No space left")
+    assert files(tmp_path) == ["out.wav"] and out.read_bytes() == old
+
+
+def test_ctrl_c_during_a_split_synthesis(cv_path, tmp_path, monkeypatch):
+    real = engine.iter_frames
+    calls = []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        for n, frame in enumerate(real(*a, **k), 1):
+            if len(calls) == 2 and n == 2:  # inside the second chunk
+                raise KeyboardInterrupt
+            yield frame
+
+    monkeypatch.setattr(engine, "iter_frames", interrupted)
+    out = tmp_path / "out.wav"
+    r = synth("First sentence is here. Second sentence is here.", "-m", cv_path, "--max-chars", "25",
+              "--max-frames", "3", "-o", str(out), "--save-codes", str(tmp_path / "c.npy"))
+    assert r.exit_code == 130 and r.stderr.strip() == "interrupted" and len(calls) == 2
+    assert files(tmp_path) == []
+
+
+# -- the runaway guard -------------------------------------------------------------------------
+
+def test_guard_trip_keeps_audio_warns_and_exits_3(cv_path, tmp_path, monkeypatch):
+    monkeypatch.setattr(guard, "DEFAULT_SETTINGS", guard.GuardSettings(floor_frames=3, frames_per_unit=0.0))
+    out = tmp_path / "out.wav"
+    codes = tmp_path / "codes.npy"
+    args = ["synth", TEXT, "-m", cv_path, "--max-frames", "6", "--greedy", "-o", str(out), "--save-codes",
+            str(codes), "--device", "cpu"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 3, r.output
+    lines = r.stderr.splitlines()
+    assert any(line.startswith("warning: generation ran past its frame budget") for line in lines)
+    assert lines[-1].startswith("error: the utterance was cut short by the runaway guard")
+    assert "--allow-truncation" in lines[-1]
+    # The audio so far is written: 3 frames, the same as an unguarded 3-frame run.
+    assert sf.info(out).frames == 3 * 1920
+    assert np.load(codes).shape == (3, 16)
+    want = load_tts(cv_path).synthesize(TEXT, greedy=True, max_frames=3, guard=False)
+    pcm, _ = sf.read(out, dtype="int16")
+    assert np.array_equal(np.load(codes), want.codes.numpy())
+    assert np.abs(pcm.astype(np.float32) / 32767 - want.audio).max() <= 1 / 32767
+
+    r = runner.invoke(app, args + ["--allow-truncation"])
+    assert r.exit_code == 0, r.output
+    assert "warning: generation ran past its frame budget" in r.stderr and "error" not in r.stderr
+
+
+def test_guard_exit_3_for_numbered_files_counts_them(cv_path, tmp_path, monkeypatch):
+    monkeypatch.setattr(guard, "DEFAULT_SETTINGS", guard.GuardSettings(floor_frames=3, frames_per_unit=0.0))
+    lines = tmp_path / "lines.txt"
+    lines.write_text("Hi.\nHello there.\n")
+    r = runner.invoke(app, ["synth", "-i", str(lines), "-d", str(tmp_path / "out"), "-m", cv_path,
+                            "--max-frames", "3", "--device", "cpu"])
+    assert r.exit_code == 0, r.output  # 3 frames fit the budget of 3: no trip
+    r = runner.invoke(app, ["synth", "-i", str(lines), "-d", str(tmp_path / "out"), "-m", cv_path,
+                            "--max-frames", "5", "--device", "cpu"])
+    assert r.exit_code == 3
+    assert "0001.wav: generation ran past" in r.stderr and "0002.wav: generation ran past" in r.stderr
+    assert "2 of 2 utterances were cut short" in r.stderr.splitlines()[-1]
+    assert files(tmp_path / "out") == ["0001.wav", "0002.wav"]
+    assert sf.info(tmp_path / "out" / "0001.wav").frames == 3 * 1920
+
+
+def test_split_options(cv_path, tmp_path):
+    """--max-chars/--pause shape the output; --no-split speaks the text in one pass."""
+    text = "First sentence is here. Second sentence is here."
+    out = tmp_path / "out.wav"
+    r = synth(text, "-m", cv_path, "--max-chars", "25", "--pause", "0.5", "--max-frames", "2", "--greedy",
+              "-o", str(out))
+    assert r.exit_code == 0, r.output
+    assert sf.info(out).frames == 2 * 2 * 1920 + 12000
+    r = synth(text, "-m", cv_path, "--max-chars", "25", "--no-split", "--max-frames", "2", "--greedy", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    assert sf.info(out).frames == 2 * 1920
+    r = synth(text, "-m", cv_path, "--max-chars", "5", "-o", str(out))
+    assert r.exit_code == 2 and "--max-chars" in r.stderr
+    r = synth(text, "-m", cv_path, "--pause", "-1", "-o", str(out))
+    assert r.exit_code == 2 and "--pause" in r.stderr
