@@ -31,7 +31,7 @@ from typing import Iterator, Sequence
 import torch
 
 from .code_predictor import CodePredictor
-from .sampling import FirstCodeSampler, SamplingSettings, make_generator
+from .sampling import FirstCodeSampler, SamplingSettings
 from .talker import Talker
 
 ENV = "QWEN3TTS_CUDA_GRAPHS"
