@@ -61,11 +61,13 @@ def _seed(generators, seeds) -> None:
 
 
 class StaticFrameStep:
-    """The per-frame work over static buffers for a batch of ``batch`` rows (see module doc)."""
+    """The per-frame work over static buffers for ``batch`` rows (see module doc). ``batched``: the
+    path of batch.generate_batch (left-padded rows, one random generator per row); otherwise one
+    unpadded prompt and one generator, as generate.iter_frames."""
 
     def __init__(self, talker: Talker, predictor: CodePredictor, batch: int, settings: SamplingSettings,
-                 device: torch.device, dtype: torch.dtype, per_row_generators: bool, capture: bool):
-        self.talker, self.predictor, self.batch = talker, predictor, batch
+                 device: torch.device, dtype: torch.dtype, batched: bool, capture: bool):
+        self.talker, self.predictor, self.batch, self.batched = talker, predictor, batch, batched
         self.capture = capture
         H, V = talker.cfg.hidden_size, talker.cfg.vocab_size
         self.h = torch.zeros(batch, H, dtype=dtype, device=device)
@@ -74,27 +76,26 @@ class StaticFrameStep:
         self.z = torch.zeros(batch, dtype=torch.long, device=device)
         self.slot = torch.zeros(1, dtype=torch.long, device=device)
         self.left_pad = torch.zeros(batch, dtype=torch.long, device=device)
-        self.padded = False  # whether rows are left-padded (batched prompts of different lengths)
         self.codes = torch.zeros(batch, predictor.n_groups - 1, dtype=torch.long, device=device)
         self.logits = torch.zeros(batch, V, dtype=dtype, device=device)
         self.cp_logits = torch.zeros(batch, predictor.n_groups - 1, predictor.cfg.vocab_size,
                                      dtype=torch.float32, device=device)
-        n_gen = batch if per_row_generators else 1
+        n_gen = batch if batched else 1
         self.generators = [torch.Generator(device=device) for _ in range(n_gen)]
-        gen = self.generators if per_row_generators else self.generators[0]
+        gen = self.generators if batched else self.generators[0]
         self.cp_kw = dict(do_sample=settings.subtalker_dosample, temperature=settings.subtalker_temperature,
                           top_k=settings.subtalker_top_k, top_p=settings.subtalker_top_p, generator=gen)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.pool = None
         self.capture_s = 0.0  # total seconds spent capturing (bench)
-        self.key = self._key(talker, predictor, batch, settings, device, dtype, per_row_generators)
+        self.key = self._key(talker, predictor, batch, settings, device, dtype, batched)
 
     @staticmethod
-    def _key(talker, predictor, batch, settings, device, dtype, per_row) -> tuple:
+    def _key(talker, predictor, batch, settings, device, dtype, batched) -> tuple:
         # Graphs hold buffer addresses and host-side branches: any change means new graphs.
         kc = talker.model.layers[0].self_attn.kv_cache.k_cache
         pc = predictor.model.layers[0].self_attn.kv_cache.k_cache
-        return (kc.data_ptr(), talker.max_seq, pc.data_ptr(), batch, str(device), dtype, per_row,
+        return (kc.data_ptr(), talker.max_seq, pc.data_ptr(), batch, str(device), dtype, batched,
                 settings.subtalker_dosample, settings.subtalker_temperature, settings.subtalker_top_k,
                 settings.subtalker_top_p)
 
@@ -102,7 +103,7 @@ class StaticFrameStep:
         rest, frame_emb, lg = self.predictor.predict(self.h, self.talker.embed_codec(self.z), return_logits=True,
                                                      **self.cp_kw)
         x = (frame_emb + self.text)[:, None]
-        h = self.talker(x, self.slot, kv_len=kv_len, left_pad=self.left_pad if self.padded else None,
+        h = self.talker(x, self.slot, kv_len=kv_len, left_pad=self.left_pad if self.batched else None,
                         masked=True)[:, -1]
         self.codes.copy_(rest)
         self.cp_logits.copy_(lg)
@@ -147,13 +148,13 @@ class StaticFrameStep:
 
 
 def frame_step(talker: Talker, predictor: CodePredictor, batch: int, settings: SamplingSettings,
-               device: torch.device, dtype: torch.dtype, per_row_generators: bool, capture: bool) -> StaticFrameStep:
+               device: torch.device, dtype: torch.dtype, batched: bool, capture: bool) -> StaticFrameStep:
     """The StaticFrameStep for these caches and settings: kept on the talker and reused while its
     graphs stay valid (same cache buffers, batch and sub-talker sampling settings)."""
-    key = StaticFrameStep._key(talker, predictor, batch, settings, device, dtype, per_row_generators)
+    key = StaticFrameStep._key(talker, predictor, batch, settings, device, dtype, batched)
     step = getattr(talker, "_static_step", None)
     if step is None or step.key != key or step.capture != capture:
-        step = StaticFrameStep(talker, predictor, batch, settings, device, dtype, per_row_generators, capture)
+        step = StaticFrameStep(talker, predictor, batch, settings, device, dtype, batched, capture)
         talker._static_step = step
     return step
 
@@ -183,7 +184,6 @@ def iter_frames_static(talker: Talker, predictor: CodePredictor, prompt_embeds: 
     logits = talker.logits(h)
     if log is not None:
         log.talker.append(logits.float())
-    step.padded = False
     step.h.copy_(h)
     step.z.copy_(sampler(logits))
     flag = _HostFlag(device)
@@ -225,7 +225,6 @@ def run_batch_static(talker: Talker, predictor: CodePredictor, x: torch.Tensor, 
     slots = torch.arange(L + steps, device=device)
     h = talker(x, slots[:L], kv_len=L, left_pad=left_pad)[:, -1]
     logits = talker.logits(h).float()
-    step.padded = True
     step.left_pad.copy_(left_pad)
     step.h.copy_(h)
     step.z.copy_(sampler(logits))

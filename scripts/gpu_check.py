@@ -141,7 +141,7 @@ def full_checks(report, model, root, frames, batch):
     sampled = tts.sampling()
     timings = dict(model=model, dtype="bfloat16", frames=frames)
     for graphs in (False, True):
-        run(tts, p, sampled, 16, graphs, seed=0)  # warm-up (and capture of the first buckets)
+        run(tts, p, sampled, frames, graphs, seed=0)  # warm-up (and capture of every bucket used)
         (codes, *_), dt = timed(lambda: run(tts, p, sampled, frames, graphs, seed=0))
         key = "graphs" if graphs else "eager"
         timings[f"{key}_ms_per_frame"] = 1000 * dt / frames
@@ -152,7 +152,7 @@ def full_checks(report, model, root, frames, batch):
     timings["xrt_end_to_end_graphs"] = frames * FRAME_S / (timings["graphs_ms_per_frame"] * frames / 1000 + dt)
     prompts = [tts.prompt(TEXTS[i % len(TEXTS)], language="english", **kw) for i in range(batch)]
     args = (tts.talker, tts.predictor, prompts, sampled, frames, tts.cfg.talker.codec_eos_token_id)
-    generate_batch(*args[:4], 16, args[5], seeds=list(range(batch)))  # warm-up and capture
+    generate_batch(*args, seeds=list(range(batch)))  # warm-up and capture
     _, dt = timed(lambda: generate_batch(*args, seeds=list(range(batch))))
     timings[f"batch{batch}_aggregate_xrt_generation"] = batch * frames * FRAME_S / dt
     timings[f"batch{batch}_ms_per_step"] = 1000 * dt / frames

@@ -18,10 +18,14 @@ runner = CliRunner()
 TEXT = "Hello there, world."
 
 
+_loaded = {}
+
+
 @pytest.fixture(autouse=True)
 def reuse_loaded_models(monkeypatch):
-    """Each CLI run would load its tiny model again; reuse them (keyed by folder)."""
-    cache = {}
+    """Each CLI run would load its tiny model again; reuse them across this module's tests (the
+    broken-folder cases use fresh copies, so their paths never hit the cache)."""
+    cache = _loaded
     real = engine.load_tts
 
     def cached(folder, device="cpu", dtype=None):

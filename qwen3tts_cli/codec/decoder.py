@@ -319,13 +319,18 @@ class CodecDecoder(nn.Module):
         encoder_names = [n for n in expected if not n.startswith("decoder.")]
         tensors = load_safetensors(safetensors_files(folder), expected=expected, dtype=dtype,
                                    device=device, ignore=encoder_names)
+        return cls.from_tensors(cfg, tensors, where=str(folder / "config.json"))
+
+    @classmethod
+    def from_tensors(cls, cfg: CodecConfig, tensors: dict[str, torch.Tensor], where: str = "codec") -> "CodecDecoder":
+        """From checkpoint tensors named ``decoder.*`` (a loaded file, or random weights for `bench`)."""
         hop = math.prod(cfg.decoder.upsampling_ratios) * math.prod(cfg.decoder.upsample_rates)
         if hop != cfg.decode_upsample_rate:
-            raise ModelError(f"{folder / 'config.json'}: decode_upsample_rate {cfg.decode_upsample_rate} does not "
+            raise ModelError(f"{where}: decode_upsample_rate {cfg.decode_upsample_rate} does not "
                              f"match the decoder's upsampling ({hop})")
         with torch.device("meta"):
             model = cls(cfg.decoder)
-        state = {name[len("decoder."):]: t for name, t in tensors.items()}
+        state = {name[len("decoder."):]: t for name, t in tensors.items() if name.startswith("decoder.")}
         # assign=True keeps the (memory-mapped) tensors instead of copying into fresh parameters.
         model.load_state_dict(state, strict=True, assign=True)
         model.quantizer.finalize()

@@ -1,0 +1,392 @@
+"""Speed and memory of one model on one device, in figures that compare across runs and machines.
+
+    result = run_bench("0.6B-CustomVoice", random_weights=True, device="cpu", frames=25)
+
+A run: load (timed), warm-up frames, then ``frames`` frames of greedy generation with EOS
+suppressed (so every run does the same work), timed per part with hooks on the talker and the
+code predictor; then the codec decodes those frames (the offline decode ``synth`` uses); then the
+time to first audio of ``TTS.stream`` (one-frame first chunk). ``floor_fraction`` compares the
+per-frame time with the memory-bandwidth floor: the weight bytes a frame reads (one talker step,
+15 code-predictor passes) over a copy bandwidth measured here (STREAM convention: bytes read plus
+bytes written per second).
+
+``random_weights`` builds the model at its real shapes from its config alone (a folder's
+config.json, or the packaged metadata of an official repo id / short name): the same tensors as
+``make_checkpoint.py --size full`` with the same seed, nothing written to disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+from .errors import InputError
+
+DEFAULT_TEXT = "Hello, this is a small test of the text to speech model, spoken at an even pace."
+FRAME_SECONDS = 0.08
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_name()} ({os.cpu_count()} CPUs, {torch.get_num_threads()} threads)"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def copy_bandwidth(device: torch.device, mib: int = 256, repeats: int = 5) -> float:
+    """Best-of-``repeats`` device copy bandwidth in bytes/s (read + write, as STREAM's copy)."""
+    n = mib * (1 << 20) // 4
+    a = torch.ones(n, device=device)
+    b = torch.zeros(n, device=device)
+    b.copy_(a)
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        t = time.perf_counter()
+        b.copy_(a)
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    del a, b
+    return 2 * n * 4 / best
+
+
+def weight_bytes_per_frame(tts) -> int:
+    """Weight bytes one frame reads: a talker step (layers, final norm, codec head) and 15 code
+    predictor passes (its layers, norm and input projection each time, each group's head once)."""
+    from .linear import weight_bytes
+
+    t, cp = tts.talker, tts.predictor
+    talker = weight_bytes(t.model.layers) + weight_bytes(t.model.norm) + weight_bytes(t.codec_head)
+    per_pass = weight_bytes(cp.model.layers) + weight_bytes(cp.model.norm) + weight_bytes(cp.small_to_mtp_projection)
+    return talker + (cp.n_groups - 1) * per_pass + weight_bytes(cp.lm_head)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+def _config_source(model: str) -> tuple[Path, Path, Path | None, Path]:
+    """(config.json, text tokenizer folder, generation_config.json or None, codec config.json) of a
+    local folder or a known official repo (packaged metadata: no network)."""
+    local = Path(model).expanduser()
+    if local.is_dir():
+        gen = local / "generation_config.json"
+        return (local / "config.json", local, gen if gen.is_file() else None,
+                local / "speech_tokenizer" / "config.json")
+    from .repos import find_repo, repo_metadata_files
+
+    repo = find_repo(model)
+    if repo is None or repo.kind != "model":
+        raise InputError(f"--random-weights needs a model folder or an official model repo id / short name "
+                         f"(e.g. 0.6B-CustomVoice), got {model!r}")
+    files = repo_metadata_files(repo)
+    return (files["config.json"], files["vocab.json"].parent, files["generation_config.json"],
+            files["speech_tokenizer/config.json"])
+
+
+def load_random(model: str, device: torch.device, dtype: torch.dtype | None, quantize: str | None,
+                seed: int = 0):
+    """A TTS with random weights at the model's real shapes, built in memory."""
+    from .checkpoint import random_tensor
+    from .codec import CodecDecoder
+    from .config import CodecConfig, GenerationConfig, ModelConfig
+    from .engine import build_tts
+    from .weights import expected_codec_tensors, expected_model_tensors
+
+    config, tok_folder, gen_path, codec_config = _config_source(model)
+    if not config.is_file():
+        raise InputError(f"{config}: not found")
+    cfg = ModelConfig.from_file(config)
+    gen = GenerationConfig.from_file(gen_path) if gen_path else GenerationConfig()
+    dt = dtype or (torch.bfloat16 if device.type == "cuda" or quantize else torch.float32)
+    # Published dtypes (BF16 talker, F32 codec) first, as in a checkpoint file, then the run dtype.
+    tensors = {n: random_tensor(n, s, seed).to(device=device, dtype=dt)
+               for n, s in expected_model_tensors(cfg).items() if n.startswith("talker.")}
+    tts = build_tts(config.parent, cfg, gen, tensors, tok_folder, device, dt, quantize)
+    del tensors
+    codec_cfg = CodecConfig.from_file(codec_config)
+    codec = {n: random_tensor(n, s, seed).to(device=device, dtype=torch.float32)
+             for n, s in expected_codec_tensors(codec_cfg).items() if n.startswith("decoder.")}
+    tts._decoder = CodecDecoder.from_tensors(codec_cfg, codec, where=str(codec_config))
+    return tts
+
+
+def _prompt_kwargs(tts) -> dict:
+    kind = tts.model_type
+    if kind == "custom_voice":
+        return dict(speaker=tts.default_speaker, language="english")
+    if kind == "voice_design":
+        return dict(instruct="A calm, clear voice at an even pace.", language="english")
+    raise InputError("bench needs a CustomVoice or VoiceDesign model (a Base model speaks only with a "
+                     "reference voice)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------------------------
+
+class _PartTimer:
+    """Wall time spent in talker steps (forward + codec head) and code-predictor calls, via hooks.
+
+    On CUDA each part is synchronized (only in the split run). When CUDA graphs replay a frame,
+    neither hook fires: the split is then unknown (None)."""
+
+    def __init__(self, tts, device: torch.device):
+        self.device = device
+        self._tts = tts
+        self._orig_predict = tts.predictor.predict
+        self._handles = []
+        self._t = 0.0
+        self.reset()
+
+        def pre(*_a, **_k):
+            _sync(device)
+            self._t = time.perf_counter()
+
+        def post(module, *_a, **_k):
+            _sync(device)
+            self.talker += time.perf_counter() - self._t
+            self.talker_steps += module is tts.talker
+
+        for m in (tts.talker, tts.talker.codec_head):
+            self._handles.append(m.register_forward_pre_hook(pre))
+            self._handles.append(m.register_forward_hook(post))
+
+        def predict(*a, **k):
+            _sync(device)
+            t = time.perf_counter()
+            out = self._orig_predict(*a, **k)
+            _sync(device)
+            self.cp += time.perf_counter() - t
+            self.cp_calls += 1
+            return out
+
+        tts.predictor.predict = predict
+
+    def reset(self) -> None:
+        self.talker = self.cp = 0.0
+        self.talker_steps = self.cp_calls = 0
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+        del self._tts.predictor.predict  # back to the class method
+
+
+def _bench_settings(tts):
+    from .sampling import SamplingSettings
+
+    class FixedLength(SamplingSettings):
+        min_new_tokens = 1 << 30  # EOS never allowed: every run makes exactly the frames asked for
+
+    return FixedLength.resolve(tts.generation_config, greedy=True)
+
+
+def _run_frames(tts, prompt, settings, n: int, on_start=None) -> tuple[float, torch.Tensor]:
+    """Wall seconds for frames 1..n-1 (the prefill and frame 0 run before the clock starts) and
+    all the codes [n, 16] on the CPU."""
+    it = tts.iter_frames(prompt, settings, max_frames=n, seed=0)
+    frames = [next(it)]
+    _sync(tts.device)
+    if on_start is not None:
+        on_start()
+    t = time.perf_counter()
+    for f in it:
+        frames.append(f)
+    _sync(tts.device)
+    return time.perf_counter() - t, torch.stack(frames).cpu()
+
+
+def _ttfa(tts, text: str, kw: dict) -> float | None:
+    """Seconds from the ``stream`` call to its first audio chunk (first chunk of one frame)."""
+    if not hasattr(tts, "stream"):
+        return None
+    t = time.perf_counter()
+    stream = tts.stream(text, schedule=(1,), greedy=True, max_frames=2, guard=False, **kw)
+    try:
+        for chunk in stream:
+            if len(chunk):
+                return time.perf_counter() - t
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+    return None
+
+
+def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dtype: str | None = None,
+              frames: int = 25, batch: int = 1, warmup: int = 3, threads: int | None = None, seed: int = 0,
+              text: str = DEFAULT_TEXT) -> dict:
+    """Benchmark one model; returns a JSON-ready dict (see the module docstring and docs/benchmarks.md)."""
+    from .engine import load_tts, parse_device, parse_precision, resolve_model_folder
+
+    if frames < 3:
+        raise InputError("--frames must be at least 3")
+    if batch < 1:
+        raise InputError("--batch must be at least 1")
+    dev = parse_device(device)
+    torch_dtype, quantize = parse_precision(dtype)
+    if quantize and dev.type != "cpu":
+        raise InputError("--dtype int8 is a CPU mode; on CUDA use bfloat16 or float32")
+    if threads is not None:
+        if threads < 1:
+            raise InputError("--threads must be at least 1")
+        torch.set_num_threads(threads)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+    t0 = time.perf_counter()
+    if random_weights:
+        tts = load_random(model, dev, torch_dtype, quantize, seed)
+    else:
+        folder = resolve_model_folder(model, download_missing=False)
+        tts = load_tts(folder, dev, torch_dtype, quantize)
+        tts.decoder  # noqa: B018 - loaded here so that load_s covers the codec too
+    _sync(dev)
+    load_s = time.perf_counter() - t0
+
+    kw = _prompt_kwargs(tts)
+    settings = _bench_settings(tts)
+    prompt = tts.prompt(text, **kw)
+    out: dict = {
+        "model": model, "random_weights": random_weights, "model_type": tts.model_type,
+        "device": dev.type, "device_name": device_name(dev), "dtype": str(tts.dtype).replace("torch.", ""),
+        "quantize": tts.quantize, "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "frames": frames, "batch": batch, "warmup_frames": warmup, "prompt_rows": int(prompt.embeds.shape[0]),
+        "load_s": load_s,
+    }
+
+    # Warm-up: first calls allocate caches, pick kernels and (CUDA) capture graphs.
+    t = time.perf_counter()
+    _run_frames(tts, prompt, settings, max(2, warmup))
+    _sync(dev)
+    warm_s = time.perf_counter() - t
+    out["capture_s"] = float(getattr(tts, "capture_s", 0.0) or 0.0) if dev.type == "cuda" else 0.0
+    out["warmup_s"] = warm_s
+
+    if batch > 1:
+        out.update(_bench_batch(tts, text, kw, settings, frames, batch))
+    else:
+        timer = _PartTimer(tts, dev)
+        try:
+            if dev.type == "cuda":  # the synchronizing split run must not slow the clean one
+                timer.close()
+                lm_s, codes = _run_frames(tts, prompt, settings, frames)
+                timer = _PartTimer(tts, dev)
+                split_s, _ = _run_frames(tts, prompt, settings, frames, on_start=timer.reset)
+            else:  # hooks cost microseconds here: one run gives both
+                lm_s, codes = _run_frames(tts, prompt, settings, frames, on_start=timer.reset)
+                split_s = lm_s
+        finally:
+            timer.close()
+        # In the window: frames 1..n-1, i.e. n-1 code-predictor calls and n-2 talker steps.
+        n_steady = frames - 1
+        frame_ms = 1000 * lm_s / n_steady
+        talker_ms = 1000 * timer.talker / timer.talker_steps if timer.talker_steps else None
+        cp_ms = 1000 * timer.cp / timer.cp_calls if timer.cp_calls else None
+        host_ms = None
+        if talker_ms is not None and cp_ms is not None:
+            host_ms = max(0.0, 1000 * (split_s - timer.talker - timer.cp) / n_steady)
+        t = time.perf_counter()
+        tts.decode(codes)
+        codec_ms = 1000 * (time.perf_counter() - t) / frames
+        total_ms = frame_ms + codec_ms
+        out.update({
+            "frames_per_s": 1000 / frame_ms,
+            "xrt": 1000 * FRAME_SECONDS / total_ms,
+            "ms_per_frame": {"talker": talker_ms, "code_predictor": cp_ms, "codec": codec_ms, "host": host_ms,
+                             "talker_and_code_predictor": frame_ms, "total": total_ms},
+        })
+        ttfa = _ttfa(tts, text, kw)
+        out["ttfa_ms"] = 1000 * ttfa if ttfa is not None else None
+        out["ttfa_method"] = "stream, first chunk of 1 frame" if ttfa is not None else None
+
+    bw = copy_bandwidth(dev)
+    wb = weight_bytes_per_frame(tts)
+    out["weight_bytes_per_frame"] = wb
+    out["copy_gb_s"] = bw / 1e9
+    out["floor_ms_per_frame"] = 1000 * wb / bw
+    per_frame = out["ms_per_frame"]["talker_and_code_predictor"] / batch
+    out["floor_fraction"] = out["floor_ms_per_frame"] / per_frame if per_frame else None
+    out["peak_rss_mb"] = peak_rss_mb()
+    out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else 0.0
+    return out
+
+
+def _bench_batch(tts, text: str, kw: dict, settings, frames: int, batch: int) -> dict:
+    """``batch`` copies of the prompt generated together (engine.generate_codes_batch)."""
+    if not hasattr(tts, "generate_codes_batch"):
+        raise InputError("--batch needs batched generation, which this version does not have")
+    from .batch import generate_batch
+
+    prompts = [tts.prompt(text, **kw) for _ in range(batch)]
+    eos = tts.cfg.talker.codec_eos_token_id
+    generate_batch(tts.talker, tts.predictor, prompts, settings, 2, eos, seeds=0)  # warm this batch size
+    _sync(tts.device)
+    t = time.perf_counter()
+    results = generate_batch(tts.talker, tts.predictor, prompts, settings, frames, eos, seeds=0)
+    _sync(tts.device)
+    lm_s = time.perf_counter() - t
+    made = sum(r.frames for r in results)
+    t = time.perf_counter()
+    tts.decode(results[0].codes)
+    codec_ms = 1000 * (time.perf_counter() - t) / max(1, results[0].frames)
+    frame_ms = 1000 * lm_s / max(1, made)  # per frame of one stream, amortized over the batch
+    return {
+        "frames_per_s": made / lm_s,  # aggregate over the batch (prefill included)
+        "xrt": 1000 * FRAME_SECONDS / (frame_ms + codec_ms),
+        "ms_per_frame": {"talker": None, "code_predictor": None, "codec": codec_ms, "host": None,
+                         "talker_and_code_predictor": frame_ms * batch, "total": frame_ms + codec_ms},
+        "ttfa_ms": None, "ttfa_method": None,
+    }
+
+
+def to_json(result: dict) -> str:
+    return json.dumps(result, sort_keys=False)
+
+
+def summary_lines(r: dict) -> list[str]:
+    """A human-readable report of ``run_bench``'s result."""
+    m = r["ms_per_frame"]
+
+    def ms(v):
+        return "n/a" if v is None else f"{v:.1f} ms"
+
+    prec = r["dtype"] + (f" + {r['quantize']} weights" if r.get("quantize") else "")
+    lines = [
+        f"{r['model']}{' (random weights)' if r['random_weights'] else ''} on {r['device_name']}, {prec}, "
+        f"batch {r['batch']}, {r['frames']} frames",
+        f"per frame: talker {ms(m['talker'])}, code predictor {ms(m['code_predictor'])}, host {ms(m['host'])}, "
+        f"codec {ms(m['codec'])}",
+        f"speed: {r['frames_per_s']:.2f} frames/s (talker + code predictor), {r['xrt']:.2f}x real time end to end",
+        f"time to first audio: {ms(r['ttfa_ms'])}" + (f" ({r['ttfa_method']})" if r.get("ttfa_method") else ""),
+        f"load {r['load_s']:.1f} s, capture {r['capture_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB, "
+        f"peak CUDA {r['peak_cuda_mb']:.0f} MB",
+        f"bandwidth floor: {r['weight_bytes_per_frame'] / 1e9:.2f} GB/frame at {r['copy_gb_s']:.1f} GB/s copy = "
+        f"{r['floor_ms_per_frame']:.1f} ms/frame; reached {100 * (r['floor_fraction'] or 0):.0f}%",
+    ]
+    return lines
