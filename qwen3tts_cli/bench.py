@@ -206,19 +206,22 @@ def _bench_settings(tts):
     return FixedLength.resolve(tts.generation_config, greedy=True)
 
 
-def _run_frames(tts, prompt, settings, n: int, on_start=None) -> tuple[float, torch.Tensor]:
-    """Wall seconds for frames 1..n-1 (the prefill and frame 0 run before the clock starts) and
-    all the codes [n, 16] on the CPU."""
+def _run_frames(tts, prompt, settings, n: int, on_start=None) -> tuple[float, float, torch.Tensor]:
+    """(seconds for the prefill + frame 0, seconds for frames 1..n-1, all codes [n, 16] on the CPU).
+    The steady-state clock starts after frame 0."""
+    _sync(tts.device)
+    t = time.perf_counter()
     it = tts.iter_frames(prompt, settings, max_frames=n, seed=0)
     frames = [next(it)]
     _sync(tts.device)
+    first_s = time.perf_counter() - t
     if on_start is not None:
         on_start()
     t = time.perf_counter()
     for f in it:
         frames.append(f)
     _sync(tts.device)
-    return time.perf_counter() - t, torch.stack(frames).cpu()
+    return first_s, time.perf_counter() - t, torch.stack(frames).cpu()
 
 
 def _ttfa(tts, text: str, kw: dict) -> float | None:
@@ -295,11 +298,11 @@ def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dty
         try:
             if dev.type == "cuda":  # the synchronizing split run must not slow the clean one
                 timer.close()
-                lm_s, codes = _run_frames(tts, prompt, settings, frames)
+                first_s, lm_s, codes = _run_frames(tts, prompt, settings, frames)
                 timer = _PartTimer(tts, dev)
-                split_s, _ = _run_frames(tts, prompt, settings, frames, on_start=timer.reset)
+                _, split_s, _ = _run_frames(tts, prompt, settings, frames, on_start=timer.reset)
             else:  # hooks cost microseconds here: one run gives both
-                lm_s, codes = _run_frames(tts, prompt, settings, frames, on_start=timer.reset)
+                first_s, lm_s, codes = _run_frames(tts, prompt, settings, frames, on_start=timer.reset)
                 split_s = lm_s
         finally:
             timer.close()
@@ -315,7 +318,11 @@ def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dty
         tts.decode(codes)
         codec_ms = 1000 * (time.perf_counter() - t) / frames
         total_ms = frame_ms + codec_ms
+        codec_s = codec_ms * frames / 1000
         out.update({
+            # One whole utterance as `synth` makes it: prefill, all frames, offline decode.
+            "generate_s": first_s + lm_s, "e2e_s": first_s + lm_s + codec_s,
+            "e2e_frames_per_s": frames / (first_s + lm_s), "e2e_xrt": frames * FRAME_SECONDS / (first_s + lm_s + codec_s),
             "frames_per_s": 1000 / frame_ms,
             "xrt": 1000 * FRAME_SECONDS / total_ms,
             "ms_per_frame": {"talker": talker_ms, "code_predictor": cp_ms, "codec": codec_ms, "host": host_ms,
@@ -330,7 +337,7 @@ def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dty
     out["weight_bytes_per_frame"] = wb
     out["copy_gb_s"] = bw / 1e9
     out["floor_ms_per_frame"] = 1000 * wb / bw
-    per_frame = out["ms_per_frame"]["talker_and_code_predictor"] / batch
+    per_frame = out["ms_per_frame"]["talker_and_code_predictor"]  # one step of all `batch` streams
     out["floor_fraction"] = out["floor_ms_per_frame"] / per_frame if per_frame else None
     out["peak_rss_mb"] = peak_rss_mb()
     out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else 0.0
@@ -390,3 +397,41 @@ def summary_lines(r: dict) -> list[str]:
         f"{r['floor_ms_per_frame']:.1f} ms/frame; reached {100 * (r['floor_fraction'] or 0):.0f}%",
     ]
     return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Accuracy of a reduced-precision mode against fp32
+# ---------------------------------------------------------------------------------------------
+
+def precision_error(reference, candidate, text: str = DEFAULT_TEXT, frames: int = 50) -> dict:
+    """Greedy run of both models on the same prompt with EOS suppressed; compare the raw talker
+    logits and the codes.
+
+    Logit errors are taken over the steps before the first differing first code (same context on
+    both sides; step 0 = prefill). Code agreement is over all frames of the free-running runs (after a
+    divergence the two utterances simply go different ways)."""
+    from .generate import generate_frames
+
+    out = []
+    for tts in (reference, candidate):
+        prompt = tts.prompt(text, **_prompt_kwargs(tts))
+        out.append(generate_frames(tts.talker, tts.predictor, prompt.embeds, prompt.trailing, prompt.pad,
+                                   _bench_settings(tts), frames, tts.cfg.talker.codec_eos_token_id, seed=0,
+                                   return_logits=True, cp_logits_frames=0))
+    a, b = out
+    same_first = (a.codes[:, 0] == b.codes[:, 0]).tolist()
+    diverge = same_first.index(False) if False in same_first else frames
+    steps = min(diverge + 1, a.talker_logits.shape[0])  # logits of step s made first code s
+    err = (a.talker_logits[:steps] - b.talker_logits[:steps]).abs()
+    scale = a.talker_logits[:steps].abs().mean()
+    return {
+        "frames": frames,
+        "talker_logit_max_abs_err": float(err.max()),
+        "talker_logit_mean_abs_err": float(err.mean()),
+        "talker_logit_mean_abs": float(scale),
+        "logit_steps_compared": int(steps),
+        "first_code_agreement": float((a.codes[:, 0] == b.codes[:, 0]).float().mean()),
+        "code_agreement": float((a.codes == b.codes).float().mean()),
+        "frames_identical": int((a.codes == b.codes).all(dim=1).sum()),
+        "first_divergent_frame": None if diverge == frames else int(diverge),
+    }

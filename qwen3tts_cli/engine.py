@@ -299,7 +299,8 @@ class TTS:
 
     @torch.inference_mode()
     def _generate_chunk(self, text: str, settings: SamplingSettings, max_frames: int | None, seed: int | None,
-                        progress: Callable[[int], None] | None, guard, **prompt_kw) -> tuple[GenerationResult, str | None]:
+                        progress: Callable[[int], None] | None, guard,
+                        **prompt_kw) -> tuple[GenerationResult, str | None]:
         """One chunk through ``guarded_frames``: (codes without the runaway stretch, why it was cut or None)."""
         prompt = self.prompt(text, **prompt_kw)
         frames: list[torch.Tensor] = []
@@ -521,11 +522,14 @@ class TTS:
         audio = [parts[0].audio]
         for p in parts[1:]:
             audio += [gap, p.audio]
+        # The first guard trip names the whole; else "max_frames" if any chunk hit the cap.
         reasons = [p.stop_reason for p in parts]
-        stop = next((r for r in reasons if r not in ("eos", "max_frames")), "max_frames" if "max_frames" in reasons else "eos")
+        stop = next((r for r in reasons if r not in ("eos", "max_frames")),
+                    "max_frames" if "max_frames" in reasons else "eos")
         truncated = [p.truncated for p in parts if p.truncated]
-        return SynthesisResult(audio=np.concatenate(audio), codes=torch.cat([p.codes for p in parts]), stop_reason=stop,
-                               sample_rate=self.sample_rate, warnings=list(dict.fromkeys(w for p in parts for w in p.warnings)),
+        warnings = list(dict.fromkeys(w for p in parts for w in p.warnings))
+        return SynthesisResult(audio=np.concatenate(audio), codes=torch.cat([p.codes for p in parts]),
+                               stop_reason=stop, sample_rate=self.sample_rate, warnings=warnings,
                                truncated="; ".join(truncated) if truncated else None, chunks=len(parts))
 
     def _to_audio(self, gen: GenerationResult, voice=None) -> SynthesisResult:

@@ -12,11 +12,12 @@ tone". Three checks catch that, each far from what normal speech does:
   per second, and 6.4 s for any text however short. A 300-character chunk gets 980 frames (78 s).
 * **Loop.** The first code of each frame (the talker's own token; the other 15 are acoustic
   detail) repeats with a period of 1 to 40 frames (up to 3.2 s) for at least 4 periods and at least
-  50 frames (4 s), at 90 % of positions. Speech never repeats itself that exactly.
+  75 frames (6 s), at 90 % of positions. Speech never repeats itself that exactly; a pause may, as
+  one or two silence codes, which is why short periods too need 6 s.
 * **Silence.** In the last 75 frames (6 s), 4 first-code values cover 90 % of the frames. The codec
   spells silence and room tone with a handful of first codes, while 6 s of speech uses dozens;
   recognising it from the codes costs nothing, where decoding to audio to measure its level would
-  cost a codec pass. A pause in speech lasts a second or two, far from 6 s.
+  cost a codec pass. A pause in speech lasts a second or two; pauses up to 4 s never trip.
 
 Frames arrive one at a time as int64 [16] tensors, possibly on the GPU. The guard keeps them until
 it has ``check_every`` (12, about 1 s of audio), then moves only their first codes to the host in
@@ -24,8 +25,9 @@ one copy and runs the checks: one host sync per second of audio, not per frame. 
 silence is noticed up to 12 frames after it qualifies; the budget is exact.
 
 A trip says why and how many frames are worth keeping: everything for the budget; for a loop or
-silence, the frames before the repeating stretch plus one period (a loop) or 0.5 s (silence), so
-the kept audio ends where the runaway began.
+silence, the frames before the repeating stretch (found as the best change point in the recent
+history) plus one period (a loop) or 0.5 s (silence), so the kept audio ends where the runaway
+began.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class GuardSettings:
     floor_frames: int = 80
     frames_per_unit: float = 3.0
     check_every: int = 12
-    loop_min_frames: int = 50
+    loop_min_frames: int = 75
     loop_max_period: int = 40
     loop_repeats: int = 4
     loop_match: float = 0.9
@@ -147,18 +149,32 @@ class RunawayGuard:
             if len(c) < n + p:
                 break
             if np.mean(c[-n:] == c[-n - p:-p]) >= s.loop_match:
-                start = self._offset + len(c) - n - p
+                # Keep up to where frames start to equal those p before: the loop's first period.
+                start = self._offset + p + _change_point(c[p:] == c[:-p])
                 what = f"the same first code for {n} frames" if p == 1 else f"a {p}-frame pattern over {n} frames"
-                return Trip("loop", self.frames, start + p, what)
+                return Trip("loop", self.frames, start, what)
         return None
 
     def _silence(self) -> Trip | None:
         s, c = self.settings, self._first
         if len(c) < s.silence_frames:
             return None
-        _, counts = np.unique(c[-s.silence_frames:], return_counts=True)
-        if np.sort(counts)[::-1][:s.silence_codes].sum() >= s.silence_share * s.silence_frames:
-            start = self._offset + len(c) - s.silence_frames
+        window = c[-s.silence_frames:]
+        codes, counts = np.unique(window, return_counts=True)
+        top = np.argsort(counts, kind="stable")[::-1][:s.silence_codes]
+        if counts[top].sum() >= s.silence_share * s.silence_frames:
+            # Where the silence codes (the top ones that fill a tenth of the window) take over.
+            dominant = codes[top][counts[top] >= 0.1 * s.silence_frames]
+            start = self._offset + _change_point(np.isin(c, dominant))
             return Trip("silence", self.frames, start + s.silence_keep,
                         f"{s.silence_frames * 0.08:.0f} s with no more than {s.silence_codes} distinct first codes")
         return None
+
+
+def _change_point(flags: np.ndarray, rate: float = 0.75) -> int:
+    """Where a stretch in which ``flags`` hold now and then (speech: a held sound matches the frame
+    before) turns into one where they nearly always hold: the start of the suffix with the largest
+    sum of (flag - rate); the latest such start on ties, keeping as much as possible before it."""
+    gain = flags.astype(np.float64) - rate
+    suffix = np.concatenate([np.cumsum(gain[::-1])[::-1], [0.0]])
+    return int(len(suffix) - 1 - np.argmax(suffix[::-1]))

@@ -9,7 +9,8 @@ weight bytes read per second. On CPU two things move that number:
   different summation order (fp32 logits move by ~1e-6 relative; greedy codes do not change).
 * ``Int8Linear``: opt-in weight-only int8 with one fp scale per output channel (symmetric,
   round-to-nearest), run with bf16 activations through ATen's int8-weight GEMV: a quarter of the
-  fp32 bytes. Its accuracy cost is measured in docs/benchmarks.md.
+  fp32 bytes. Output heads keep float weights. Its accuracy cost is measured in
+  docs/benchmarks.md.
 
 Only bias-free ``nn.Linear`` modules are replaced: a Linear with a bias stays one fused
 ``F.linear`` (reference-architecture.md §9.4). Module names and the float ``weight`` parameter of
@@ -90,11 +91,19 @@ def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, leaf, new)
 
 
+def _is_head(name: str) -> bool:
+    # Output heads stay in float: they are ~3% of a frame's bytes, their logits pick the codes, and
+    # callers read a head's .weight for the model's device and dtype.
+    leaf = name.split(".")
+    return "codec_head" in leaf or "lm_head" in leaf
+
+
 def accelerate_cpu(module: nn.Module, quantize: str | None = None) -> int:
     """Swap the bias-free Linears of a loaded CPU model in place; returns how many were swapped.
 
     ``quantize=None`` keeps the weights (fp32 or bf16) and only changes the kernel; ``"int8"``
-    replaces each weight by its int8 per-channel quantization (the model should then run in bf16).
+    replaces each weight but the output heads' by its int8 per-channel quantization (the model
+    should then run in bf16).
     Silently does nothing where the kernels are missing from this torch build.
     """
     if quantize not in (None, *QUANTIZATIONS):
@@ -107,7 +116,7 @@ def accelerate_cpu(module: nn.Module, quantize: str | None = None) -> int:
     for name, lin in _bias_free_linears(module):
         if lin.weight.device.type != "cpu":
             continue
-        if quantize == "int8":
+        if quantize == "int8" and not _is_head(name):
             _replace(module, name, Int8Linear(lin.weight))
         else:
             # A class swap keeps the very same Parameter (and its name) in the module.

@@ -233,4 +233,6 @@ def _binds(before: str, after: str) -> bool:
     # Closing punctuation stays with the character before it (no chunk starts with "，" or "」").
     if after_cat in ("Po", "Pe", "Pf") and not unicodedata.category(before).startswith("P"):
         return True
-    return "\ufe00" <= after <= "\ufe0f" or "\U000e0100" <= after <= "\U000e01ef" or "\U0001f3fb" <= after <= "\U0001f3ff"
+    # Variation selectors and emoji skin-tone modifiers.
+    return ("\ufe00" <= after <= "\ufe0f" or "\U000e0100" <= after <= "\U000e01ef"
+            or "\U0001f3fb" <= after <= "\U0001f3ff")

@@ -274,3 +274,48 @@ def test_split_options(cv_path, tmp_path):
     assert r.exit_code == 2 and "--max-chars" in r.stderr
     r = synth(text, "-m", cv_path, "--pause", "-1", "-o", str(out))
     assert r.exit_code == 2 and "--pause" in r.stderr
+
+
+# -- voice-clone inputs (Base models) -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def base_path(tiny_checkpoint):
+    return str(tiny_checkpoint("0.6B-Base"))
+
+
+def tone(seconds, rate, channels=1):
+    t = np.arange(int(seconds * rate)) / rate
+    x = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    return np.stack([x] * channels, axis=1) if channels > 1 else x
+
+
+def test_clone_options_on_a_model_without_cloning(cv_path, tmp_path):
+    ref = tmp_path / "ref.wav"
+    sf.write(ref, tone(2, 24000), 24000)
+    r = synth(TEXT, "-m", cv_path, "--ref-audio", str(ref), "--xvector-only", "-o", str(tmp_path / "out.wav"))
+    one_error(r, 2, "Base model")
+    assert files(tmp_path) == ["ref.wav"]
+
+
+@pytest.mark.parametrize("kind", ["unreadable", "empty", "silent", "missing"])
+def test_unusable_reference_audio(base_path, tmp_path, kind):
+    ref = tmp_path / "ref.wav"
+    if kind == "unreadable":
+        ref.write_bytes(b"RIFF\x00\x00garbage, not audio at all")
+    elif kind == "empty":
+        sf.write(ref, np.zeros(0), 24000)
+    elif kind == "silent":
+        sf.write(ref, np.zeros(48000), 24000)
+    r = synth(TEXT, "-m", base_path, "--ref-audio", str(ref), "--xvector-only", "-o", str(tmp_path / "out.wav"))
+    one_error(r, 2, "ref.wav")
+    assert files(tmp_path) == ([] if kind == "missing" else ["ref.wav"])
+
+
+@pytest.mark.parametrize("rate, channels", [(24000, 2), (8000, 1), (96000, 1)])
+def test_stereo_and_unusual_rates_work(base_path, tmp_path, rate, channels):
+    ref = tmp_path / "ref.wav"
+    sf.write(ref, tone(2, rate, channels), rate)
+    out = tmp_path / "out.wav"
+    r = synth(TEXT, "-m", base_path, "--ref-audio", str(ref), "--xvector-only", "--max-frames", "2", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    assert sf.info(out).frames == 2 * 1920

@@ -1,0 +1,223 @@
+"""The `stream` command: raw/WAV stdout, progressive WAV files, live playback (with a stand-in for
+sounddevice), standard input line by line, --stats and Ctrl-C."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from qwen3tts_cli import engine
+from qwen3tts_cli.audio import pcm16
+from qwen3tts_cli.cli import app
+from qwen3tts_cli.engine import load_tts
+
+runner = CliRunner()
+TEXT = "Hello there, world."
+HOP = 1920
+
+
+@pytest.fixture(autouse=True)
+def reuse_loaded_models(monkeypatch):
+    cache = {}
+    real = engine.load_tts
+
+    def cached(folder, device="cpu", dtype=None):
+        key = (str(folder), str(device), str(dtype))
+        if key not in cache:
+            cache[key] = real(folder, device=device, dtype=dtype)
+        return cache[key]
+
+    monkeypatch.setattr(engine, "load_tts", cached)
+
+
+@pytest.fixture(scope="module")
+def cv_path(tiny_checkpoint):
+    return str(tiny_checkpoint("0.6B-CustomVoice"))
+
+
+@pytest.fixture(scope="module")
+def cv(cv_path):
+    return load_tts(cv_path)
+
+
+def stream(*args, input=None):
+    return runner.invoke(app, ["stream", *args], input=input)
+
+
+def pcm(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, "<i2").astype(int)
+
+
+def assert_pcm_close(got: np.ndarray, want: np.ndarray) -> None:
+    """The stream's float samples are the offline decode's within ~3e-6 (other kernel shapes): as
+    16-bit PCM about 1 % of the samples round one step apart, none more."""
+    assert got.shape == want.shape
+    diff = np.abs(got - want)
+    assert diff.max() <= 1
+    assert (diff != 0).mean() < 0.05
+
+
+def test_raw_equals_synth_raw(cv_path):
+    args = [TEXT, "-m", cv_path, "--greedy", "--max-frames", "12", "--raw"]
+    s = stream(*args)
+    assert s.exit_code == 0, s.output
+    y = runner.invoke(app, ["synth", *args])
+    assert y.exit_code == 0, y.output
+    assert len(s.stdout_bytes) == 12 * HOP * 2
+    assert_pcm_close(pcm(s.stdout_bytes), pcm(y.stdout_bytes))
+
+
+def test_wav_on_stdout_has_an_open_ended_header(cv_path):
+    r = stream(TEXT, "-m", cv_path, "--greedy", "--max-frames", "5", "-o", "-", "--schedule", "2")
+    assert r.exit_code == 0, r.output
+    data = r.stdout_bytes
+    assert data[:4] == b"RIFF" and data[4:8] == b"\xff\xff\xff\xff" and data[36:44] == b"data\xff\xff\xff\xff"
+    raw = stream(TEXT, "-m", cv_path, "--greedy", "--max-frames", "5", "--raw", "--schedule", "2")
+    assert data[44:] == raw.stdout_bytes and len(raw.stdout_bytes) == 5 * HOP * 2
+
+
+def test_file_and_stats(cv_path, cv, tmp_path):
+    out = tmp_path / "out.wav"
+    r = stream(TEXT, "-m", cv_path, "--greedy", "--max-frames", "9", "-o", str(out), "--stats")
+    assert r.exit_code == 0, r.output
+    audio, sr = sf.read(out, dtype="int16")
+    assert sr == 24000 and len(audio) == 9 * HOP
+    assert_pcm_close(audio.astype(int), pcm(pcm16(cv.synthesize(TEXT, greedy=True, max_frames=9).audio)))
+    assert "TTFA" in r.stderr and "x real time" in r.stderr
+
+
+def test_schedules_give_the_same_audio(cv_path):
+    outs = []
+    for schedule in ("1", "2", "4", "8", "3,1,5"):
+        r = stream(TEXT, "-m", cv_path, "--greedy", "--max-frames", "10", "--raw", "--schedule", schedule)
+        assert r.exit_code == 0, r.output
+        outs.append(pcm(r.stdout_bytes))
+    for o in outs[1:]:
+        assert_pcm_close(o, outs[0])
+    assert stream(TEXT, "-m", cv_path, "--raw", "--schedule", "2,x").exit_code == 2
+
+
+def test_stdin_lines_in_one_voice(cv_path, cv):
+    lines = ["First line.", "", "Second line here."]
+    r = stream("-", "-m", cv_path, "--seed", "3", "--max-frames", "6", "--raw", "--pause", "0.1",
+               input="\n".join(lines) + "\n")
+    assert r.exit_code == 0, r.output
+    # Each line is its own utterance with the same speaker and seed, 0.1 s of silence between.
+    want = np.concatenate([cv.synthesize("First line.", seed=3, max_frames=6).audio, np.zeros(2400, np.float32),
+                           cv.synthesize("Second line here.", seed=3, max_frames=6).audio])
+    assert_pcm_close(pcm(r.stdout_bytes), pcm(pcm16(want)))
+    assert "2 lines" in r.stderr
+    r = stream("-", "-m", cv_path, "--raw", input="\n  \n")
+    assert r.exit_code == 2 and "no text" in r.stderr
+
+
+class FakeOutputStream:
+    """Stands in for sounddevice.OutputStream: records what is written, in order."""
+
+    instances: list["FakeOutputStream"] = []
+
+    def __init__(self, samplerate, channels, dtype, device=None):
+        self.args = (samplerate, channels, dtype, device)
+        self.written: list[np.ndarray] = []
+        self.events: list[str] = []
+        FakeOutputStream.instances.append(self)
+
+    def start(self):
+        self.events.append("start")
+
+    def write(self, data):
+        assert data.dtype == np.float32 and data.ndim == 2 and data.shape[1] == 1
+        self.written.append(data[:, 0].copy())
+        return False
+
+    def stop(self):
+        self.events.append("stop")
+
+    def abort(self):
+        self.events.append("abort")
+
+    def close(self):
+        self.events.append("close")
+
+
+def fake_sounddevice(monkeypatch, devices_ok=True):
+    def query_devices(device=None, kind=None):
+        if not devices_ok:
+            raise ValueError("No output device matching")
+        return {"name": "fake", "max_output_channels": 2}
+
+    FakeOutputStream.instances = []
+    module = types.SimpleNamespace(OutputStream=FakeOutputStream, query_devices=query_devices)
+    monkeypatch.setitem(sys.modules, "sounddevice", module)
+
+
+def test_playback_gets_every_sample_in_order(cv_path, monkeypatch):
+    fake_sounddevice(monkeypatch)
+    r = stream(TEXT, "-m", cv_path, "--greedy", "--max-frames", "11", "--output-device", "3")
+    assert r.exit_code == 0, r.output
+    (dev,) = FakeOutputStream.instances
+    assert dev.args == (24000, 1, "float32", 3)
+    assert [len(w) // HOP for w in dev.written] == [1, 2, 4, 4]  # the default schedule 1, 2, 4, 8
+    assert dev.events[0] == "start" and "stop" in dev.events and dev.events[-1] == "close"
+    raw = stream(TEXT, "-m", cv_path, "--greedy", "--max-frames", "11", "--raw")
+    assert pcm(pcm16(np.concatenate(dev.written))).tolist() == pcm(raw.stdout_bytes).tolist()
+    assert "played on the sound device" in r.stderr
+
+
+def test_no_sound_device_is_one_clear_line(cv_path, monkeypatch):
+    fake_sounddevice(monkeypatch, devices_ok=False)
+    r = stream(TEXT, "-m", cv_path)
+    assert r.exit_code == 1
+    assert "no sound device" in r.stderr and "--raw | aplay" in r.stderr and "-o FILE.wav" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # not installed
+    r = stream(TEXT, "-m", cv_path)
+    assert r.exit_code == 1 and "sounddevice" in r.stderr and "--raw | aplay" in r.stderr
+    assert FakeOutputStream.instances == []
+
+
+def interrupt_at_frame(monkeypatch, n):
+    real = engine.iter_frames
+
+    def interrupted(*a, **k):
+        for i, frame in enumerate(real(*a, **k), 1):
+            if i == n:
+                raise KeyboardInterrupt
+            yield frame
+
+    monkeypatch.setattr(engine, "iter_frames", interrupted)
+
+
+def test_ctrl_c_leaves_a_valid_wav_of_what_was_streamed(cv_path, tmp_path, monkeypatch):
+    interrupt_at_frame(monkeypatch, 8)
+    out = tmp_path / "out.wav"
+    r = stream(TEXT, "-m", cv_path, "--max-frames", "20", "-o", str(out))
+    assert r.exit_code == 130 and "interrupted" in r.stderr
+    # Chunks of 1, 2 and 4 frames were out before frame 8: the file holds exactly them.
+    info = sf.info(out)
+    assert info.frames == 7 * HOP and info.samplerate == 24000
+    assert out.stat().st_size == 44 + 7 * HOP * 2
+
+
+def test_ctrl_c_closes_the_device(cv_path, monkeypatch):
+    fake_sounddevice(monkeypatch)
+    interrupt_at_frame(monkeypatch, 5)
+    r = stream(TEXT, "-m", cv_path, "--max-frames", "20")
+    assert r.exit_code == 130
+    (dev,) = FakeOutputStream.instances
+    assert dev.events[-2:] == ["abort", "close"] and "stop" not in dev.events
+
+
+def test_option_errors(cv_path, tmp_path):
+    assert stream(TEXT, "-m", cv_path, "--raw", "-o", "x.wav").exit_code == 2
+    r = stream("  ", "-m", cv_path, "--raw")
+    assert r.exit_code == 2 and "empty" in r.stderr
+    r = stream(TEXT, "-m", cv_path, "-o", str(tmp_path / "nope" / "x.wav"))
+    assert r.exit_code == 2 and "does not exist" in r.stderr
+    r = stream(TEXT, "-m", cv_path, "--raw", "--output-device", "1")
+    assert r.exit_code == 2 and "playback" in r.stderr

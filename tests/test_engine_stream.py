@@ -1,0 +1,85 @@
+"""TTS.stream: audio chunks while frames are generated, equal to synthesize's audio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from qwen3tts_cli.audio import pcm16
+from qwen3tts_cli.engine import DEFAULT_STREAM_SCHEDULE, load_tts
+from qwen3tts_cli.errors import InputError
+
+HOP = 1920
+TOL = 1e-5
+TEXT = "Hello there, this is a streaming test."
+
+
+@pytest.fixture(scope="module")
+def cv(tiny_checkpoint):
+    return load_tts(tiny_checkpoint("0.6B-CustomVoice"))
+
+
+@pytest.fixture(scope="module")
+def reference(cv):
+    return cv.synthesize(TEXT, greedy=True, max_frames=20)
+
+
+@pytest.mark.parametrize("schedule", [None, 1, 2, 4, 8, [3, 1, 5]], ids=str)
+def test_stream_equals_synthesize_for_every_schedule(cv, reference, schedule):
+    st = cv.stream(TEXT, schedule=schedule, greedy=True, max_frames=20)
+    chunks = list(st)
+    sizes = [len(c) // HOP for c in chunks]
+    assert all(len(c) % HOP == 0 and c.dtype == np.float32 for c in chunks)
+    want = list(DEFAULT_STREAM_SCHEDULE) if schedule is None else ([schedule] if isinstance(schedule, int) else schedule)
+    # Every chunk has its scheduled size (the last size repeating) but the final one, which flushes.
+    for k, n in enumerate(sizes[:-1]):
+        assert n == want[min(k, len(want) - 1)]
+    assert sum(sizes) == 20
+    audio = np.concatenate(chunks)
+    assert audio.shape == reference.audio.shape
+    assert float(np.abs(audio - reference.audio).max()) <= TOL
+    # As 16-bit PCM the rounding differences flip the odd sample by one step, never more.
+    a = np.frombuffer(pcm16(audio), "<i2").astype(int)
+    b = np.frombuffer(pcm16(reference.audio), "<i2").astype(int)
+    assert np.abs(a - b).max() <= 1
+    r = st.result
+    assert r.finished and torch.equal(r.codes, reference.codes)
+    assert r.stop_reason == reference.stop_reason == "max_frames" and r.truncated is None
+    assert r.samples == len(audio) and r.chunks == 1 and r.frames == 20
+
+
+def test_sampling_with_seed_and_split_text_with_pauses(cv):
+    text = "First sentence here. And a second one!"
+    kw = dict(seed=5, max_frames=6, max_chars=20, pause=0.1)
+    ref = cv.synthesize(text, **kw)
+    assert ref.chunks == 2
+    st = cv.stream(text, **kw)
+    chunks = list(st)
+    audio = np.concatenate(chunks)
+    assert audio.shape == ref.audio.shape
+    assert float(np.abs(audio - ref.audio).max()) <= TOL
+    assert torch.equal(st.result.codes, ref.codes) and st.result.chunks == 2
+    # The pause is its own chunk of zeros, yielded as soon as the first text chunk is done.
+    assert any(len(c) == 2400 and not c.any() for c in chunks)
+
+
+def test_progress_and_early_close(cv):
+    seen = []
+    st = cv.stream(TEXT, greedy=True, max_frames=10, progress=seen.append)
+    first = next(st)
+    assert len(first) == HOP  # the first audio after one frame
+    st.close()
+    assert not st.result.finished
+    assert seen and seen[0] == 1
+
+
+def test_argument_errors_before_the_first_frame(cv):
+    with pytest.raises(InputError, match="schedule"):
+        cv.stream(TEXT, schedule=[2, 0])
+    with pytest.raises(InputError, match="unknown speaker|speaker"):
+        cv.stream(TEXT, speaker="nobody")
+    with pytest.raises(InputError, match="temperature"):
+        cv.stream(TEXT, temperature=0.0)
+    with pytest.raises(InputError, match="pause"):
+        cv.stream(TEXT, pause=-1)
