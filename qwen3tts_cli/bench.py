@@ -407,8 +407,8 @@ def precision_error(reference, candidate, text: str = DEFAULT_TEXT, frames: int 
     """Greedy run of both models on the same prompt with EOS suppressed; compare the raw talker
     logits and the codes.
 
-    Logit errors are taken over the steps before the first differing first code (same context on
-    both sides; step 0 = prefill). Code agreement is over all frames of the free-running runs (after a
+    Logit errors are taken over the steps whose context is still identical (up to the first frame
+    that differs in any code group; step 0 = prefill). Code agreement is over all frames of the free-running runs (after a
     divergence the two utterances simply go different ways)."""
     from .generate import generate_frames
 
@@ -419,9 +419,11 @@ def precision_error(reference, candidate, text: str = DEFAULT_TEXT, frames: int 
                                    _bench_settings(tts), frames, tts.cfg.talker.codec_eos_token_id, seed=0,
                                    return_logits=True, cp_logits_frames=0))
     a, b = out
-    same_first = (a.codes[:, 0] == b.codes[:, 0]).tolist()
-    diverge = same_first.index(False) if False in same_first else frames
-    steps = min(diverge + 1, a.talker_logits.shape[0])  # logits of step s made first code s
+    same = (a.codes == b.codes).all(dim=1).tolist()
+    diverge = same.index(False) if False in same else frames
+    # Step s's logits (s = 0: prefill) come from frames 0..s-1: same context up to the first
+    # frame that differs in any group.
+    steps = min(diverge + 1, a.talker_logits.shape[0])
     err = (a.talker_logits[:steps] - b.talker_logits[:steps]).abs()
     scale = a.talker_logits[:steps].abs().mean()
     return {

@@ -61,10 +61,11 @@ class Int8Linear(nn.Module):
         self.in_features, self.out_features = w.shape[1], w.shape[0]
         # Symmetric per-channel scale; an all-zero row keeps scale 1 (its codes are all 0 anyway).
         scale = w.abs().amax(dim=1) / 127.0
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale)).to(torch.bfloat16)
+        # Quantize with the scale the kernel will use (bf16), so every weight is within half a step.
+        q = torch.round(w / scale.float()[:, None]).clamp_(-127, 127).to(torch.int8)
         self.register_buffer("qweight", q.contiguous())
-        self.register_buffer("scale", scale.to(torch.bfloat16))
+        self.register_buffer("scale", scale)
 
     def dequantized(self) -> torch.Tensor:
         return self.qweight.float() * self.scale.float()[:, None]
@@ -81,7 +82,7 @@ class Int8Linear(nn.Module):
 
 def _bias_free_linears(module: nn.Module):
     for name, child in list(module.named_modules()):
-        if type(child) is nn.Linear and child.bias is None:
+        if name and type(child) is nn.Linear and child.bias is None:  # children only: a root cannot be replaced
             yield name, child
 
 

@@ -1,0 +1,158 @@
+"""`qwen3tts bench` and the bench module: fields, their values, and the error paths."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from qwen3tts_cli.bench import copy_bandwidth, load_random, precision_error, weight_bytes_per_frame
+from qwen3tts_cli.cli import app
+from qwen3tts_cli.config import ModelConfig
+from qwen3tts_cli.engine import load_tts
+
+runner = CliRunner()
+MODEL = "0.6B-CustomVoice"
+
+
+@pytest.fixture(scope="module")
+def folder(tiny_checkpoint):
+    return tiny_checkpoint(MODEL)
+
+
+@pytest.fixture(scope="module")
+def report(folder):
+    res = runner.invoke(app, ["bench", "-m", str(folder), "--frames", "4", "--warmup", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+def _expected_bytes(cfg: ModelConfig) -> int:
+    """Weight bytes per frame from the config alone (fp32): talker step + 15 predictor passes."""
+    t, c = cfg.talker, cfg.talker.code_predictor
+
+    def layers(n, h, ffn, heads, kv, hd):
+        attn = h * heads * hd * 2 + 2 * h * kv * hd + 2 * hd  # q, o, k, v, q/k norms
+        return n * (attn + 3 * h * ffn + 2 * h)
+
+    talker = layers(t.num_hidden_layers, t.hidden_size, t.intermediate_size, t.num_attention_heads,
+                    t.num_key_value_heads, t.head_dim) + t.hidden_size + t.vocab_size * t.hidden_size
+    per_pass = layers(c.num_hidden_layers, c.hidden_size, c.intermediate_size, c.num_attention_heads,
+                      c.num_key_value_heads, c.head_dim) + c.hidden_size
+    groups = t.num_code_groups - 1
+    return 4 * (talker + groups * per_pass + groups * c.vocab_size * c.hidden_size)
+
+
+def test_json_has_every_field_with_sane_values(report, folder):
+    r = report
+    assert r["device"] == "cpu" and r["dtype"] == "float32" and r["quantize"] is None
+    assert r["frames"] == 4 and r["batch"] == 1
+    m = r["ms_per_frame"]
+    for part in ("talker", "code_predictor", "codec"):
+        assert m[part] > 0
+    assert m["host"] >= 0
+    # The parts are measured inside the same window as the frame time.
+    assert m["talker"] + m["code_predictor"] <= m["talker_and_code_predictor"] * 1.05
+    assert r["frames_per_s"] == pytest.approx(1000 / m["talker_and_code_predictor"])
+    assert r["xrt"] == pytest.approx(80 / (m["talker_and_code_predictor"] + m["codec"]))
+    assert r["e2e_s"] > r["generate_s"] > 0
+    assert r["ttfa_ms"] > 0 and r["load_s"] > 0 and r["capture_s"] == 0
+    assert r["peak_rss_mb"] > 50 and r["peak_cuda_mb"] == 0
+    assert r["copy_gb_s"] > 0.1
+    assert r["weight_bytes_per_frame"] == _expected_bytes(ModelConfig.from_file(folder / "config.json"))
+    assert r["floor_ms_per_frame"] == pytest.approx(r["weight_bytes_per_frame"] / r["copy_gb_s"] / 1e6)
+    assert 0 < r["floor_fraction"] == pytest.approx(r["floor_ms_per_frame"] / m["talker_and_code_predictor"])
+
+
+def test_report_without_json_goes_to_stderr(folder):
+    res = runner.invoke(app, ["bench", "-m", str(folder), "--frames", "3", "--warmup", "2"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout == ""
+    assert "frames/s" in res.stderr and "x real time" in res.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
+def test_cuda_without_cuda_exits_2(folder):
+    res = runner.invoke(app, ["bench", "-m", str(folder), "--device", "cuda", "--json"])
+    assert res.exit_code == 2
+    assert "CUDA is not available" in res.stderr and res.stdout == ""
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--frames", "2"], "--frames"),
+    (["--batch", "0"], "--batch"),
+    (["--dtype", "int4"], "unknown dtype"),
+])
+def test_bad_options_exit_2(folder, args, message):
+    res = runner.invoke(app, ["bench", "-m", str(folder), *args])
+    assert res.exit_code == 2 and message in res.stderr
+
+
+def test_random_weights_equal_the_checkpoint_of_the_same_seed(folder):
+    """In memory, from the config alone: the same tensors make_checkpoint writes with that seed."""
+    random = load_random(str(folder), torch.device("cpu"), torch.float32, None, seed=0)
+    loaded = load_tts(folder, "cpu", "float32")
+    for a, b in ((random.talker, loaded.talker), (random.predictor, loaded.predictor)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys()
+        for k in sa:
+            assert torch.equal(sa[k], sb[k]), k
+    codec_a, codec_b = random.decoder.state_dict(), loaded.decoder.state_dict()
+    assert all(torch.equal(codec_a[k], codec_b[k]) for k in codec_b)
+    assert weight_bytes_per_frame(random) == weight_bytes_per_frame(loaded)
+
+
+def test_random_weights_cli_with_an_official_name_needs_no_files():
+    """A known repo's real config from the packaged metadata (0.6B at full size would take GBs;
+    its shapes are checked without building the weights)."""
+    from qwen3tts_cli.bench import _config_source
+
+    config, tok, gen, codec = _config_source(MODEL)
+    assert config.is_file() and (tok / "vocab.json").is_file() and codec.is_file()
+    assert ModelConfig.from_file(config).talker.hidden_size == 1024
+
+
+def test_random_weights_cli_on_a_tiny_config(folder):
+    res = runner.invoke(app, ["bench", "-m", str(folder), "--random-weights", "--frames", "3", "--warmup", "2",
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    assert r["random_weights"] is True and r["frames_per_s"] > 0
+
+
+def test_random_weights_unknown_name_exits_2():
+    res = runner.invoke(app, ["bench", "-m", "no-such-model", "--random-weights"])
+    assert res.exit_code == 2 and "official model" in res.stderr
+
+
+def test_batch_reports_aggregate_speed(folder):
+    res = runner.invoke(app, ["bench", "-m", str(folder), "--frames", "3", "--warmup", "2", "--batch", "2",
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    assert r["batch"] == 2 and r["frames_per_s"] > 0 and r["ms_per_frame"]["codec"] > 0
+
+
+def test_int8_mode_runs(folder):
+    res = runner.invoke(app, ["bench", "-m", str(folder), "--dtype", "int8", "--frames", "3", "--warmup", "2",
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    assert r["dtype"] == "bfloat16" and r["quantize"] == "int8"
+    # int8 linears + bf16 rest: well under half the fp32 bytes of the same model.
+    fp32 = _expected_bytes(ModelConfig.from_file(folder / "config.json"))
+    assert r["weight_bytes_per_frame"] < 0.5 * fp32
+
+
+def test_copy_bandwidth_is_positive():
+    assert copy_bandwidth(torch.device("cpu"), mib=16, repeats=2) > 1e8
+
+
+def test_precision_error_of_identical_models_is_zero(folder):
+    a = load_tts(folder, "cpu", "float32")
+    b = load_tts(folder, "cpu", "float32")
+    r = precision_error(a, b, frames=4)
+    assert r["talker_logit_max_abs_err"] == 0 and r["code_agreement"] == 1.0
+    assert r["first_divergent_frame"] is None and r["logit_steps_compared"] == 4

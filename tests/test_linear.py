@@ -1,0 +1,102 @@
+"""CPU linear kernels: the oneDNN path keeps the model's results; int8 weight-only stays close."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from qwen3tts_cli.engine import load_tts
+from qwen3tts_cli.linear import Int8Linear, PackedLinear, accelerate_cpu, weight_bytes
+
+MODEL = "0.6B-CustomVoice"
+
+
+def test_packed_linear_matches_f_linear():
+    g = torch.Generator().manual_seed(0)
+    lin = nn.Linear(384, 640, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(640, 384, generator=g) / 20)
+    x = torch.randn(3, 5, 384, generator=g)
+    ref = F.linear(x, lin.weight)
+    weight = lin.weight
+    assert accelerate_cpu(lin) == 0  # a bare Linear is not walked into; its parent is
+    parent = nn.Sequential(lin)
+    assert accelerate_cpu(parent) == 1
+    assert type(parent[0]) is PackedLinear and parent[0].weight is weight
+    assert list(parent.state_dict()) == ["0.weight"]
+    torch.testing.assert_close(parent(x), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_linears_with_bias_are_left_alone():
+    m = nn.Sequential(nn.Linear(8, 8, bias=True), nn.Linear(8, 8, bias=False))
+    assert accelerate_cpu(m) == 1
+    assert type(m[0]) is nn.Linear and type(m[1]) is PackedLinear
+
+
+def test_int8_linear_quantizes_per_channel():
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(64, 256, generator=g) * torch.linspace(0.01, 3, 64)[:, None]  # very different row scales
+    w[5] = 0  # an all-zero row must not divide by zero
+    q = Int8Linear(w)
+    assert q.qweight.dtype == torch.int8 and q.qweight.abs().max() <= 127
+    step = q.scale.float()
+    rows = torch.arange(64) != 5
+    torch.testing.assert_close(step[rows], w.abs().amax(1)[rows] / 127, rtol=2 ** -8, atol=0)
+    assert step[5] == 1
+    err = (q.dequantized() - w).abs()
+    # Round to nearest with the kernel's own (bf16) scale: at most half a step per row.
+    assert (err <= step[:, None] * 0.5 * (1 + 1e-6)).all()
+    assert (q.dequantized()[5] == 0).all()
+    x = torch.randn(2, 256, generator=g).bfloat16()
+    y = q(x)
+    ref = F.linear(x.float(), q.dequantized())
+    assert y.dtype == torch.bfloat16 and y.shape == (2, 64)
+    assert (y.float() - ref).abs().max() <= 0.02 * ref.abs().max()
+
+
+def test_int8_keeps_output_heads_in_float(tiny_checkpoint):
+    tts = load_tts(tiny_checkpoint(MODEL), "cpu", quantize="int8")
+    assert tts.dtype == torch.bfloat16 and tts.quantize == "int8"
+    assert type(tts.talker.codec_head) is PackedLinear
+    assert all(type(h) is PackedLinear for h in tts.predictor.lm_head)
+    assert isinstance(tts.talker.model.layers[0].self_attn.q_proj, Int8Linear)
+    assert isinstance(tts.predictor.model.layers[0].mlp.down_proj, Int8Linear)
+    plain = load_tts(tiny_checkpoint(MODEL), "cpu", "bfloat16")
+    assert weight_bytes(tts.talker.model.layers) < 0.6 * weight_bytes(plain.talker.model.layers)
+
+
+@pytest.fixture(scope="module")
+def greedy_pair(tiny_checkpoint, monkeypatch_module):
+    folder = tiny_checkpoint(MODEL)
+    monkeypatch_module.setenv("QWEN3TTS_CPU_KERNELS", "0")
+    plain = load_tts(folder, "cpu", "float32")
+    monkeypatch_module.setenv("QWEN3TTS_CPU_KERNELS", "1")
+    fast = load_tts(folder, "cpu", "float32")
+    return plain, fast
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_fast_kernels_keep_greedy_codes_and_logits(greedy_pair):
+    plain, fast = greedy_pair
+    assert type(plain.talker.codec_head) is nn.Linear and type(fast.talker.codec_head) is PackedLinear
+    kw = dict(speaker="ryan", language="english", greedy=True, max_frames=12, return_logits=True)
+    a = plain.generate_codes("Fused kernels must not change a single code.", **kw)
+    b = fast.generate_codes("Fused kernels must not change a single code.", **kw)
+    assert torch.equal(a.codes, b.codes) and a.frames > 0
+    assert (a.talker_logits - b.talker_logits).abs().max() <= 1e-4
+    assert (a.cp_logits - b.cp_logits).abs().max() <= 1e-4
+
+
+def test_unknown_quantization_is_refused(tiny_checkpoint):
+    from qwen3tts_cli.errors import InputError
+
+    with pytest.raises(InputError):
+        load_tts(tiny_checkpoint(MODEL), "cpu", quantize="int4")
