@@ -37,3 +37,24 @@ def full_checkpoint(tmp_path_factory):
         return built[key]
 
     return make
+
+
+@pytest.fixture
+def reuse_loaded_models(request, monkeypatch):
+    """CLI tests: every run would load its tiny model again (~1 s of tokenizer setup); reuse them.
+
+    The cache lives for one test unless the module defines ``_loaded_models = {}`` to share it."""
+    from qwen3tts_cli import engine
+
+    cache = getattr(request.module, "_loaded_models", None)
+    if cache is None:
+        cache = {}
+    real = engine.load_tts
+
+    def cached(folder, device="cpu", dtype=None):
+        key = (str(folder), str(device), str(dtype))
+        if key not in cache:
+            cache[key] = real(folder, device=device, dtype=dtype)
+        return cache[key]
+
+    monkeypatch.setattr(engine, "load_tts", cached)

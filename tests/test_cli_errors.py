@@ -18,23 +18,10 @@ runner = CliRunner()
 TEXT = "Hello there, world."
 
 
-_loaded = {}
+_loaded_models = {}  # shared by this module's tests (see conftest.reuse_loaded_models)
 
 
-@pytest.fixture(autouse=True)
-def reuse_loaded_models(monkeypatch):
-    """Each CLI run would load its tiny model again; reuse them across this module's tests (the
-    broken-folder cases use fresh copies, so their paths never hit the cache)."""
-    cache = _loaded
-    real = engine.load_tts
-
-    def cached(folder, device="cpu", dtype=None):
-        key = (str(folder), str(device), str(dtype))
-        if key not in cache:
-            cache[key] = real(folder, device=device, dtype=dtype)
-        return cache[key]
-
-    monkeypatch.setattr(engine, "load_tts", cached)
+pytestmark = pytest.mark.usefixtures("reuse_loaded_models")
 
 
 @pytest.fixture(scope="module")

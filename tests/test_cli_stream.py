@@ -21,18 +21,7 @@ TEXT = "Hello there, world."
 HOP = 1920
 
 
-@pytest.fixture(autouse=True)
-def reuse_loaded_models(monkeypatch):
-    cache = {}
-    real = engine.load_tts
-
-    def cached(folder, device="cpu", dtype=None):
-        key = (str(folder), str(device), str(dtype))
-        if key not in cache:
-            cache[key] = real(folder, device=device, dtype=dtype)
-        return cache[key]
-
-    monkeypatch.setattr(engine, "load_tts", cached)
+pytestmark = pytest.mark.usefixtures("reuse_loaded_models")
 
 
 @pytest.fixture(scope="module")

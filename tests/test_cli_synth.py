@@ -19,19 +19,7 @@ runner = CliRunner()
 TEXT = "Hello there, world."
 
 
-@pytest.fixture(autouse=True)
-def reuse_loaded_models(monkeypatch):
-    """Each CLI run would load its tiny model again (~1 s of tokenizer setup); reuse them instead."""
-    cache = {}
-    real = engine.load_tts
-
-    def cached(folder, device="cpu", dtype=None):
-        key = (str(folder), str(device), str(dtype))
-        if key not in cache:
-            cache[key] = real(folder, device=device, dtype=dtype)
-        return cache[key]
-
-    monkeypatch.setattr(engine, "load_tts", cached)
+pytestmark = pytest.mark.usefixtures("reuse_loaded_models")
 
 
 @pytest.fixture(scope="module")

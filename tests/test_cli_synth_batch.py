@@ -4,7 +4,6 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from qwen3tts_cli import engine
 from qwen3tts_cli.cli import _complete_wav, app
 from qwen3tts_cli.engine import TTS
 
@@ -13,18 +12,7 @@ LINES = "Hello there, world.\n\nA second, rather longer line of text to speak.\n
 NAMES = ["0001.wav", "0003.wav", "0004.wav", "0005.wav"]
 
 
-@pytest.fixture(autouse=True)
-def reuse_loaded_models(monkeypatch):
-    cache = {}
-    real = engine.load_tts
-
-    def cached(folder, device="cpu", dtype=None):
-        key = (str(folder), str(device), str(dtype))
-        if key not in cache:
-            cache[key] = real(folder, device=device, dtype=dtype)
-        return cache[key]
-
-    monkeypatch.setattr(engine, "load_tts", cached)
+pytestmark = pytest.mark.usefixtures("reuse_loaded_models")
 
 
 @pytest.fixture(scope="module")

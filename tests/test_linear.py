@@ -15,10 +15,10 @@ MODEL = "0.6B-CustomVoice"
 
 def test_packed_linear_matches_f_linear():
     g = torch.Generator().manual_seed(0)
-    lin = nn.Linear(384, 640, bias=False)
+    lin = nn.Linear(1024, 1024, bias=False)
     with torch.no_grad():
-        lin.weight.copy_(torch.randn(640, 384, generator=g) / 20)
-    x = torch.randn(3, 5, 384, generator=g)
+        lin.weight.copy_(torch.randn(1024, 1024, generator=g) / 32)
+    x = torch.randn(3, 5, 1024, generator=g)
     ref = F.linear(x, lin.weight)
     weight = lin.weight
     assert accelerate_cpu(lin) == 0  # a bare Linear is not walked into; its parent is
@@ -29,10 +29,11 @@ def test_packed_linear_matches_f_linear():
     torch.testing.assert_close(parent(x), ref, rtol=1e-5, atol=1e-5)
 
 
-def test_linears_with_bias_are_left_alone():
-    m = nn.Sequential(nn.Linear(8, 8, bias=True), nn.Linear(8, 8, bias=False))
+def test_linears_with_bias_and_small_ones_are_left_alone():
+    m = nn.Sequential(nn.Linear(1024, 1024, bias=True), nn.Linear(1024, 1024, bias=False),
+                      nn.Linear(8, 8, bias=False))
     assert accelerate_cpu(m) == 1
-    assert type(m[0]) is nn.Linear and type(m[1]) is PackedLinear
+    assert type(m[0]) is nn.Linear and type(m[1]) is PackedLinear and type(m[2]) is nn.Linear
 
 
 def test_int8_linear_quantizes_per_channel():
@@ -59,8 +60,8 @@ def test_int8_linear_quantizes_per_channel():
 def test_int8_keeps_output_heads_in_float(tiny_checkpoint):
     tts = load_tts(tiny_checkpoint(MODEL), "cpu", quantize="int8")
     assert tts.dtype == torch.bfloat16 and tts.quantize == "int8"
-    assert type(tts.talker.codec_head) is PackedLinear
-    assert all(type(h) is PackedLinear for h in tts.predictor.lm_head)
+    heads = [tts.talker.codec_head, *tts.predictor.lm_head]
+    assert all(isinstance(h, nn.Linear) and h.weight.dtype == torch.bfloat16 for h in heads)
     assert isinstance(tts.talker.model.layers[0].self_attn.q_proj, Int8Linear)
     assert isinstance(tts.predictor.model.layers[0].mlp.down_proj, Int8Linear)
     plain = load_tts(tiny_checkpoint(MODEL), "cpu", "bfloat16")
@@ -69,7 +70,12 @@ def test_int8_keeps_output_heads_in_float(tiny_checkpoint):
 
 @pytest.fixture(scope="module")
 def greedy_pair(tiny_checkpoint, monkeypatch_module):
+    """The tiny model with plain nn.Linear, and with every bias-free linear on the oneDNN kernel
+    (the size threshold lowered so that the tiny shapes use it too)."""
+    import qwen3tts_cli.linear as linear
+
     folder = tiny_checkpoint(MODEL)
+    monkeypatch_module.setattr(linear, "MIN_PACKED_ELEMENTS", 0)
     monkeypatch_module.setenv("QWEN3TTS_CPU_KERNELS", "0")
     plain = load_tts(folder, "cpu", "float32")
     monkeypatch_module.setenv("QWEN3TTS_CPU_KERNELS", "1")
@@ -100,3 +106,8 @@ def test_unknown_quantization_is_refused(tiny_checkpoint):
 
     with pytest.raises(InputError):
         load_tts(tiny_checkpoint(MODEL), "cpu", quantize="int4")
+
+
+def test_dtype_int8_string_means_int8_weights(tiny_checkpoint):
+    tts = load_tts(tiny_checkpoint(MODEL), "cpu", "int8")
+    assert tts.quantize == "int8" and tts.dtype == torch.bfloat16
