@@ -122,7 +122,7 @@ def load_random(model: str, device: torch.device, dtype: torch.dtype | None, qua
         raise InputError(f"{config}: not found")
     cfg = ModelConfig.from_file(config)
     gen = GenerationConfig.from_file(gen_path) if gen_path else GenerationConfig()
-    dt = dtype or (torch.bfloat16 if device.type == "cuda" or quantize else torch.float32)
+    dt = dtype or (torch.bfloat16 if device.type == "cuda" or quantize == "int8" else torch.float32)
     # Published dtypes (BF16 talker, F32 codec) first, as in a checkpoint file, then the run dtype.
     tensors = {n: random_tensor(n, s, seed).to(device=device, dtype=dt)
                for n, s in expected_model_tensors(cfg).items() if n.startswith("talker.")}
@@ -194,7 +194,8 @@ class _PartTimer:
     def close(self) -> None:
         for h in self._handles:
             h.remove()
-        del self._tts.predictor.predict  # back to the class method
+        self._handles = []
+        self._tts.predictor.__dict__.pop("predict", None)  # back to the class method
 
 
 def _bench_settings(tts):
@@ -254,7 +255,7 @@ def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dty
     dev = parse_device(device)
     torch_dtype, quantize = parse_precision(dtype)
     if quantize and dev.type != "cpu":
-        raise InputError("--dtype int8 is a CPU mode; on CUDA use bfloat16 or float32")
+        raise InputError(f"--dtype {quantize} is a CPU mode; on CUDA use bfloat16 or float32")
     if threads is not None:
         if threads < 1:
             raise InputError("--threads must be at least 1")
@@ -288,7 +289,6 @@ def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dty
     _run_frames(tts, prompt, settings, max(2, warmup))
     _sync(dev)
     warm_s = time.perf_counter() - t
-    out["capture_s"] = float(getattr(tts, "capture_s", 0.0) or 0.0) if dev.type == "cuda" else 0.0
     out["warmup_s"] = warm_s
 
     if batch > 1:
@@ -332,6 +332,10 @@ def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dty
         out["ttfa_ms"] = 1000 * ttfa if ttfa is not None else None
         out["ttfa_method"] = "stream, first chunk of 1 frame" if ttfa is not None else None
 
+    # CUDA graphs are captured on first use per KV bucket (cuda_graphs.py): warm-up, or the first
+    # run that reaches a new bucket.
+    step = getattr(tts.talker, "_static_step", None)
+    out["capture_s"] = float(getattr(step, "capture_s", 0.0)) if dev.type == "cuda" else 0.0
     bw = copy_bandwidth(dev)
     wb = weight_bytes_per_frame(tts)
     out["weight_bytes_per_frame"] = wb
@@ -403,37 +407,62 @@ def summary_lines(r: dict) -> list[str]:
 # Accuracy of a reduced-precision mode against fp32
 # ---------------------------------------------------------------------------------------------
 
-def precision_error(reference, candidate, text: str = DEFAULT_TEXT, frames: int = 50) -> dict:
-    """Greedy run of both models on the same prompt with EOS suppressed; compare the raw talker
-    logits and the codes.
+@torch.inference_mode()
+def _teacher_forced(tts, prompt, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw talker logits [T, V] and code-predictor logits [T, G-1, V'] of ``tts`` fed the given
+    codes [T, G] (teacher forcing: every step sees the same context whatever the model predicts)."""
+    talker, cp = tts.talker, tts.predictor
+    dev = tts.device
+    codes = codes.to(dev)
+    L, T = prompt.embeds.shape[0], codes.shape[0]
+    talker.setup_cache(1, L + T, dev, prompt.embeds.dtype)
+    cp.setup_cache(1, dev, prompt.embeds.dtype)
+    pos = torch.arange(L + T, device=dev)
+    h = talker(prompt.embeds[None], pos[:L], kv_len=L)[:, -1]
+    t_logits, cp_logits = [], []
+    for s in range(T):
+        t_logits.append(talker.logits(h).float()[0])
+        c = codes[s:s + 1]
+        x = cp(torch.stack((h, talker.embed_codec(c[:, 0])), dim=1), 0)[:, -1]
+        row = []
+        for g in range(1, cp.n_groups):
+            if g > 1:
+                x = cp(cp.model.codec_embedding[g - 2](c[:, g - 1])[:, None], g)[:, -1]
+            row.append(cp.lm_head[g - 1](x).float()[0])
+        cp_logits.append(torch.stack(row))
+        text = prompt.trailing[s] if s < prompt.trailing.shape[0] else prompt.pad
+        x = tts.embed_frame(c) + text
+        h = talker(x[:, None], pos[L + s:L + s + 1], kv_len=L + s + 1)[:, -1]
+    return torch.stack(t_logits).cpu(), torch.stack(cp_logits).cpu()
 
-    Logit errors are taken over the steps whose context is still identical (up to the first frame
-    that differs in any code group; step 0 = prefill). Code agreement is over all frames of the free-running runs (after a
-    divergence the two utterances simply go different ways)."""
+
+def precision_error(reference, candidate, text: str = DEFAULT_TEXT, frames: int = 50) -> dict:
+    """Accuracy of ``candidate`` (e.g. int8) against ``reference`` (fp32) on the same prompt.
+
+    The reference generates ``frames`` frames greedily (EOS suppressed); both models are then fed
+    exactly those codes (teacher forcing), so every step compares the two on the same context.
+    Reported: max / mean absolute error of the raw talker logits (and their mean magnitude), the same
+    for the code predictor, and how often each picks the same code (argmax over the audio ids) --
+    the per-step greedy code agreement. (Free-running runs are not compared code by code: on random
+    weights one differing code sends the two utterances different ways.)"""
     from .generate import generate_frames
 
-    out = []
-    for tts in (reference, candidate):
-        prompt = tts.prompt(text, **_prompt_kwargs(tts))
-        out.append(generate_frames(tts.talker, tts.predictor, prompt.embeds, prompt.trailing, prompt.pad,
-                                   _bench_settings(tts), frames, tts.cfg.talker.codec_eos_token_id, seed=0,
-                                   return_logits=True, cp_logits_frames=0))
-    a, b = out
-    same = (a.codes == b.codes).all(dim=1).tolist()
-    diverge = same.index(False) if False in same else frames
-    # Step s's logits (s = 0: prefill) come from frames 0..s-1: same context up to the first
-    # frame that differs in any group.
-    steps = min(diverge + 1, a.talker_logits.shape[0])
-    err = (a.talker_logits[:steps] - b.talker_logits[:steps]).abs()
-    scale = a.talker_logits[:steps].abs().mean()
+    prompt = reference.prompt(text, **_prompt_kwargs(reference))
+    codes = generate_frames(reference.talker, reference.predictor, prompt.embeds, prompt.trailing, prompt.pad,
+                            _bench_settings(reference), frames, reference.cfg.talker.codec_eos_token_id,
+                            seed=0).codes
+    ta, ca = _teacher_forced(reference, prompt, codes)
+    tb, cb = _teacher_forced(candidate, candidate.prompt(text, **_prompt_kwargs(candidate)), codes)
+    audio = reference.cfg.talker.vocab_size - 1024  # first-code ids below this are audio codes
+    t_err, c_err = (ta - tb).abs(), (ca - cb).abs()
     return {
-        "frames": frames,
-        "talker_logit_max_abs_err": float(err.max()),
-        "talker_logit_mean_abs_err": float(err.mean()),
-        "talker_logit_mean_abs": float(scale),
-        "logit_steps_compared": int(steps),
-        "first_code_agreement": float((a.codes[:, 0] == b.codes[:, 0]).float().mean()),
-        "code_agreement": float((a.codes == b.codes).float().mean()),
-        "frames_identical": int((a.codes == b.codes).all(dim=1).sum()),
-        "first_divergent_frame": None if diverge == frames else int(diverge),
+        "frames": int(codes.shape[0]),
+        "talker_logit_max_abs_err": float(t_err.max()),
+        "talker_logit_mean_abs_err": float(t_err.mean()),
+        "talker_logit_mean_abs": float(ta.abs().mean()),
+        "cp_logit_max_abs_err": float(c_err.max()),
+        "cp_logit_mean_abs_err": float(c_err.mean()),
+        "cp_logit_mean_abs": float(ca.abs().mean()),
+        "first_code_agreement": float((ta[:, :audio].argmax(-1) == tb[:, :audio].argmax(-1)).float().mean()),
+        "residual_code_agreement": float((ca.argmax(-1) == cb.argmax(-1)).float().mean()),
     }

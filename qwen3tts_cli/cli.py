@@ -1239,8 +1239,9 @@ def bench(
                                              "its config (an official name works offline): no download."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     dtype: Optional[str] = typer.Option(None, "--dtype",
-                                        help="float32, bfloat16, or int8 (CPU: int8 weights, bf16 activations). "
-                                             "Default: float32 on CPU, bfloat16 on CUDA."),
+                                        help="float32, bfloat16; on CPU also w8a8 (int8 weights and "
+                                             "activations: fastest) or int8 (int8 weights, bf16 "
+                                             "activations). Default: float32 on CPU, bfloat16 on CUDA."),
     frames: int = typer.Option(25, "--frames", "-n", help="Timed frames (EOS suppressed; at least 3)."),
     batch: int = typer.Option(1, "--batch", "-b", help="Streams generated together."),
     warmup: int = typer.Option(3, "--warmup", help="Warm-up frames before timing."),

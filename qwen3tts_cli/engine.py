@@ -38,7 +38,8 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     try:
         return DTYPES[dtype.lower()]
     except KeyError:
-        raise InputError(f"unknown dtype '{dtype}' (use one of: float32, bfloat16, float16)") from None
+        raise InputError(f"unknown dtype '{dtype}' (use one of: float32, bfloat16, float16; "
+                         "int8 or w8a8 on CPU)") from None
 
 
 def parse_device(device: str | torch.device) -> torch.device:
@@ -650,10 +651,13 @@ def _load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], where: s
 
 
 def parse_precision(dtype: str | None) -> tuple[torch.dtype | None, str | None]:
-    """The CLI's --dtype: float32 / bfloat16 / float16, or int8 = int8 weights with bf16 activations
-    (CPU). Returns (model dtype or None for the device default, quantization or None)."""
+    """The CLI's --dtype: float32 / bfloat16 / float16; on CPU also int8 (int8 weights, bf16
+    activations) and w8a8 (int8 weights and dynamically quantized int8 activations, fp32 elsewhere).
+    Returns (model dtype or None for the device default, quantization or None)."""
     if dtype is not None and dtype.lower() == "int8":
         return torch.bfloat16, "int8"
+    if dtype is not None and dtype.lower() == "w8a8":
+        return torch.float32, "w8a8"
     return parse_dtype(dtype), None
 
 
@@ -669,7 +673,9 @@ def load_tts(path_or_folder: str | Path, device: str | torch.device = "cpu",
     if not folder.is_dir():
         raise ModelError(f"model folder not found: {folder}")
     dev = parse_device(device)
-    dt = parse_dtype(dtype) or (torch.bfloat16 if dev.type == "cuda" or quantize else torch.float32)
+    if isinstance(dtype, str) and dtype.lower() in ("int8", "w8a8"):  # the CLI's --dtype int8 / w8a8
+        dtype, quantize = parse_precision(dtype)
+    dt = parse_dtype(dtype) or (torch.bfloat16 if dev.type == "cuda" or quantize == "int8" else torch.float32)
     cfg = ModelConfig.from_file(folder / "config.json")
     gen_path = folder / "generation_config.json"
     gen = GenerationConfig.from_file(gen_path) if gen_path.is_file() else GenerationConfig()

@@ -174,9 +174,11 @@ def test_teacher_forcing_reproduces_the_greedy_run(folder):
     assert torch.equal(c.argmax(-1), run.codes[:, 1:])
 
 
-def test_int8_stays_close_to_fp32(folder):
+@pytest.mark.parametrize("mode", ["int8", "w8a8"])
+def test_quantized_modes_stay_close_to_fp32(folder, mode):
     ref = load_tts(folder, "cpu", "float32")
-    q = load_tts(folder, "cpu", quantize="int8")
+    q = load_tts(folder, "cpu", mode)
+    assert q.quantize == mode
     r = precision_error(ref, q, frames=6)
     # Teacher-forced: small relative logit error, and most greedy picks unchanged.
     assert r["talker_logit_mean_abs_err"] < 0.05 * r["talker_logit_mean_abs"]

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qwen3tts_cli.engine import load_tts
-from qwen3tts_cli.linear import Int8Linear, PackedLinear, accelerate_cpu, weight_bytes
+from qwen3tts_cli.linear import Int8Linear, PackedLinear, W8A8Linear, accelerate_cpu, weight_bytes
 
 MODEL = "0.6B-CustomVoice"
 
@@ -111,3 +111,22 @@ def test_unknown_quantization_is_refused(tiny_checkpoint):
 def test_dtype_int8_string_means_int8_weights(tiny_checkpoint):
     tts = load_tts(tiny_checkpoint(MODEL), "cpu", "int8")
     assert tts.quantize == "int8" and tts.dtype == torch.bfloat16
+
+
+def test_w8a8_linear_is_close_and_fp32():
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(512, 1024, generator=g) / 32
+    x = torch.randn(1, 3, 1024, generator=g)
+    lin = W8A8Linear(w)
+    y, ref = lin(x), F.linear(x, w)
+    assert y.dtype == torch.float32 and y.shape == ref.shape
+    # 8-bit weights and activations: about 1% of the output's magnitude on Gaussian data.
+    assert (y - ref).abs().mean() < 0.03 * ref.abs().mean()
+    assert lin.nbytes == 512 * 1024 + 8 * 512
+
+
+def test_w8a8_model_runs_in_fp32(tiny_checkpoint):
+    tts = load_tts(tiny_checkpoint(MODEL), "cpu", "w8a8")
+    assert tts.dtype == torch.float32 and tts.quantize == "w8a8"
+    assert isinstance(tts.predictor.model.layers[0].self_attn.o_proj, W8A8Linear)
+    assert tts.generate_codes("Hi.", speaker="ryan", greedy=True, max_frames=3).frames == 3
