@@ -175,6 +175,49 @@ def verify(
 # synthesis
 # ---------------------------------------------------------------------------------------------
 
+# Options that synth and stream share: defined once so that their names, defaults and help stay
+# in step.
+MODEL_OPTION = typer.Option("Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice", "--model", "-m",  # repos.DEFAULT_MODEL
+                            help="Model folder, official repo id or short name (e.g. 1.7B-CustomVoice); "
+                                 "downloaded on first use.")
+SPEAKER_OPTION = typer.Option(None, "--speaker", "-s", help="Built-in voice (CustomVoice models; default: ryan).")
+LANGUAGE_OPTION = typer.Option("auto", "--language", "-l", help="Language, or 'auto'.")
+INSTRUCT_OPTION = typer.Option(None, "--instruct",
+                               help="Style instruction (1.7B CustomVoice); voice description (VoiceDesign, required).")
+REF_AUDIO_OPTION = typer.Option(None, "--ref-audio", metavar="AUDIO",
+                                help="Base models: clone the voice of this recording (wav/flac/ogg, at least 1 s; "
+                                     "3-10 s of clear speech work best).")
+REF_TEXT_OPTION = typer.Option(None, "--ref-text", help="Transcript of --ref-audio (in-context cloning, the default).")
+XVECTOR_ONLY_OPTION = typer.Option(False, "--xvector-only",
+                                   help="Clone from --ref-audio's speaker embedding alone (no transcript).")
+VOICE_OPTION = typer.Option(None, "--voice", metavar="VOICE.safetensors",
+                            help="Base models: a voice made by `qwen3tts voice create`.")
+GREEDY_OPTION = typer.Option(False, "--greedy", help="Deterministic argmax decoding (no sampling).")
+SEED_OPTION = typer.Option(None, "--seed", help="Random seed for sampling (chunk i of a split text uses seed + i; "
+                                                "stream uses the same seed for every line).")
+MAX_FRAMES_OPTION = typer.Option(None, "--max-frames", min=1,
+                                 help="Stop after this many 80 ms frames (default: max_new_tokens of "
+                                      "generation_config.json); per chunk when the text is split.")
+NO_SPLIT_OPTION = typer.Option(False, "--no-split", help="Speak the text in one pass, exactly as given (default: "
+                                                         "split long text at sentence, then clause ends).")
+MAX_CHARS_OPTION = typer.Option(300, "--max-chars", min=10, metavar="N",  # segment.DEFAULT_MAX_CHARS
+                                help="Longest chunk of a split text, in characters (a CJK character counts 3).")
+PAUSE_OPTION = typer.Option(0.25, "--pause", min=0.0, metavar="SECONDS",  # engine.DEFAULT_PAUSE
+                            help="Silence between the chunks of a split text (stream: also between lines).")
+ALLOW_TRUNCATION_OPTION = typer.Option(False, "--allow-truncation",
+                                       help="Exit 0 when the runaway guard cuts an utterance short (default: "
+                                            "keep the audio, warn, exit 3).")
+TEMPERATURE_OPTION = typer.Option(None, "--temperature", help="Sampling temperature (first code).")
+TOP_K_OPTION = typer.Option(None, "--top-k", help="Top-k (first code); 0 disables.")
+TOP_P_OPTION = typer.Option(None, "--top-p", help="Top-p (first code).")
+REPETITION_PENALTY_OPTION = typer.Option(None, "--repetition-penalty", help="Penalty on first codes already used.")
+DEVICE_OPTION = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available).")
+DTYPE_OPTION = typer.Option(None, "--dtype",
+                            help="float32 or bfloat16; on CPU also w8a8 (int8 weights and activations: fastest) "
+                                 "or int8 (int8 weights, bf16 activations) (default: float32 on CPU, bfloat16 "
+                                 "on CUDA).")
+
+
 @app.command()
 @guarded
 def synth(
@@ -193,52 +236,30 @@ def synth(
              "qwen3tts-output.wav (then -2, -3, …; never overwritten)."),
     raw: bool = typer.Option(False, "--raw", help="Write raw s16le 24 kHz mono PCM to stdout (for aplay, "
                                                   "ffplay, sox play)."),
-    model: str = typer.Option("Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice", "--model", "-m",  # repos.DEFAULT_MODEL
-                              help="Model folder, official repo id or short name (e.g. 1.7B-CustomVoice); "
-                                   "downloaded on first use."),
-    speaker: Optional[str] = typer.Option(None, "--speaker", "-s",
-                                          help="Built-in voice (CustomVoice models; default: ryan)."),
-    language: str = typer.Option("auto", "--language", "-l", help="Language, or 'auto'."),
-    instruct: Optional[str] = typer.Option(None, "--instruct",
-                                           help="Style instruction (1.7B CustomVoice); voice description "
-                                                "(VoiceDesign, required)."),
-    ref_audio: Optional[Path] = typer.Option(None, "--ref-audio", metavar="AUDIO",
-                                             help="Base models: clone the voice of this recording (wav/flac/ogg, "
-                                                  "at least 1 s; 3-10 s of clear speech work best)."),
-    ref_text: Optional[str] = typer.Option(None, "--ref-text",
-                                           help="Transcript of --ref-audio (in-context cloning, the default)."),
-    xvector_only: bool = typer.Option(False, "--xvector-only",
-                                      help="Clone from --ref-audio's speaker embedding alone (no transcript)."),
-    voice_file: Optional[Path] = typer.Option(None, "--voice", metavar="VOICE.safetensors",
-                                              help="Base models: a voice made by `qwen3tts voice create`."),
-    greedy: bool = typer.Option(False, "--greedy", help="Deterministic argmax decoding (no sampling)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for sampling."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1,
-                                             help="Stop after this many 80 ms frames "
-                                                  "(default: max_new_tokens of generation_config.json); "
-                                                  "per chunk when the text is split."),
-    no_split: bool = typer.Option(False, "--no-split",
-                                  help="Speak the text in one pass, exactly as given (default: split long "
-                                       "text at sentence, then clause ends)."),
-    max_chars: int = typer.Option(300, "--max-chars", min=10, metavar="N",  # segment.DEFAULT_MAX_CHARS
-                                  help="Longest chunk of a split text, in characters (a CJK character "
-                                       "counts 3)."),
-    pause: float = typer.Option(0.25, "--pause", min=0.0, metavar="SECONDS",  # engine.DEFAULT_PAUSE
-                                help="Silence between the chunks of a split text."),
-    allow_truncation: bool = typer.Option(False, "--allow-truncation",
-                                          help="Exit 0 when the runaway guard cuts an utterance short "
-                                               "(default: keep the audio, warn, exit 3)."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature (first code)."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="Top-k (first code); 0 disables."),
-    top_p: Optional[float] = typer.Option(None, "--top-p", help="Top-p (first code)."),
-    repetition_penalty: Optional[float] = typer.Option(None, "--repetition-penalty",
-                                                       help="Penalty on first codes already used."),
+    model: str = MODEL_OPTION,
+    speaker: Optional[str] = SPEAKER_OPTION,
+    language: str = LANGUAGE_OPTION,
+    instruct: Optional[str] = INSTRUCT_OPTION,
+    ref_audio: Optional[Path] = REF_AUDIO_OPTION,
+    ref_text: Optional[str] = REF_TEXT_OPTION,
+    xvector_only: bool = XVECTOR_ONLY_OPTION,
+    voice_file: Optional[Path] = VOICE_OPTION,
+    greedy: bool = GREEDY_OPTION,
+    seed: Optional[int] = SEED_OPTION,
+    max_frames: Optional[int] = MAX_FRAMES_OPTION,
+    no_split: bool = NO_SPLIT_OPTION,
+    max_chars: int = MAX_CHARS_OPTION,
+    pause: float = PAUSE_OPTION,
+    allow_truncation: bool = ALLOW_TRUNCATION_OPTION,
+    temperature: Optional[float] = TEMPERATURE_OPTION,
+    top_k: Optional[int] = TOP_K_OPTION,
+    top_p: Optional[float] = TOP_P_OPTION,
+    repetition_penalty: Optional[float] = REPETITION_PENALTY_OPTION,
     save_codes: Optional[Path] = typer.Option(None, "--save-codes",
                                               help="Also write the codec codes as int64 .npy \\[frames, 16]; "
                                                    "alone (no -o/--raw), write only the codes."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
-    dtype: Optional[str] = typer.Option(None, "--dtype",
-                                        help="float32 or bfloat16 (default: float32 on CPU, bfloat16 on CUDA)."),
+    device: Optional[str] = DEVICE_OPTION,
+    dtype: Optional[str] = DTYPE_OPTION,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
     list_speakers: bool = typer.Option(False, "--list-speakers",
                                        help="List the model's speakers and languages (no weights loaded) and exit."),
@@ -760,47 +781,30 @@ def stream(
     output_device: Optional[str] = typer.Option(None, "--output-device", metavar="DEVICE",
                                                 help="Sound device to play on: index or name (default: the "
                                                      "system's default output)."),
-    model: str = typer.Option("Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice", "--model", "-m",  # repos.DEFAULT_MODEL
-                              help="Model folder, official repo id or short name (e.g. 1.7B-CustomVoice); "
-                                   "downloaded on first use."),
-    speaker: Optional[str] = typer.Option(None, "--speaker", "-s",
-                                          help="Built-in voice (CustomVoice models; default: ryan)."),
-    language: str = typer.Option("auto", "--language", "-l", help="Language, or 'auto'."),
-    instruct: Optional[str] = typer.Option(None, "--instruct",
-                                           help="Style instruction (1.7B CustomVoice); voice description "
-                                                "(VoiceDesign, required)."),
-    ref_audio: Optional[Path] = typer.Option(None, "--ref-audio", metavar="AUDIO",
-                                             help="Base models: clone the voice of this recording."),
-    ref_text: Optional[str] = typer.Option(None, "--ref-text",
-                                           help="Transcript of --ref-audio (in-context cloning, the default)."),
-    xvector_only: bool = typer.Option(False, "--xvector-only",
-                                      help="Clone from --ref-audio's speaker embedding alone (no transcript)."),
-    voice_file: Optional[Path] = typer.Option(None, "--voice", metavar="VOICE.safetensors",
-                                              help="Base models: a voice made by `qwen3tts voice create`."),
-    greedy: bool = typer.Option(False, "--greedy", help="Deterministic argmax decoding (no sampling)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for sampling (the same for every line)."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1,
-                                             help="Stop after this many 80 ms frames (default: max_new_tokens "
-                                                  "of generation_config.json); per chunk when the text is split."),
-    no_split: bool = typer.Option(False, "--no-split", help="Speak the text in one pass, exactly as given."),
-    max_chars: int = typer.Option(300, "--max-chars", min=10, metavar="N",  # segment.DEFAULT_MAX_CHARS
-                                  help="Longest chunk of a split text, in characters (a CJK character counts 3)."),
-    pause: float = typer.Option(0.25, "--pause", min=0.0, metavar="SECONDS",  # engine.DEFAULT_PAUSE
-                                help="Silence between the chunks of a split text, and between lines."),
-    allow_truncation: bool = typer.Option(False, "--allow-truncation",
-                                          help="Exit 0 when the runaway guard cuts an utterance short "
-                                               "(default: warn, exit 3)."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature (first code)."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="Top-k (first code); 0 disables."),
-    top_p: Optional[float] = typer.Option(None, "--top-p", help="Top-p (first code)."),
-    repetition_penalty: Optional[float] = typer.Option(None, "--repetition-penalty",
-                                                       help="Penalty on first codes already used."),
+    model: str = MODEL_OPTION,
+    speaker: Optional[str] = SPEAKER_OPTION,
+    language: str = LANGUAGE_OPTION,
+    instruct: Optional[str] = INSTRUCT_OPTION,
+    ref_audio: Optional[Path] = REF_AUDIO_OPTION,
+    ref_text: Optional[str] = REF_TEXT_OPTION,
+    xvector_only: bool = XVECTOR_ONLY_OPTION,
+    voice_file: Optional[Path] = VOICE_OPTION,
+    greedy: bool = GREEDY_OPTION,
+    seed: Optional[int] = SEED_OPTION,
+    max_frames: Optional[int] = MAX_FRAMES_OPTION,
+    no_split: bool = NO_SPLIT_OPTION,
+    max_chars: int = MAX_CHARS_OPTION,
+    pause: float = PAUSE_OPTION,
+    allow_truncation: bool = ALLOW_TRUNCATION_OPTION,
+    temperature: Optional[float] = TEMPERATURE_OPTION,
+    top_k: Optional[int] = TOP_K_OPTION,
+    top_p: Optional[float] = TOP_P_OPTION,
+    repetition_penalty: Optional[float] = REPETITION_PENALTY_OPTION,
     schedule: Optional[str] = typer.Option(None, "--schedule", metavar="N,N,…",
                                            help="Frames per audio chunk, the last repeating (default 1,2,4,8: "
                                                 "first audio after one 80 ms frame)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
-    dtype: Optional[str] = typer.Option(None, "--dtype",
-                                        help="float32 or bfloat16 (default: float32 on CPU, bfloat16 on CUDA)."),
+    device: Optional[str] = DEVICE_OPTION,
+    dtype: Optional[str] = DTYPE_OPTION,
     stats: bool = typer.Option(False, "--stats", help="Print time to first audio (TTFA) and speed on stderr."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors (and --stats)."),
 ) -> None:
