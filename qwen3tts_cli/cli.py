@@ -59,10 +59,6 @@ def guarded(fn):
     return wrapper
 
 
-def not_landed(command: str, issue: int) -> None:
-    fail(f"`qwen3tts {command}` is not available in this version yet (tracked as issue #{issue})", 2)
-
-
 # ---------------------------------------------------------------------------------------------
 # download / verify
 # ---------------------------------------------------------------------------------------------
