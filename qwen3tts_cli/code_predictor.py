@@ -47,7 +47,7 @@ class CodePredictor(nn.Module):
 
     def setup_cache(self, max_batch: int, device: torch.device | str | None = None,
                     dtype: torch.dtype | None = None) -> None:
-        ref = self.lm_head[0].weight
+        ref = self.model.codec_embedding[0].weight  # float in every mode (w8a8 quantizes the heads)
         device = torch.device(device) if device is not None else ref.device
         dtype = dtype or ref.dtype
         cache = self.model.layers[0].self_attn.kv_cache

@@ -11,6 +11,10 @@ weight bytes read per second. On CPU two things move that number:
   round-to-nearest), run with bf16 activations through ATen's int8-weight GEMV: a quarter of the
   fp32 bytes. Output heads keep float weights. Its accuracy cost is measured in
   docs/benchmarks.md.
+* ``W8A8Linear``: the same int8 weights with activations quantized on the fly, multiplied in
+  integers. Also quantizes the code predictor's heads.
+
+Both quantized modes fuse q/k/v and gate/up into one product each (fewer small calls per pass).
 
 Only bias-free ``nn.Linear`` modules are replaced: a Linear with a bias stays one fused
 ``F.linear`` (reference-architecture.md §9.4). Module names and the float ``weight`` parameter of
@@ -142,11 +146,13 @@ def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, leaf, new)
 
 
-def _is_head(name: str) -> bool:
-    # Output heads stay in float: they are ~3% of a frame's bytes, their logits pick the codes, and
-    # callers read a head's .weight for the model's device and dtype.
+def _keeps_float(name: str, quantize: str) -> bool:
+    # The talker's head stays in float: its logits pick the first code and end of speech, it is
+    # read once a frame, and callers read its .weight for the model's device and dtype. w8a8 also
+    # quantizes the code predictor's 15 heads (in fp32, ~5 of its ~64 ms a frame; accuracy cost
+    # measured in docs/benchmarks.md); weight-only int8 keeps them.
     leaf = name.split(".")
-    return "codec_head" in leaf or "lm_head" in leaf
+    return "codec_head" in leaf or ("lm_head" in leaf and quantize != "w8a8")
 
 
 # Projections that read the same input: (module type, parts, fused attribute).
@@ -179,8 +185,9 @@ def accelerate_cpu(module: nn.Module, quantize: str | None = None) -> int:
     """Swap the bias-free Linears of a loaded CPU model in place; returns how many were swapped.
 
     ``quantize=None`` keeps the weights (fp32 or bf16) and only changes the kernel; ``"int8"``
-    (model in bf16) and ``"w8a8"`` (model in fp32) replace each weight but the output heads' by its
-    int8 per-channel quantization, with q/k/v and gate/up fused (``_fuse_projections``).
+    (model in bf16) and ``"w8a8"`` (model in fp32) replace each weight but the output heads' (w8a8:
+    but the talker's head) by its int8 per-channel quantization, with q/k/v and gate/up fused
+    (``_fuse_projections``).
     Silently does nothing where the kernels are missing from this torch build.
     """
     if quantize not in (None, *QUANTIZATIONS):
@@ -196,7 +203,7 @@ def accelerate_cpu(module: nn.Module, quantize: str | None = None) -> int:
     for name, lin in _bias_free_linears(module):
         if lin.weight.device.type != "cpu":
             continue
-        if kind is not None and not _is_head(name):
+        if kind is not None and not _keeps_float(name, quantize):
             _replace(module, name, kind(lin.weight))
         elif lin.weight.numel() >= MIN_PACKED_ELEMENTS:
             # A class swap keeps the very same Parameter (and its name) in the module.

@@ -62,7 +62,8 @@ def test_int8_keeps_output_heads_in_float(tiny_checkpoint):
     assert tts.dtype == torch.bfloat16 and tts.quantize == "int8"
     heads = [tts.talker.codec_head, *tts.predictor.lm_head]
     assert all(isinstance(h, nn.Linear) and h.weight.dtype == torch.bfloat16 for h in heads)
-    assert isinstance(tts.talker.model.layers[0].self_attn.q_proj, Int8Linear)
+    assert isinstance(tts.talker.model.layers[0].self_attn.qkv_proj, Int8Linear)
+    assert tts.talker.model.layers[0].self_attn.q_proj is None  # only the fused weights stay
     assert isinstance(tts.predictor.model.layers[0].mlp.down_proj, Int8Linear)
     plain = load_tts(tiny_checkpoint(MODEL), "cpu", "bfloat16")
     assert weight_bytes(tts.talker.model.layers) < 0.6 * weight_bytes(plain.talker.model.layers)
@@ -129,4 +130,42 @@ def test_w8a8_model_runs_in_fp32(tiny_checkpoint):
     tts = load_tts(tiny_checkpoint(MODEL), "cpu", "w8a8")
     assert tts.dtype == torch.float32 and tts.quantize == "w8a8"
     assert isinstance(tts.predictor.model.layers[0].self_attn.o_proj, W8A8Linear)
+    assert all(isinstance(h, W8A8Linear) for h in tts.predictor.lm_head)
+    assert isinstance(tts.talker.codec_head, nn.Linear)  # picks the first code and EOS: stays float
     assert tts.generate_codes("Hi.", speaker="ryan", greedy=True, max_frames=3).frames == 3
+
+
+@pytest.mark.parametrize("quantize", ["int8", "w8a8"])
+def test_fused_projections_give_the_unfused_results(quantize, monkeypatch):
+    """q/k/v and gate/up fused into one quantized product: per-row weight scales and a per-tensor
+    activation scale of the same input make it the same arithmetic as three (two) products."""
+    import copy
+
+    import qwen3tts_cli.linear as linear
+    from qwen3tts_cli.layers import DecoderBlock, KVCache, rope_cos_sin
+
+    torch.manual_seed(3)
+    dtype = torch.bfloat16 if quantize == "int8" else torch.float32
+    block = DecoderBlock(64, 192, n_heads=4, n_kv_heads=2, head_dim=32, eps=1e-6).to(dtype)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.copy_(torch.randn_like(p) / 8 + (1 if p.ndim == 1 else 0))
+    fused, split = block, copy.deepcopy(block)
+    assert accelerate_cpu(fused, quantize) == 4  # qkv, o, gate_up, down
+    with monkeypatch.context() as mp:
+        mp.setattr(linear, "_fuse_projections", lambda module, kind: 0)
+        assert accelerate_cpu(split, quantize) == 7
+    assert fused.self_attn.qkv_proj.out_features == (4 + 2 + 2) * 32
+    assert fused.mlp.gate_up_proj.out_features == 2 * 192 and fused.mlp.gate_proj is None
+    assert weight_bytes(fused) == weight_bytes(split)
+    pos = torch.arange(5)
+    cos, sin = rope_cos_sin(pos, 32, 10000.0, dtype)
+    for m in (fused, split):
+        m.self_attn.kv_cache = KVCache(1, 8, 2, 32, dtype)
+    x = torch.randn(1, 5, 64, dtype=dtype)
+    with torch.inference_mode():
+        a = fused(x, cos, sin, None, pos, 5)
+        b = split(x, cos, sin, None, pos, 5)
+    assert a.dtype == dtype and torch.isfinite(a.float()).all()
+    torch.testing.assert_close(a, b, rtol=0, atol=0) if quantize == "w8a8" else \
+        torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-2)
