@@ -351,17 +351,41 @@ class TTS:
         """Codec codes [frames, 16] -> float32 audio [frames * 1920] (the official offline decode)."""
         return self.decoder.decode(codes).numpy()
 
+    def decode_streamed(self, codes, ref_codes=None, schedule: Sequence[int] | None = None) -> np.ndarray:
+        """The audio ``stream`` plays for ``codes``: the streaming decoder fed the same chunk sizes
+        (``schedule``, the last size repeating), after ``ref_codes`` when given (their audio is
+        returned in front).
+
+        synth decodes this way, not with ``decode``, so that ``stream`` and ``synth`` give the same
+        samples bit for bit: fp32 convolutions round differently for different input lengths, so
+        any two chunkings of the same codes differ by ~1e-6 (both stay within 1e-5 of the
+        official offline decode, which ``decode`` reproduces exactly).
+        """
+        from .codec.streaming import StreamingDecoder
+
+        sizes = list(schedule or DEFAULT_STREAM_SCHEDULE)
+        codes = torch.as_tensor(codes).to(torch.long).cpu()
+        dec = StreamingDecoder(self.decoder)
+        out = [] if ref_codes is None else [dec.push(torch.as_tensor(ref_codes).to(torch.long).cpu())]
+        start, k = 0, 0
+        while start < codes.shape[0]:
+            n = sizes[min(k, len(sizes) - 1)]
+            out.append(dec.push(codes[start:start + n]))
+            start, k = start + n, k + 1
+        return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+
     def decode_for(self, codes, voice=None) -> np.ndarray:
-        """Audio of generated ``codes``; with an ICL voice the reference codes are decoded in front
-        (the decoder's chunk grid starts at the first reference frame, as officially) and their
-        part of the audio is cut off again with the reference's formula."""
+        """Audio of generated ``codes`` as synth and stream make it (``decode_streamed``); with an
+        ICL voice the reference codes are decoded in front (the decoder's chunk grid starts at the
+        first reference frame, as officially) and their part of the audio is cut off again with the
+        reference's formula."""
         if voice is None or voice.ref_codes is None:
-            return self.decode(codes)
+            return self.decode_streamed(codes)
         from .voice import cut_reference
 
         ref = voice.ref_codes.to(torch.long).cpu()
-        full = torch.cat([ref, torch.as_tensor(codes).to(torch.long).cpu()], dim=0)
-        return cut_reference(self.decode(full), ref.shape[0], full.shape[0])
+        audio = self.decode_streamed(codes, ref_codes=ref)
+        return cut_reference(audio, ref.shape[0], ref.shape[0] + int(torch.as_tensor(codes).shape[0]))
 
     def stream(self, text: str, *, schedule: Sequence[int] | int | None = None, greedy: bool = False,
                seed: int | None = None, max_frames: int | None = None, split: bool = True,
@@ -408,7 +432,7 @@ class TTS:
 
         @torch.inference_mode()
         def produce():
-            all_codes, reasons, truncated, k = [], [], [], 0
+            all_codes, reasons, truncated = [], [], []
             for i, chunk in enumerate(chunks):
                 if i:
                     gap = np.zeros(round(pause * self.sample_rate), dtype=np.float32)
@@ -417,6 +441,7 @@ class TTS:
                 prompt = first_prompt if i == 0 else self.prompt(chunk, **prompt_kw)
                 result.warnings += [w for w in prompt.warnings if w not in result.warnings]
                 dec = StreamingDecoder(decoder)
+                k = 0  # every text chunk starts the schedule again, as decode_streamed does
                 if ref_codes is not None:
                     dec.push(ref_codes)  # the grid starts at the reference, as offline; audio dropped
                 frames = self.guarded_frames(prompt, chunk, settings, max_frames,

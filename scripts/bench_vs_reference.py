@@ -7,8 +7,9 @@ Builds the checkpoint if it is missing (``make_checkpoint.py --size full --seed 
 2.5 GB for 0.6B), then runs, one after the other so that they do not compete for the CPU:
 the reference (scripts/reference_bench_driver.py in its own venv, fp32, greedy, EOS unreachable)
 and ``qwen3tts bench --json`` once per dtype. Each side times one whole utterance after a
-warm-up: prefill + all frames (frames/s) and the same plus the offline codec decode (end-to-end
-x real time). Prints both and our/reference ratios; ``--json FILE`` also saves everything.
+warm-up: prefill + all frames (frames/s) and the same plus the codec decode (end-to-end x real
+time; the reference's offline decode, and ours as synth does it: the streaming decoder on the stream
+schedule). Prints both and our/reference ratios; ``--json FILE`` also saves everything.
 """
 
 from __future__ import annotations

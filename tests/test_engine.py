@@ -13,7 +13,7 @@ def cv(tiny_checkpoint):
     return load_tts(tiny_checkpoint("0.6B-CustomVoice"))
 
 
-def test_synthesize_is_codes_then_official_decode(cv, tiny_checkpoint):
+def test_synthesize_is_codes_then_streamed_decode(cv, tiny_checkpoint):
     assert cv._decoder is None  # not loaded before the first synthesis
     r = cv.synthesize("Hello there, world.", speaker="vivian", language="english", greedy=True, max_frames=5)
     assert isinstance(r, SynthesisResult)
@@ -22,9 +22,32 @@ def test_synthesize_is_codes_then_official_decode(cv, tiny_checkpoint):
     codes = cv.generate_codes("Hello there, world.", speaker="vivian", language="english", greedy=True,
                               max_frames=5).codes
     assert torch.equal(r.codes, codes)
-    want = CodecDecoder.from_folder(tiny_checkpoint("0.6B-CustomVoice")).decode(codes).numpy()
-    np.testing.assert_array_equal(r.audio, want)
+    # Bit for bit what stream plays; within float rounding of the official offline decode.
+    np.testing.assert_array_equal(r.audio, cv.decode_streamed(codes))
+    official = CodecDecoder.from_folder(tiny_checkpoint("0.6B-CustomVoice")).decode(codes).numpy()
+    assert np.abs(r.audio - official).max() <= 1e-5
     assert np.abs(r.audio).max() > 0.01
+
+
+def test_decode_streamed_chunks_follow_the_schedule(cv):
+    codes = cv.generate_codes("Hello there.", speaker="vivian", greedy=True, max_frames=12).codes
+    pushed = []
+    from qwen3tts_cli.codec import streaming
+
+    real = streaming.StreamingDecoder.push
+
+    def spy(self, c):
+        pushed.append(int(c.shape[0]))
+        return real(self, c)
+
+    streaming.StreamingDecoder.push = spy
+    try:
+        audio = cv.decode_streamed(codes, schedule=(1, 2, 4))
+        ref_audio = cv.decode_streamed(codes[:5], ref_codes=codes[5:8])
+    finally:
+        streaming.StreamingDecoder.push = real
+    assert pushed == [1, 2, 4, 4, 1] + [3, 1, 2, 2]
+    assert audio.shape == (12 * 1920,) and ref_audio.shape == (8 * 1920,)
 
 
 def test_default_speaker_is_ryan(cv):

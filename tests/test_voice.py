@@ -297,6 +297,6 @@ def test_icl_synthesis_decodes_reference_in_front(base06):
     voice = tts.create_voice((signals["chirp"], 24000), ref_text="A rising tone.")
     saved_and_loaded = voice  # the same object path as --voice; files are covered above
     r = tts.synthesize("Hello there.", voice=saved_and_loaded, greedy=True, max_frames=3)
-    full = tts.decode(torch.cat([voice.ref_codes, r.codes]))
+    full = tts.decode_streamed(r.codes, ref_codes=voice.ref_codes)
     assert r.audio.shape == (r.frames * 1920,)
     assert np.array_equal(r.audio, full[voice.frames * 1920:])
