@@ -235,10 +235,10 @@ def test_guard_exit_3_for_numbered_files_counts_them(cv_path, tmp_path, monkeypa
     lines = tmp_path / "lines.txt"
     lines.write_text("Hi.\nHello there.\n")
     r = runner.invoke(app, ["synth", "-i", str(lines), "-d", str(tmp_path / "out"), "-m", cv_path,
-                            "--max-frames", "3", "--device", "cpu"])
+                            "--greedy", "--max-frames", "3", "--device", "cpu"])
     assert r.exit_code == 0, r.output  # 3 frames fit the budget of 3: no trip
     r = runner.invoke(app, ["synth", "-i", str(lines), "-d", str(tmp_path / "out"), "-m", cv_path,
-                            "--max-frames", "5", "--device", "cpu"])
+                            "--greedy", "--max-frames", "5", "--device", "cpu"])
     assert r.exit_code == 3
     assert "0001.wav: generation ran past" in r.stderr and "0002.wav: generation ran past" in r.stderr
     assert "2 of 2 utterances were cut short" in r.stderr.splitlines()[-1]

@@ -187,7 +187,7 @@ def interrupt_at_frame(monkeypatch, n):
 def test_ctrl_c_leaves_a_valid_wav_of_what_was_streamed(cv_path, tmp_path, monkeypatch):
     interrupt_at_frame(monkeypatch, 8)
     out = tmp_path / "out.wav"
-    r = stream(TEXT, "-m", cv_path, "--max-frames", "20", "-o", str(out))
+    r = stream(TEXT, "-m", cv_path, "--greedy", "--max-frames", "20", "-o", str(out))
     assert r.exit_code == 130 and "interrupted" in r.stderr
     # Chunks of 1, 2 and 4 frames were out before frame 8: the file holds exactly them.
     info = sf.info(out)
@@ -198,7 +198,7 @@ def test_ctrl_c_leaves_a_valid_wav_of_what_was_streamed(cv_path, tmp_path, monke
 def test_ctrl_c_closes_the_device(cv_path, monkeypatch):
     fake_sounddevice(monkeypatch)
     interrupt_at_frame(monkeypatch, 5)
-    r = stream(TEXT, "-m", cv_path, "--max-frames", "20")
+    r = stream(TEXT, "-m", cv_path, "--greedy", "--max-frames", "20")
     assert r.exit_code == 130
     (dev,) = FakeOutputStream.instances
     assert dev.events[-2:] == ["abort", "close"] and "stop" not in dev.events

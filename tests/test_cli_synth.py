@@ -269,7 +269,7 @@ def test_ctrl_c_during_generation_exits_130(cv_path, tmp_path, monkeypatch):
 
     monkeypatch.setattr(engine, "iter_frames", interrupted)
     out = tmp_path / "out.wav"
-    r = synth(TEXT, "-m", cv_path, "--max-frames", "8", "-o", str(out), "--save-codes", str(tmp_path / "c.npy"))
+    r = synth(TEXT, "-m", cv_path, "--greedy", "--max-frames", "8", "-o", str(out), "--save-codes", str(tmp_path / "c.npy"))
     assert r.exit_code == 130 and "interrupted" in r.stderr
     assert list(tmp_path.iterdir()) == []
 
@@ -286,6 +286,6 @@ def test_ctrl_c_while_writing_keeps_the_old_file(cv_path, tmp_path, monkeypatch)
     monkeypatch.setattr(WavWriter, "write", write_then_interrupt)
     out = tmp_path / "out.wav"
     out.write_bytes(b"old")
-    r = synth(TEXT, "-m", cv_path, "--max-frames", "4", "-o", str(out))
+    r = synth(TEXT, "-m", cv_path, "--greedy", "--max-frames", "4", "-o", str(out))
     assert r.exit_code == 130
     assert out.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["out.wav"]
