@@ -78,6 +78,14 @@ class SynthesisResult:
 # Frames per audio chunk of TTS.stream: the first chunk after one frame (80 ms), then doubling up
 # to 8 frames (0.64 s), which amortizes the decoder's per-call cost; the last entry repeats.
 DEFAULT_STREAM_SCHEDULE = (1, 2, 4, 8)
+NO_AUDIO_WARNING = "the model ended the utterance before its first frame: no audio"
+
+
+def joined_stop_reason(reasons: list[str]) -> str:
+    """Stop reason of chunks spoken as one: the first guard trip names the whole, else
+    "max_frames" if any chunk hit the cap, else "eos"."""
+    return next((r for r in reasons if r not in ("eos", "max_frames")),
+                "max_frames" if "max_frames" in reasons else "eos")
 
 
 @dataclass
@@ -461,22 +469,18 @@ class TTS:
                         sent, k = len(got), k + 1
                         result.samples += len(audio)
                         yield audio
-                note = None
+                note = self._truncation(trip, stop_reason, max_frames)
                 if trip is not None:
-                    note = trip.message()
                     if sent > trip.keep:
                         note += f" (the stream had already played {sent - trip.keep} frames of it)"
                     got = got[:trip.keep]
-                elif stop_reason == "max_frames" and max_frames is None:
-                    note = (f"generation reached the model's limit of {self.frame_budget(None)} frames "
-                            "(max_new_tokens of generation_config.json) without an end token")
                 if len(got) > sent:
                     audio = dec.push(torch.stack(got[sent:])).numpy()
                     k += 1
                     result.samples += len(audio)
                     yield audio
                 if not got:
-                    w = "the model ended the utterance before its first frame: no audio"
+                    w = NO_AUDIO_WARNING
                     if w not in result.warnings:
                         result.warnings.append(w)
                 if note is not None:
@@ -485,9 +489,7 @@ class TTS:
                 all_codes += got
                 result.chunks = i + 1
                 result.codes = torch.stack(all_codes).cpu() if all_codes else result.codes
-            # As synthesize joins chunks: a guard's reason wins, then max_frames, else eos.
-            result.stop_reason = next((r for r in reasons if r not in ("eos", "max_frames")),
-                                      "max_frames" if "max_frames" in reasons else "eos")
+            result.stop_reason = joined_stop_reason(reasons)
             result.truncated = "; ".join(truncated) if truncated else None
             result.finished = True
 
@@ -548,10 +550,7 @@ class TTS:
         audio = [parts[0].audio]
         for p in parts[1:]:
             audio += [gap, p.audio]
-        # The first guard trip names the whole; else "max_frames" if any chunk hit the cap.
-        reasons = [p.stop_reason for p in parts]
-        stop = next((r for r in reasons if r not in ("eos", "max_frames")),
-                    "max_frames" if "max_frames" in reasons else "eos")
+        stop = joined_stop_reason([p.stop_reason for p in parts])
         truncated = [p.truncated for p in parts if p.truncated]
         warnings = list(dict.fromkeys(w for p in parts for w in p.warnings))
         return SynthesisResult(audio=np.concatenate(audio), codes=torch.cat([p.codes for p in parts]),
@@ -562,7 +561,7 @@ class TTS:
         warnings = list(gen.warnings)
         if gen.frames == 0:
             audio = np.zeros(0, dtype=np.float32)
-            warnings.append("the model ended the utterance before its first frame: no audio")
+            warnings.append(NO_AUDIO_WARNING)
         else:
             audio = self.decode_for(gen.codes, voice)
         return SynthesisResult(audio=audio, codes=gen.codes, stop_reason=gen.stop_reason,

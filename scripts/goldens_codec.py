@@ -49,17 +49,14 @@ def make_codes(seed: int = CODES_SEED) -> dict[str, np.ndarray]:
 
 
 def main(argv=None) -> int:
+    from refenv import add_golden_options, reference_python  # scripts/ is on sys.path when run as a script
+
     ap = argparse.ArgumentParser(description="Regenerate the codec-decoder goldens with the official reference.")
-    ap.add_argument("--refvenv", default=None,
-                    help="the reference venv folder or its python (default: $QWEN3TTS_REFVENV, else "
-                         "/work/refvenv/bin/python)")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    add_golden_options(ap, DEFAULT_OUT)
     ap.add_argument("--sizes", nargs="+", choices=SIZES, default=list(SIZES))
-    ap.add_argument("--keep", type=Path, default=None, help="build checkpoints here and keep them")
     args = ap.parse_args(argv)
 
     from qwen3tts_cli.checkpoint import build_checkpoint
-    from refenv import reference_python  # scripts/ is on sys.path when run as a script
 
     python = reference_python(args.refvenv)
 

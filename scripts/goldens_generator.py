@@ -118,15 +118,13 @@ def _check_regexes(case: dict, ckpt: Path, rec: dict) -> bool:
 
 
 def main(argv=None) -> int:
+    from refenv import add_golden_options, reference_python  # scripts/ is on sys.path when run as a script
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--refvenv", default=None, help="python of the reference venv (or the venv folder)")
-    ap.add_argument("--out", default=str(DEFAULT_OUT))
-    ap.add_argument("--only", nargs="*", default=None, help="case names to regenerate (default: all)")
-    ap.add_argument("--keep", default=None, help="keep checkpoints and raw reference outputs in this folder")
+    add_golden_options(ap, DEFAULT_OUT, cases=True)
     args = ap.parse_args(argv)
 
     from qwen3tts_cli.checkpoint import build_checkpoint
-    from refenv import reference_python  # scripts/ is on sys.path when run as a script
 
     py = reference_python(args.refvenv)
     cases = [c for c in CASES if args.only is None or c["name"] in args.only]

@@ -24,6 +24,18 @@ def reference_python(arg: str | None = None) -> str:
     return str(py)
 
 
+def add_golden_options(ap, default_out: Path, cases: bool = False) -> None:
+    """The options every goldens script takes: --refvenv, --out, --keep (and --only with ``cases``)."""
+    ap.add_argument("--refvenv", default=None,
+                    help="the reference venv folder or its python (default: $QWEN3TTS_REFVENV, else "
+                         f"{DEFAULT_REFVENV}/bin/python)")
+    ap.add_argument("--out", type=Path, default=default_out)
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="build checkpoints (and keep raw reference outputs) in this folder")
+    if cases:
+        ap.add_argument("--only", nargs="*", default=None, help="case names to regenerate (default: all)")
+
+
 def import_qwen_tts():
     """Import the official package offline in a venv without torchaudio.
 
