@@ -717,9 +717,7 @@ def build_tts(folder: Path, cfg: ModelConfig, gen: GenerationConfig, tensors: di
     On CPU the bias-free linears are switched to faster kernels (linear.py; same weights unless
     ``quantize``); QWEN3TTS_CPU_KERNELS=0 keeps plain ``nn.Linear``.
     """
-    import os
-
-    from .linear import QUANTIZATIONS, accelerate_cpu
+    from .linear import QUANTIZATIONS, accelerate_cpu, cpu_kernels_enabled
     from .text import TextTokenizer
 
     if quantize is not None and (quantize not in QUANTIZATIONS or device.type != "cpu"):
@@ -730,7 +728,7 @@ def build_tts(folder: Path, cfg: ModelConfig, gen: GenerationConfig, tensors: di
         predictor = CodePredictor(cfg.talker)
     _load_into(talker, talker_sd, f"{folder}: talker")
     _load_into(predictor, cp_sd, f"{folder}: code predictor")
-    if device.type == "cpu" and (quantize or os.environ.get("QWEN3TTS_CPU_KERNELS", "1") != "0"):
+    if device.type == "cpu" and (quantize or cpu_kernels_enabled()):
         accelerate_cpu(talker, quantize)
         accelerate_cpu(predictor, quantize)
     tokenizer = TextTokenizer.from_folder(tokenizer_folder)
