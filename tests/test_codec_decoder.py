@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from qwen3tts_cli.checkpoint import build_checkpoint
 from qwen3tts_cli.codec import CHUNK_FRAMES, LEFT_CONTEXT_FRAMES, CodecDecoder, check_codes, chunk_grid
@@ -270,3 +271,39 @@ def test_parity_full_short(full_tokenizer):
 @pytest.mark.slow
 def test_parity_full_long(full_tokenizer):
     _check_parity(full_tokenizer, "full", ["f100", "f330"])
+
+
+# -- the streaming decoder's matrix-product forms of its convolutions ----------------------------
+
+@pytest.mark.parametrize("kernels", ["1", "0"])
+@pytest.mark.parametrize("c_in,c_out,k,dilation,T,B", [
+    (16, 24, 7, 1, 4, 1), (16, 24, 7, 3, 9, 2), (8, 8, 7, 9, 1, 1), (12, 5, 3, 1, 30, 1), (6, 6, 1, 1, 5, 2)])
+def test_conv1d_as_matmul_equals_conv1d(monkeypatch, kernels, c_in, c_out, k, dilation, T, B):
+    from qwen3tts_cli.codec.decoder import conv1d_as_matmul
+
+    monkeypatch.setenv("QWEN3TTS_CPU_KERNELS", kernels)
+    g = torch.Generator().manual_seed(T * 31 + k)
+    w = torch.randn(c_out, c_in, k, generator=g)
+    b = torch.randn(c_out, generator=g)
+    x = torch.randn(B, c_in, T + (k - 1) * dilation, generator=g)
+    want = F.conv1d(x, w, b, dilation=dilation)
+    got = conv1d_as_matmul(x, w, b, dilation)
+    assert got.shape == want.shape == (B, c_out, T) and got.is_contiguous()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    no_bias = conv1d_as_matmul(x, w, None, dilation)
+    torch.testing.assert_close(no_bias, F.conv1d(x, w, None, dilation=dilation), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernels", ["1", "0"])
+@pytest.mark.parametrize("c_in,c_out,stride,L,B", [(16, 8, 8, 1, 1), (16, 8, 5, 7, 2), (12, 6, 3, 40, 1), (8, 8, 2, 3, 1)])
+def test_conv_transpose_as_matmul_equals_conv_transpose(monkeypatch, kernels, c_in, c_out, stride, L, B):
+    from qwen3tts_cli.codec.decoder import conv_transpose_as_matmul
+
+    monkeypatch.setenv("QWEN3TTS_CPU_KERNELS", kernels)
+    g = torch.Generator().manual_seed(L * 7 + stride)
+    w = torch.randn(c_in, c_out, 2 * stride, generator=g)
+    x = torch.randn(B, c_in, L, generator=g)
+    want = F.conv_transpose1d(x, w, None, stride)
+    got = conv_transpose_as_matmul(x, w, stride)
+    assert got.shape == want.shape == (B, c_out, (L + 1) * stride)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

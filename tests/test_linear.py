@@ -169,3 +169,22 @@ def test_fused_projections_give_the_unfused_results(quantize, monkeypatch):
     assert a.dtype == dtype and torch.isfinite(a.float()).all()
     torch.testing.assert_close(a, b, rtol=0, atol=0) if quantize == "w8a8" else \
         torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-2)
+
+
+def test_cpu_linear_matches_f_linear_and_switches_off(monkeypatch):
+    from qwen3tts_cli.linear import cpu_kernels_enabled, cpu_linear
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 64, generator=g)
+    w = torch.randn(48, 64, generator=g)
+    b = torch.randn(48, generator=g)
+    w_t = torch.randn(64, 48, generator=g).t()  # a transposed view, as the codec passes it
+    monkeypatch.setenv("QWEN3TTS_CPU_KERNELS", "1")
+    assert cpu_kernels_enabled()
+    torch.testing.assert_close(cpu_linear(x, w, b), F.linear(x, w, b), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(cpu_linear(x, w_t), F.linear(x, w_t), rtol=1e-5, atol=1e-5)
+    # Other dtypes are not routed to the fp32 kernel.
+    assert torch.equal(cpu_linear(x.double(), w.double()), F.linear(x.double(), w.double()))
+    monkeypatch.setenv("QWEN3TTS_CPU_KERNELS", "0")
+    assert not cpu_kernels_enabled()
+    assert torch.equal(cpu_linear(x, w, b), F.linear(x, w, b))
