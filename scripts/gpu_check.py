@@ -9,7 +9,8 @@
 2. Full-size random checkpoints (``--full``): fp32 greedy codes graph == eager; bf16 logits of the
    graph vs eager path (same first codes fed) within bf16 tolerance; then timings with EOS
    suppressed: eager vs graphs at batch 1, graphs at batch 16 (aggregate), capture time, codec
-   decode, peak CUDA memory.
+   decode, time to first audio and x RT of ``TTS.stream``, the streaming codec's cost per 1/2/4/8-frame
+   push, peak CUDA memory.
 
 Prints one JSON object (also written to --json, and to $OUT/gpu_check.json when $OUT is set) and
 exits 1 when a check failed, 2 without CUDA.
@@ -156,9 +157,41 @@ def full_checks(report, model, root, frames, batch):
     _, dt = timed(lambda: generate_batch(*args, seeds=list(range(batch))))
     timings[f"batch{batch}_aggregate_xrt_generation"] = batch * frames * FRAME_S / dt
     timings[f"batch{batch}_ms_per_step"] = 1000 * dt / frames
+    stream_timings(tts, kw, timings)
     timings["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     report["timings"].append(timings)
     print(json.dumps(timings), file=sys.stderr, flush=True)
+
+
+def stream_timings(tts, kw, timings, trials=3, frames=24):
+    """Time to first audio and x RT of ``TTS.stream`` (graphs, warm; median of ``trials``), and the
+    eager streaming codec's cost per push of 1, 2, 4 and 8 frames (is a codec graph worth it?)."""
+    import statistics
+
+    from qwen3tts_cli.codec.streaming import StreamingDecoder
+
+    ttfa, xrt = [], []
+    for i in range(trials + 1):
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        first, samples = None, 0
+        for chunk in tts.stream(TEXT, language="english", max_frames=frames, seed=i, **kw):
+            if first is None and len(chunk):
+                first = time.perf_counter() - t
+            samples += len(chunk)
+        wall = time.perf_counter() - t
+        if i:  # the first run warms up
+            ttfa.append(1000 * first)
+            xrt.append(samples / tts.sample_rate / wall)
+    timings["stream_ttfa_ms"] = statistics.median(ttfa)
+    timings["stream_ttfa_ms_all"] = ttfa
+    timings["stream_xrt"] = statistics.median(xrt)
+    codes = torch.randint(0, 2048, (8, 16))
+    for n in (1, 2, 4, 8):
+        dec = StreamingDecoder(tts.decoder)
+        dec.push(codes[:n])  # warm-up
+        _, dt = timed(lambda: [dec.push(codes[:n]) for _ in range(10)])
+        timings[f"codec_push{n}_ms"] = 100 * dt
 
 
 def main(argv=None) -> int:
