@@ -109,3 +109,26 @@ def test_full_size_codec(full_checkpoint):
     codes = random_codes(20, 11)
     ref = codec.decode(codes)
     assert max_diff(decode_in_chunks(codec, codes, [1, 2, 4, 8]), ref) <= TOL
+
+
+def test_transformer_products_switch_to_cpu_linear_only_while_streaming(codec, monkeypatch):
+    from qwen3tts_cli.codec import decoder as decoder_module
+
+    lin = codec.pre_transformer.layers[0].mlp.down_proj
+    assert isinstance(lin, decoder_module.StreamingAwareLinear)
+    assert "pre_transformer.layers.0.mlp.down_proj.weight" in codec.state_dict()
+    seen = []
+
+    def recording(x, weight, bias=None):
+        seen.append(weight)
+        return torch.nn.functional.linear(x, weight, bias)
+
+    monkeypatch.setattr(decoder_module, "cpu_linear", recording)
+    codes = random_codes(6, 4)
+    codec.decode(codes)
+    assert not any(w is lin.weight for w in seen)  # offline: ATen's product, the official bits
+    decode_in_chunks(codec, codes, [2])
+    assert any(w is lin.weight for w in seen)
+    seen.clear()
+    codec.decode(codes)  # the switch does not outlive the streaming call
+    assert not any(w is lin.weight for w in seen)
