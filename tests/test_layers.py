@@ -53,6 +53,18 @@ def test_rmsnorm_casts_before_weight_multiply():
     assert not torch.equal(y, (n.weight.float() * normed).to(torch.bfloat16))
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 1024), (1, 16, 1, 128), (3, 7, 64), (2, 5, 1000)])
+def test_rmsnorm_fp32_is_the_official_formula_bit_for_bit(shape):
+    # fp32 on CPU takes F.rms_norm (one call); it must round exactly like the written-out formula.
+    g = torch.Generator().manual_seed(shape[-1] + len(shape))
+    n = RMSNorm(shape[-1], 1e-6)
+    with torch.no_grad():
+        n.weight.copy_(torch.randn(shape[-1], generator=g) * 3)
+    x = torch.randn(*shape, generator=g) * 5
+    normed = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+    assert torch.equal(n(x), n.weight * normed)
+
+
 def _manual_attention(attn: Attention, x, pos, window=None):
     B, L, _ = x.shape
     q = attn.q_norm(attn.q_proj(x).view(B, L, attn.n_heads, -1)).transpose(1, 2)
