@@ -37,6 +37,7 @@ QUANTIZATIONS = ("int8", "w8a8")
 MIN_PACKED_ELEMENTS = 1 << 20
 
 
+@functools.lru_cache(maxsize=None)
 def _onednn_linear_available() -> bool:
     try:
         op = torch.ops.mkldnn._linear_pointwise
@@ -48,12 +49,7 @@ def _onednn_linear_available() -> bool:
 
 def cpu_kernels_enabled() -> bool:
     """Whether CPU products go through oneDNN (the default; ``QWEN3TTS_CPU_KERNELS=0`` turns it off)."""
-    return os.environ.get("QWEN3TTS_CPU_KERNELS", "1") != "0" and _onednn_linear_cached()
-
-
-@functools.lru_cache(maxsize=None)
-def _onednn_linear_cached() -> bool:
-    return _onednn_linear_available()
+    return os.environ.get("QWEN3TTS_CPU_KERNELS", "1") != "0" and _onednn_linear_available()
 
 
 def cpu_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -240,15 +240,16 @@ class TransformerLayer(nn.Module):
         return h + self.mlp_layer_scale(self.mlp(self.post_attention_layernorm(h)))
 
 
-# Set while a streaming call runs the transformer (thread- and context-local).
+# Set while ``CodecDecoder.forward`` runs with a streaming state (thread- and context-local).
 _STREAMING = contextvars.ContextVar("codec_streaming", default=False)
 
 
 class StreamingAwareLinear(nn.Linear):
     """nn.Linear (same parameters and names) whose product runs through ``cpu_linear`` during a
     streaming call: a few rows per call there, where ATen reads the weight at about a third of the
-    bandwidth (the codec transformer: ~13 -> ~9.5 ms per 1-frame push). Offline it is F.linear, so
-    the offline decode keeps the official bits."""
+    bandwidth (the codec transformer: ~13 -> ~9.5 ms per 1-frame push; the ConvNeXt projections
+    too). Offline it is F.linear, so the offline decode keeps the official bits. Every nn.Linear
+    of the decoder is one (``CodecDecoder.__init__``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _STREAMING.get():
@@ -264,22 +265,10 @@ class PreTransformer(nn.Module):
         self.layers = nn.ModuleList(TransformerLayer(cfg) for _ in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.output_proj = nn.Linear(cfg.hidden_size, cfg.latent_dim)
-        for m in self.modules():
-            if type(m) is nn.Linear:
-                m.__class__ = StreamingAwareLinear  # a class swap: parameters and names unchanged
 
     def forward(self, x: torch.Tensor, state=None) -> torch.Tensor:
         """x [B, T, latent] -> [B, T, latent]; positions count from 0 at the start of x (of the
         state's first input when streaming)."""
-        if state is None:
-            return self._run(x, None)
-        token = _STREAMING.set(True)
-        try:
-            return self._run(x, state)
-        finally:
-            _STREAMING.reset(token)
-
-    def _run(self, x: torch.Tensor, state) -> torch.Tensor:
         T = x.shape[1]
         h = self.input_proj(x)
         if state is None:
@@ -318,12 +307,8 @@ class ConvNeXtBlock(nn.Module):
         self.gamma = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor, state=None) -> torch.Tensor:
-        h = self.norm(self.dwconv(x, state).permute(0, 2, 1))
-        if state is None:
-            h = self.pwconv2(F.gelu(self.pwconv1(h)))
-        else:  # few rows per call when streaming: the faster CPU product (fp32 rounding apart)
-            h = F.gelu(cpu_linear(h, self.pwconv1.weight, self.pwconv1.bias))
-            h = cpu_linear(h, self.pwconv2.weight, self.pwconv2.bias)
+        h = self.dwconv(x, state).permute(0, 2, 1)
+        h = self.pwconv2(F.gelu(self.pwconv1(self.norm(h))))
         return x + (self.gamma * h).permute(0, 2, 1)
 
 
@@ -381,6 +366,9 @@ class CodecDecoder(nn.Module):
             c //= 2
         blocks += [SnakeBeta(c), CausalConv1d(c, 1, 7)]
         self.decoder = nn.ModuleList(blocks)
+        for m in self.modules():
+            if type(m) is nn.Linear:
+                m.__class__ = StreamingAwareLinear  # a class swap: parameters and names unchanged
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -417,6 +405,15 @@ class CodecDecoder(nn.Module):
     def forward(self, codes: torch.Tensor, state=None) -> torch.Tensor:
         """codes [B, n_q, T] (long) -> waveform [B, 1, T*hop] in [-1, 1]: one independent pass, or
         with ``state`` the continuation of the frames that state has seen (batch 1)."""
+        if state is None:
+            return self._forward(codes, None)
+        token = _STREAMING.set(True)
+        try:
+            return self._forward(codes, state)
+        finally:
+            _STREAMING.reset(token)
+
+    def _forward(self, codes: torch.Tensor, state) -> torch.Tensor:
         h = self.pre_conv(self.quantizer(codes), state)
         h = self.pre_transformer(h.transpose(1, 2), state).permute(0, 2, 1)
         for trans_conv, convnext in self.upsample:
