@@ -122,29 +122,43 @@ class StaticFrameStep:
         graph.replay()
 
     def _capture(self, kv_len: int) -> "torch.cuda.CUDAGraph":
-        t0 = time.perf_counter()
         # The warm-up draws random numbers and writes slot ``pos`` again with the same values:
         # restore the generators so that the replay draws what the eager loop would.
         states = [g.get_state() for g in self.generators]
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            self._body(kv_len)
-        torch.cuda.current_stream().wait_stream(stream)
-        for g, st in zip(self.generators, states):
-            g.set_state(st)
-        graph = torch.cuda.CUDAGraph()
-        for g in self.generators:
-            if hasattr(graph, "register_generator_state"):
-                graph.register_generator_state(g)
+
+        def restore():
+            for g, st in zip(self.generators, states):
+                g.set_state(st)
+
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()
-        with torch.cuda.graph(graph, pool=self.pool):
-            self._body(kv_len)
-        torch.cuda.synchronize()
+        graph, _, seconds = capture_graph(lambda: self._body(kv_len), self.pool, self.generators, restore)
         self.graphs[kv_len] = graph
-        self.capture_s += time.perf_counter() - t0
+        self.capture_s += seconds
         return graph
+
+
+def capture_graph(fn, pool, generators=(), before_capture=None):
+    """(graph, what ``fn`` returned during capture, seconds): ``fn`` run once on a side stream (lazy
+    initialisations must not happen inside a capture), ``before_capture`` to undo what that run
+    changed, then ``fn`` captured into ``pool`` with ``generators``' states registered (their draws
+    advance on every replay)."""
+    t0 = time.perf_counter()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    if before_capture is not None:
+        before_capture()
+    graph = torch.cuda.CUDAGraph()
+    for g in generators:
+        if hasattr(graph, "register_generator_state"):
+            graph.register_generator_state(g)
+    with torch.cuda.graph(graph, pool=pool):
+        out = fn()
+    torch.cuda.synchronize()
+    return graph, out, time.perf_counter() - t0
 
 
 def frame_step(talker: Talker, predictor: CodePredictor, batch: int, settings: SamplingSettings,
