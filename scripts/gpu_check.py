@@ -5,12 +5,12 @@
 
 1. Tiny random checkpoints (0.6B-CustomVoice, 1.7B-VoiceDesign), fp32: graph replays vs the eager
    loop — greedy codes identical and logits close, seeded sampling reproducible, forced EOS,
-   batched generation (graphs vs eager vs batch 1).
+   batched generation (graphs vs eager vs batch 1), streaming codec graph replays vs eager calls.
 2. Full-size random checkpoints (``--full``): fp32 greedy codes graph == eager; bf16 logits of the
    graph vs eager path (same first codes fed) within bf16 tolerance; then timings with EOS
    suppressed: eager vs graphs at batch 1, graphs at batch 16 (aggregate), capture time, codec
    decode, time to first audio and x RT of ``TTS.stream``, the streaming codec's cost per 1/2/4/8-frame
-   push, peak CUDA memory.
+   push (eager and graphs), peak CUDA memory.
 
 Prints one JSON object (also written to --json, and to $OUT/gpu_check.json when $OUT is set) and
 exits 1 when a check failed, 2 without CUDA.
@@ -111,6 +111,7 @@ def tiny_checks(report, model, root):
     check(report, f"{model} tiny batch graphs == eager == batch 1",
           all(torch.equal(x.codes, y.codes) and torch.equal(x.codes, z) for x, y, z in zip(bg, be, alone)),
           frames=[r.frames for r in bg])
+    codec_checks(report, model, tts)
 
 
 def full_checks(report, model, root, frames, batch):
@@ -165,7 +166,7 @@ def full_checks(report, model, root, frames, batch):
 
 def stream_timings(tts, kw, timings, trials=3, frames=24):
     """Time to first audio and x RT of ``TTS.stream`` (graphs, warm; median of ``trials``), and the
-    eager streaming codec's cost per push of 1, 2, 4 and 8 frames (is a codec graph worth it?)."""
+    streaming codec's cost per push of 1, 2, 4 and 8 frames, eager and as graph replays."""
     import statistics
 
     from qwen3tts_cli.codec.streaming import StreamingDecoder
@@ -187,11 +188,37 @@ def stream_timings(tts, kw, timings, trials=3, frames=24):
     timings["stream_ttfa_ms_all"] = ttfa
     timings["stream_xrt"] = statistics.median(xrt)
     codes = torch.randint(0, 2048, (8, 16))
-    for n in (1, 2, 4, 8):
-        dec = StreamingDecoder(tts.decoder)
-        dec.push(codes[:n])  # warm-up
-        _, dt = timed(lambda: [dec.push(codes[:n]) for _ in range(10)])
-        timings[f"codec_push{n}_ms"] = 100 * dt
+    for graphs in (False, True):
+        for n in (1, 2, 4, 8):
+            dec = StreamingDecoder(tts.decoder, cuda_graphs=graphs)
+            dec.push(codes[:n])  # warm-up (and capture)
+            _, dt = timed(lambda: [dec.push(codes[:n]) for _ in range(10)])
+            timings[f"codec_push{n}_ms_{'graphs' if graphs else 'eager'}"] = 100 * dt
+            dec = None  # frees the decoder's shared states for the next one
+    timings["codec_capture_s"] = tts.decoder._stream_states.capture_s
+
+
+def codec_checks(report, model, tts):
+    """Streaming codec: graph replays vs the eager calls on the same pieces (both fp32), and both
+    against the offline decode (cuDNN may use TF32 there: reported, not checked)."""
+    from qwen3tts_cli.codec.streaming import StreamingDecoder
+
+    codes = torch.randint(0, 2048, (320, 16), generator=torch.Generator().manual_seed(0))
+    sizes = [1, 2, 4, 8, 20, 3, 16, 17, 5]
+    outs = {}
+    for graphs in (False, True):
+        dec = StreamingDecoder(tts.decoder, cuda_graphs=graphs)
+        out, i, k = [], 0, 0
+        while i < codes.shape[0]:
+            out.append(dec.push(codes[i:i + sizes[k % len(sizes)]]))
+            i, k = i + sizes[k % len(sizes)], k + 1
+        outs[graphs] = torch.cat(out)
+        dec = None
+    offline = tts.decoder.decode(codes)
+    diff = float((outs[True] - outs[False]).abs().max())
+    check(report, f"{model} codec stream graphs == eager", diff <= 1e-6, max_abs_diff=diff,
+          graphs=len(tts.decoder._stream_states.graphs),
+          eager_vs_offline=float((outs[False] - offline).abs().max()))
 
 
 def main(argv=None) -> int:
