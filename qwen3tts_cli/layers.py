@@ -10,7 +10,10 @@ Layout: activations are [B, L, dim]; inside attention heads are [B, heads, L, he
 
 from __future__ import annotations
 
+import inspect
 import math
+import os
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
@@ -73,6 +76,53 @@ def attention_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int | None 
     return mask
 
 
+@dataclass(frozen=True)
+class CacheSpan:
+    """An attention pattern over a KV cache that is a filled prefix per row: the call's L queries
+    are cache slots ``end - L .. end - 1`` and query i sees slots ``start[b] .. end[b] - L + i``
+    (causal; left padding skipped). That is what flash-attn's ``flash_attn_with_kvcache`` computes
+    from ``cache_seqlens=end, cache_leftpad=start``; ``mask`` is the same pattern for SDPA."""
+
+    mask: torch.Tensor  # bool, broadcastable to [B, heads, L, kv_len]
+    end: torch.Tensor  # [B] int32
+    start: torch.Tensor | None = None  # [B] int32; None: 0
+
+
+FLASH_ENV = "QWEN3TTS_FLASH_ATTN"
+
+
+@lru_cache(maxsize=None)
+def _flash_attn_with_kvcache():
+    """flash-attn's ``flash_attn_with_kvcache`` when installed and not turned off, else None."""
+    if os.environ.get(FLASH_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    try:
+        from flash_attn import flash_attn_with_kvcache
+    except Exception:  # not installed, or a build that does not match this torch/CUDA
+        return None
+    return flash_attn_with_kvcache
+
+
+@lru_cache(maxsize=None)
+def _takes_leftpad(fn) -> bool:
+    try:
+        return "cache_leftpad" in inspect.signature(fn).parameters  # flash-attn >= 2.6
+    except (TypeError, ValueError):
+        return False
+
+
+def flash_attention_for(q: torch.Tensor, span: CacheSpan):
+    """The flash-attn kernel for this call, or None for SDPA: CUDA, fp16/bf16, flash-attn
+    installed (``pip install .[cuda]``), QWEN3TTS_FLASH_ATTN not 0, and for left-padded rows a
+    flash-attn that takes ``cache_leftpad``."""
+    if not q.is_cuda or q.dtype not in (torch.float16, torch.bfloat16):
+        return None
+    fn = _flash_attn_with_kvcache()
+    if fn is None or (span.start is not None and not _takes_leftpad(fn)):
+        return None
+    return fn
+
+
 class KVCache(nn.Module):
     """Preallocated key/value buffers [B, kv_heads, max_seq, head_dim]; written by position."""
 
@@ -114,12 +164,14 @@ class Attention(nn.Module):
         self.kv_cache: KVCache | None = None
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                mask: torch.Tensor | None = None, input_pos: torch.Tensor | None = None,
+                mask: torch.Tensor | CacheSpan | None = None, input_pos: torch.Tensor | None = None,
                 kv_len: int | None = None) -> torch.Tensor:
         """x [B, L, dim]; cos/sin [L, head_dim]; mask bool [L, Lk] (None = attend to all keys).
 
         With a cache, ``input_pos`` [L] says where the new keys go and attention reads the first
-        ``kv_len`` cache slots (all of them when None; the mask must then cover max_seq).
+        ``kv_len`` cache slots (all of them when None; the mask must then cover max_seq). A
+        ``CacheSpan`` as the mask lets flash-attn's KV-cache kernel run the call when it can
+        (``flash_attention_for``), and is its mask for SDPA otherwise.
         """
         B, L, _ = x.shape
         if self.qkv_proj is not None:
@@ -136,6 +188,17 @@ class Attention(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         q = apply_rope(q, cos, sin)
         k = apply_rope(k, cos, sin)
+        if isinstance(mask, CacheSpan):
+            span, mask = mask, mask.mask
+            flash = flash_attention_for(q, span) if self.kv_cache is not None else None
+            if flash is not None:
+                k_cache, v_cache = self.kv_cache.update(input_pos, k, v)
+                # The cache is [B, kv_heads, slots, D]; flash-attn reads [B, slots, kv_heads, D]
+                # through strides, so the transposed views cost no copy.
+                kw = {} if span.start is None else {"cache_leftpad": span.start}
+                y = flash(q.transpose(1, 2), k_cache.transpose(1, 2), v_cache.transpose(1, 2),
+                          cache_seqlens=span.end, softmax_scale=1.0 / math.sqrt(self.head_dim), causal=True, **kw)
+                return self.o_proj(y.reshape(B, L, self.n_heads * self.head_dim))
         if self.kv_cache is not None:
             k, v = self.kv_cache.update(input_pos, k, v)
             if kv_len is not None:

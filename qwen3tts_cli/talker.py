@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import TalkerConfig
-from .layers import DecoderBlock, KVCache, RMSNorm, attention_mask, rope_cos_sin
+from .layers import CacheSpan, DecoderBlock, KVCache, RMSNorm, attention_mask, rope_cos_sin
 
 
 class TextProjection(nn.Module):
@@ -114,6 +114,10 @@ class Talker(nn.Module):
                 # A padding query would see no key at all (a NaN row); let it see itself instead.
                 mask = (mask[None] & real) | (input_pos[None, :, None] == k_pos[None, None, :])
                 mask = mask[:, None]  # [B, 1, L, Lk]
+            # The queries are the newest slots of a filled prefix: flash-attn can run it (CUDA).
+            B = x.shape[0]
+            end = (input_pos[-1:] + 1).to(torch.int32).expand(B).contiguous()
+            mask = CacheSpan(mask, end, None if left_pad is None else left_pad.to(torch.int32))
         for layer in self.model.layers:
             x = layer(x, cos, sin, mask, input_pos, kv_len)
         return self.model.norm(x)

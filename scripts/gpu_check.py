@@ -8,7 +8,8 @@
    batched generation (graphs vs eager vs batch 1), streaming codec graph replays vs eager calls.
 2. Full-size random checkpoints (``--full``): fp32 greedy codes graph == eager; bf16 logits of the
    graph vs eager path (same first codes fed) within bf16 tolerance; then timings with EOS
-   suppressed: eager vs graphs at batch 1, graphs at batch 16 (aggregate), capture time, codec
+   suppressed: eager vs graphs at batch 1 (and graphs with SDPA instead of flash-attn, when installed;
+   its logits are checked against SDPA's first), graphs at batch 16 (aggregate), capture time, codec
    decode, time to first audio and x RT of ``TTS.stream``, the streaming codec's cost per 1/2/4/8-frame
    push (eager and graphs), peak CUDA memory.
 
@@ -114,6 +115,40 @@ def tiny_checks(report, model, root):
     codec_checks(report, model, tts)
 
 
+def set_flash(tts, on: bool) -> None:
+    """flash-attn on or off for the next calls (graphs are captured anew)."""
+    from qwen3tts_cli import layers
+
+    os.environ[layers.FLASH_ENV] = "1" if on else "0"
+    layers._flash_attn_with_kvcache.cache_clear()
+    tts.talker._static_step = None
+
+
+def flash_used(tts) -> bool:
+    from qwen3tts_cli import layers
+
+    q = torch.zeros(1, 1, 1, 8, dtype=tts.dtype, device=tts.device)
+    return layers.flash_attention_for(q, layers.CacheSpan(q, q)) is not None
+
+
+def flash_checks(report, model, tts, p, greedy):
+    """bf16 graphs with flash-attn's KV-cache kernel vs with SDPA (when flash-attn is installed):
+    logits within bf16 tolerance, and the ms per frame of each."""
+    if not flash_used(tts):
+        check(report, f"{model} flash-attn", True, skipped="flash-attn not installed (or turned off)")
+        return
+    set_flash(tts, False)
+    s = run(tts, p, greedy, 64, True)
+    set_flash(tts, True)
+    f = run(tts, p, greedy, 64, True)
+    agree = int((s[0][:, 0] == f[0][:, 0]).cumprod(0).sum()) if len(s[0]) and len(f[0]) else 0
+    n = max(1, min(agree, s[2].shape[0], f[2].shape[0]))
+    scale = float(s[2][:n].abs().max())
+    diff = float((s[2][:n] - f[2][:n]).abs().max())
+    check(report, f"{model} full bf16 logits flash-attn vs SDPA (graphs)", diff <= 0.05 * scale + 0.1,
+          max_abs_diff=diff, logit_scale=scale, steps_compared=n, frames_same_first_code=agree)
+
+
 def full_checks(report, model, root, frames, batch):
     folder = build_checkpoint(model, "full", 0, root / f"full-{model}")
     # fp32: graph replays must give the eager codes exactly.
@@ -139,13 +174,20 @@ def full_checks(report, model, root, frames, batch):
     check(report, f"{model} full bf16 logits graph vs eager", diff <= 0.05 * scale + 0.1,
           max_abs_diff=diff, logit_scale=scale, steps_compared=n, frames_same_first_code=agree)
 
+    flash_checks(report, model, tts, p, greedy)
+
     suppress_eos(tts)
     sampled = tts.sampling()
-    timings = dict(model=model, dtype="bfloat16", frames=frames)
-    for graphs in (False, True):
+    timings = dict(model=model, dtype="bfloat16", frames=frames, flash_attn=flash_used(tts))
+    variants = [(False, True), (True, True)]  # (graphs, flash-attn when installed)
+    if timings["flash_attn"]:
+        variants.insert(1, (True, False))
+    for graphs, flash in variants:
+        if timings["flash_attn"]:
+            set_flash(tts, flash)
         run(tts, p, sampled, frames, graphs, seed=0)  # warm-up (and capture of every bucket used)
         (codes, *_), dt = timed(lambda: run(tts, p, sampled, frames, graphs, seed=0))
-        key = "graphs" if graphs else "eager"
+        key = ("graphs" if graphs else "eager") + ("_sdpa" if timings["flash_attn"] and not flash else "")
         timings[f"{key}_ms_per_frame"] = 1000 * dt / frames
         timings[f"{key}_xrt_generation"] = frames * FRAME_S / dt
     timings["capture_s"] = tts.talker._static_step.capture_s
