@@ -18,6 +18,9 @@ input and the rebuild costs no latency spike.
 
 from __future__ import annotations
 
+import threading
+import weakref
+
 import numpy as np
 import torch
 
@@ -129,6 +132,7 @@ class StreamStates:
         self.pool = None
         self.capture_s = 0.0  # seconds spent capturing (bench)
         self._owner = None
+        self._lock = threading.Lock()
 
     @staticmethod
     def for_decoder(decoder: CodecDecoder, cuda_graphs: bool | None = None) -> "StreamStates":
@@ -146,12 +150,11 @@ class StreamStates:
 
     def acquire(self, owner) -> bool:
         """Take the states for ``owner`` (reset); False while another live stream holds them."""
-        import weakref
-
-        current = None if self._owner is None else self._owner()
-        if current is not None and current is not owner:
-            return False
-        self._owner = weakref.ref(owner)
+        with self._lock:  # streams may start on several threads
+            current = None if self._owner is None else self._owner()
+            if current is not None and current is not owner:
+                return False
+            self._owner = weakref.ref(owner)
         for state in self.states:
             state.reset()
         return True
