@@ -174,6 +174,26 @@ def frame_step(talker: Talker, predictor: CodePredictor, batch: int, settings: S
 
 
 @torch.inference_mode()
+def prepare_frame_graphs(talker: Talker, predictor: CodePredictor, settings: SamplingSettings, cache_slots: int,
+                         upto_slot: int) -> StaticFrameStep:
+    """Allocate the batch-1 KV cache for ``cache_slots`` positions and capture the frame step's
+    graph for every bucket a frame below ``upto_slot`` uses, ahead of any utterance: later calls
+    whose prompt and frames fit reuse them (same cache buffers and sub-talker settings) instead of
+    capturing inside their time to first audio. The captures write throwaway keys into the cache
+    slots they run at; every real call rewrites or masks those."""
+    ref = talker.codec_head.weight
+    device, dtype = ref.device, ref.dtype
+    talker.setup_cache(1, cache_room(cache_slots), device, dtype)
+    predictor.setup_cache(1, device, dtype)
+    step = frame_step(talker, predictor, 1, settings, device, dtype, False, capture=True)
+    for start in range(0, min(upto_slot, talker.max_seq), BUCKET):
+        if min(cache_room(start + 1), talker.max_seq) not in step.graphs:
+            step.slot.fill_(start)
+            step.run(start)
+    return step
+
+
+@torch.inference_mode()
 def iter_frames_static(talker: Talker, predictor: CodePredictor, prompt_embeds: torch.Tensor,
                        trailing: torch.Tensor, pad: torch.Tensor, settings: SamplingSettings, max_frames: int,
                        eos_id: int, seed: int | None = None, log=None, capture: bool = True) -> Iterator[torch.Tensor]:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -78,7 +79,18 @@ class SynthesisResult:
 # Frames per audio chunk of TTS.stream: the first chunk after one frame (80 ms), then doubling up
 # to 8 frames (0.64 s), which amortizes the decoder's per-call cost; the last entry repeats.
 DEFAULT_STREAM_SCHEDULE = (1, 2, 4, 8)
+# Prompt rows the CUDA warm-up captures frame-step graphs for (4 buckets of 256 cache slots): a
+# 300-character chunk with a long instruct stays below it.
+WARM_UP_PROMPT_ROWS = 1024
 NO_AUDIO_WARNING = "the model ended the utterance before its first frame: no audio"
+
+
+def stream_schedule(schedule: Sequence[int] | int | None) -> list[int]:
+    """Frames per chunk of ``TTS.stream`` as a list (None: the default schedule)."""
+    sizes = [schedule] if isinstance(schedule, int) else list(schedule or DEFAULT_STREAM_SCHEDULE)
+    if not sizes or any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in sizes):
+        raise InputError(f"schedule must be positive frame counts (got {schedule!r})")
+    return sizes
 
 
 def joined_stop_reason(reasons: list[str]) -> str:
@@ -359,6 +371,29 @@ class TTS:
         """Codec codes [frames, 16] -> float32 audio [frames * 1920] (the official offline decode)."""
         return self.decoder.decode(codes).numpy()
 
+    def warm_up(self, *, schedule: Sequence[int] | int | None = None, greedy: bool = False,
+                max_frames: int | None = None, prompt_rows: int = WARM_UP_PROMPT_ROWS, **kwargs) -> float:
+        """On CUDA with graphs, capture now what the first ``stream`` would capture inside its time to
+        first audio: the frame step's graphs for prompts of up to ``prompt_rows`` rows (the KV cache
+        sized for them plus ``max_frames``) and the codec's graphs for every push size up to the
+        schedule's largest. Takes ``stream``'s keyword arguments (sampling overrides matter, the
+        rest is ignored). Returns the seconds spent; 0.0 on CPU or with graphs off."""
+        from .codec.streaming import StreamStates
+        from .cuda_graphs import prepare_frame_graphs, use_cuda_graphs
+
+        if not use_cuda_graphs(self.device):
+            return 0.0
+        t0 = time.perf_counter()
+        sizes = stream_schedule(schedule)
+        overrides = {k: v for k, v in kwargs.items() if k in SamplingSettings.OVERRIDABLE}
+        settings = self.sampling(greedy=greedy, **overrides)
+        prepare_frame_graphs(self.talker, self.predictor, settings, prompt_rows + self.frame_budget(max_frames),
+                             prompt_rows)
+        # Every size up to the largest: an utterance's last push may be any shorter one.
+        StreamStates.for_decoder(self.decoder).prepare(range(1, max(sizes) + 1))
+        torch.cuda.synchronize(self.device)
+        return time.perf_counter() - t0
+
     def decode_streamed(self, codes, ref_codes=None, schedule: Sequence[int] | None = None) -> np.ndarray:
         """The audio ``stream`` plays for ``codes``: the streaming decoder fed the same chunk sizes
         (``schedule``, the last size repeating), after ``ref_codes`` when given (their audio is
@@ -419,9 +454,7 @@ class TTS:
         """
         from .codec.streaming import StreamingDecoder
 
-        sizes = [schedule] if isinstance(schedule, int) else list(schedule or DEFAULT_STREAM_SCHEDULE)
-        if not sizes or any(not isinstance(n, int) or n < 1 for n in sizes):
-            raise InputError(f"schedule must be positive frame counts (got {schedule!r})")
+        sizes = stream_schedule(schedule)
         if not pause >= 0:
             raise InputError(f"pause must be 0 or more seconds (got {pause})")
         overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in SamplingSettings.OVERRIDABLE}

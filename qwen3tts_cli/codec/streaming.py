@@ -159,6 +159,17 @@ class StreamStates:
             state.reset()
         return True
 
+    @torch.inference_mode()
+    def prepare(self, sizes) -> None:
+        """Capture the first state's graphs for pushes of these frame counts now (CUDA graphs on;
+        otherwise nothing to do). The second state's are captured when a stream first reaches
+        frame 275."""
+        if not self.capture:
+            return
+        for n in sorted(set(sizes)):
+            if 0 < n <= GRAPH_MAX_FRAMES and (0, n) not in self.graphs:
+                self._capture(0, n)
+
     def run(self, i: int, codes: torch.Tensor) -> torch.Tensor:
         """``decoder(codes, states[i])``: codes [1, 16, T] on the decoder's device."""
         T = codes.shape[-1]
