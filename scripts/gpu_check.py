@@ -5,7 +5,8 @@
 
 1. Tiny random checkpoints (0.6B-CustomVoice, 1.7B-VoiceDesign), fp32: graph replays vs the eager
    loop — greedy codes identical and logits close, seeded sampling reproducible, forced EOS,
-   batched generation (graphs vs eager vs batch 1), streaming codec graph replays vs eager calls.
+   batched generation (graphs vs eager vs batch 1), streaming codec graph replays vs eager calls,
+   ``TTS.warm_up`` followed by a run that captures nothing more.
 2. Full-size random checkpoints (``--full``): fp32 greedy codes graph == eager; bf16 logits of the
    graph vs eager path (same first codes fed) within bf16 tolerance; then timings with EOS
    suppressed: eager vs graphs at batch 1 (and graphs with SDPA instead of flash-attn, when installed;
@@ -113,6 +114,12 @@ def tiny_checks(report, model, root):
           all(torch.equal(x.codes, y.codes) and torch.equal(x.codes, z) for x, y, z in zip(bg, be, alone)),
           frames=[r.frames for r in bg])
     codec_checks(report, model, tts)
+    warm_s = tts.warm_up(greedy=True, max_frames=64)
+    captured = len(tts.talker._static_step.graphs), len(tts.decoder._stream_states.graphs)
+    w = run(tts, p, greedy, 64, True)
+    check(report, f"{model} tiny warm_up then graphs == eager", torch.equal(w[0], run(tts, p, greedy, 64, False)[0])
+          and (len(tts.talker._static_step.graphs), len(tts.decoder._stream_states.graphs)) == captured,
+          warm_up_s=warm_s, graphs=captured)
 
 
 def set_flash(tts, on: bool) -> None:
