@@ -148,12 +148,18 @@ def flash_checks(report, model, tts, p, greedy):
     s = run(tts, p, greedy, 64, True)
     set_flash(tts, True)
     f = run(tts, p, greedy, 64, True)
-    agree = int((s[0][:, 0] == f[0][:, 0]).cumprod(0).sum()) if len(s[0]) and len(f[0]) else 0
-    n = max(1, min(agree, s[2].shape[0], f[2].shape[0]))
-    scale = float(s[2][:n].abs().max())
-    diff = float((s[2][:n] - f[2][:n]).abs().max())
-    check(report, f"{model} full bf16 logits flash-attn vs SDPA (graphs)", diff <= 0.05 * scale + 0.1,
-          max_abs_diff=diff, logit_scale=scale, steps_compared=n, frames_same_first_code=agree)
+    check_bf16_logits(report, f"{model} full bf16 logits flash-attn vs SDPA (graphs)", s, f)
+
+
+def check_bf16_logits(report, name, a, b):
+    """Talker logits of two runs over the steps fed the same first codes (up to the first
+    divergence) within bf16 tolerance."""
+    agree = int((a[0][:, 0] == b[0][:, 0]).cumprod(0).sum()) if len(a[0]) and len(b[0]) else 0
+    n = max(1, min(agree, a[2].shape[0], b[2].shape[0]))
+    scale = float(a[2][:n].abs().max())
+    diff = float((a[2][:n] - b[2][:n]).abs().max())
+    check(report, name, diff <= 0.05 * scale + 0.1, max_abs_diff=diff, logit_scale=scale, steps_compared=n,
+          frames_same_first_code=agree)
 
 
 def full_checks(report, model, root, frames, batch):
@@ -173,13 +179,7 @@ def full_checks(report, model, root, frames, batch):
     p = tts.prompt(TEXT, language="english", **kw)
     greedy = tts.sampling(greedy=True)
     e, g = run(tts, p, greedy, 64, False), run(tts, p, greedy, 64, True)
-    agree = int((e[0][:, 0] == g[0][:, 0]).cumprod(0).sum()) if len(e[0]) and len(g[0]) else 0
-    # Logits of steps fed the same first codes (up to the first divergence) within bf16 tolerance.
-    n = max(1, min(agree, e[2].shape[0], g[2].shape[0]))
-    scale = float(e[2][:n].abs().max())
-    diff = float((e[2][:n] - g[2][:n]).abs().max())
-    check(report, f"{model} full bf16 logits graph vs eager", diff <= 0.05 * scale + 0.1,
-          max_abs_diff=diff, logit_scale=scale, steps_compared=n, frames_same_first_code=agree)
+    check_bf16_logits(report, f"{model} full bf16 logits graph vs eager", e, g)
 
     flash_checks(report, model, tts, p, greedy)
 
