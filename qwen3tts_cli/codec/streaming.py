@@ -32,7 +32,7 @@ from .decoder import (CHUNK_FRAMES, LEFT_CONTEXT_FRAMES, CausalConv1d, CausalCon
 class DecoderState:
     """Everything a ``CodecDecoder`` carries from one call to the next (batch 1), in buffers
     allocated once: the same addresses for the state's whole life, so a CUDA graph can be
-    captured over them (cuda_graphs.CodecGraphs), and ``reset`` starts it over in place.
+    captured over them (``StreamStates``), and ``reset`` starts it over in place.
 
     Keys/values live in per-layer ring buffers of ``capacity`` slots: position p goes to slot
     p % capacity (keys are stored already rotated, so a slot's position does not matter to the
