@@ -230,3 +230,19 @@ def test_graph_replays_equal_the_eager_stream(codec, monkeypatch):
     assert max(captured) == streaming.GRAPH_MAX_FRAMES  # 17 and 20 ran eagerly
     assert {i for i, _ in states.graphs} == {0, 1}  # both states replayed across the 275..300 rebuild
     assert len(captured) == len(states.graphs)  # each (state, length) captured once
+
+
+def test_graphed_push_needs_no_host(tiny_checkpoint):
+    # What StreamStates captures, decoder(codes, state), for every graphed push length: on the
+    # meta device (no data) a read back to the host or a host tensor in the call raises, as it
+    # would break a CUDA graph capture. 136 frames in pushes of 1..16, so the ring's window fills.
+    from qwen3tts_cli.codec.streaming import GRAPH_MAX_FRAMES
+
+    meta = torch.device("meta")
+    decoder = CodecDecoder.from_folder(tiny_checkpoint("Tokenizer-12Hz")).to(meta)
+    state = DecoderState(decoder)
+    with torch.inference_mode():
+        for T in range(1, GRAPH_MAX_FRAMES + 1):
+            audio = decoder(torch.zeros(1, 16, T, dtype=torch.long, device=meta), state)
+            assert audio.device == meta and audio.shape == (1, 1, T * HOP)
+    assert state.pos.device == meta

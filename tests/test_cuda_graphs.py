@@ -114,3 +114,36 @@ def test_cuda_graph_replay_equals_eager(tiny_checkpoint):
     assert len(tts.talker._static_step.graphs) >= 2
     seeded = [_run(iter_frames, tts, p, tts.sampling(), 12, seed=7, cuda_graphs=True)[0] for _ in range(2)]
     assert torch.equal(*seeded)
+
+
+def _meta_generators(monkeypatch):
+    # Generators exist only for CPU and accelerators; on the meta device sampling draws without one.
+    real = torch.Generator
+
+    def generator(device="cpu"):
+        return None if torch.device(device).type == "meta" else real(device)
+
+    monkeypatch.setattr(torch, "Generator", generator)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("greedy", [True, False])
+def test_captured_frame_body_needs_no_host(tiny_checkpoint, monkeypatch, batch, greedy):
+    # What a CUDA graph records must not read a value back to the host (.item(), a Python branch
+    # on a tensor, nonzero), nor touch a host tensor: either fails the capture or is frozen into
+    # it. The meta device has no data, so any of those raises here, without a GPU.
+    tts = load_tts(tiny_checkpoint("1.7B-VoiceDesign"))
+    meta = torch.device("meta")
+    tts.talker.to(meta)
+    tts.predictor.to(meta)
+    _meta_generators(monkeypatch)
+    settings = tts.sampling(greedy=greedy, subtalker_top_p=0.9)  # the sort path too
+    tts.talker.setup_cache(batch, 8, meta, torch.float32)
+    tts.predictor.setup_cache(batch, meta, torch.float32)
+    step = cuda_graphs.StaticFrameStep(tts.talker, tts.predictor, batch, settings, meta, torch.float32,
+                                       batched=batch > 1, capture=False)
+    with torch.inference_mode():
+        for kv_len in (4, 8):  # two buckets
+            step._body(kv_len)
+    assert step.codes.device == meta and step.codes.shape == (batch, 15)
+    assert step.logits.shape == (batch, tts.cfg.talker.vocab_size)
