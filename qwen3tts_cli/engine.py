@@ -748,9 +748,10 @@ def build_tts(folder: Path, cfg: ModelConfig, gen: GenerationConfig, tensors: di
     """A TTS from checkpoint tensors already in memory (``load_tts``; ``bench --random-weights``).
 
     On CPU the bias-free linears are switched to faster kernels (linear.py; same weights unless
-    ``quantize``); QWEN3TTS_CPU_KERNELS=0 keeps plain ``nn.Linear``.
+    ``quantize``); QWEN3TTS_CPU_KERNELS=0 keeps plain ``nn.Linear``. On CUDA in fp16/bf16, q/k/v
+    and gate/up become one product each (``linear.fuse_on``; QWEN3TTS_FUSED_PROJECTIONS=0 keeps them).
     """
-    from .linear import QUANTIZATIONS, accelerate_cpu, cpu_kernels_enabled
+    from .linear import QUANTIZATIONS, accelerate_cpu, cpu_kernels_enabled, fuse_float_projections, fuse_on
     from .text import TextTokenizer
 
     if quantize is not None and (quantize not in QUANTIZATIONS or device.type != "cpu"):
@@ -764,6 +765,9 @@ def build_tts(folder: Path, cfg: ModelConfig, gen: GenerationConfig, tensors: di
     if device.type == "cpu" and (quantize or cpu_kernels_enabled()):
         accelerate_cpu(talker, quantize)
         accelerate_cpu(predictor, quantize)
+    elif fuse_on(device, dtype):
+        fuse_float_projections(talker)
+        fuse_float_projections(predictor)
     tokenizer = TextTokenizer.from_folder(tokenizer_folder)
     tts = TTS(folder, cfg, gen, talker, predictor, tokenizer, device, dtype)
     tts.quantize = quantize

@@ -8,11 +8,12 @@
    batched generation (graphs vs eager vs batch 1), streaming codec graph replays vs eager calls,
    ``TTS.warm_up`` followed by a run that captures nothing more.
 2. Full-size random checkpoints (``--full``): fp32 greedy codes graph == eager; bf16 logits of the
-   graph vs eager path (same first codes fed) within bf16 tolerance; then timings with EOS
+   graph vs eager path (same first codes fed) within bf16 tolerance, and of the fused q/k/v and
+   gate/up projections (bf16 default on CUDA) vs unfused ones; then timings with EOS
    suppressed: eager vs graphs at batch 1 (and graphs with SDPA instead of flash-attn, when installed;
-   its logits are checked against SDPA's first), graphs at batch 16 (aggregate), capture time, codec
-   decode, time to first audio and x RT of ``TTS.stream``, the streaming codec's cost per 1/2/4/8-frame
-   push (eager and graphs), peak CUDA memory.
+   its logits are checked against SDPA's first), graphs with unfused projections, graphs at batch 16
+   (aggregate), capture time, codec decode, time to first audio and x RT of ``TTS.stream``, the
+   streaming codec's cost per 1/2/4/8-frame push (eager and graphs), peak CUDA memory.
 
 Prints one JSON object (also written to --json, and to $OUT/gpu_check.json when $OUT is set) and
 exits 1 when a check failed, 2 without CUDA.
@@ -162,6 +163,33 @@ def check_bf16_logits(report, name, a, b):
           frames_same_first_code=agree)
 
 
+def fusion_checks(report, model, folder, fused_run, frames) -> float:
+    """The bf16 model with q/k/v and gate/up left as three (two) products
+    (QWEN3TTS_FUSED_PROJECTIONS=0): its graph run's logits vs the fused default's within bf16
+    tolerance; returns its ms per frame with graphs (same timing as the default's, below)."""
+    from qwen3tts_cli.linear import FUSE_ENV
+
+    os.environ[FUSE_ENV] = "0"
+    try:
+        tts = load_tts(folder, device="cuda")
+    finally:
+        del os.environ[FUSE_ENV]
+    kw = voice_kw(tts)
+    p = tts.prompt(TEXT, language="english", **kw)
+    unfused = run(tts, p, tts.sampling(greedy=True), 64, True)
+    check_bf16_logits(report, f"{model} full bf16 logits fused vs unfused projections (graphs)", fused_run,
+                      unfused)
+    check(report, f"{model} QWEN3TTS_FUSED_PROJECTIONS=0 keeps q/k/v", tts.talker.model.layers[0].self_attn.q_proj
+          is not None)
+    suppress_eos(tts)
+    sampled = tts.sampling()
+    run(tts, p, sampled, frames, True, seed=0)  # warm-up and capture
+    _, dt = timed(lambda: run(tts, p, sampled, frames, True, seed=0))
+    tts = None
+    torch.cuda.empty_cache()
+    return 1000 * dt / frames
+
+
 def full_checks(report, model, root, frames, batch):
     folder = build_checkpoint(model, "full", 0, root / f"full-{model}")
     # fp32: graph replays must give the eager codes exactly.
@@ -176,12 +204,15 @@ def full_checks(report, model, root, frames, batch):
     torch.cuda.empty_cache()
 
     tts = load_tts(folder, device="cuda")  # bf16 by default
+    check(report, f"{model} bf16 q/k/v and gate/up fused", tts.talker.model.layers[0].self_attn.qkv_proj is not None
+          and tts.predictor.model.layers[0].mlp.gate_up_proj is not None)
     p = tts.prompt(TEXT, language="english", **kw)
     greedy = tts.sampling(greedy=True)
     e, g = run(tts, p, greedy, 64, False), run(tts, p, greedy, 64, True)
     check_bf16_logits(report, f"{model} full bf16 logits graph vs eager", e, g)
 
     flash_checks(report, model, tts, p, greedy)
+    unfused_ms = fusion_checks(report, model, folder, g, frames)
 
     suppress_eos(tts)
     sampled = tts.sampling()
@@ -197,6 +228,7 @@ def full_checks(report, model, root, frames, batch):
         key = ("graphs" if graphs else "eager") + ("_sdpa" if timings["flash_attn"] and not flash else "")
         timings[f"{key}_ms_per_frame"] = 1000 * dt / frames
         timings[f"{key}_xrt_generation"] = frames * FRAME_S / dt
+    timings["graphs_unfused_ms_per_frame"] = unfused_ms
     timings["capture_s"] = getattr(getattr(tts.talker, "_static_step", None), "capture_s", 0.0)
     _, dt = timed(lambda: tts.decode(codes))
     timings["codec_ms_per_frame"] = 1000 * dt / frames

@@ -188,3 +188,39 @@ def test_cpu_linear_matches_f_linear_and_switches_off(monkeypatch):
     monkeypatch.setenv("QWEN3TTS_CPU_KERNELS", "0")
     assert not cpu_kernels_enabled()
     assert torch.equal(cpu_linear(x, w, b), F.linear(x, w, b))
+
+
+def test_fuse_on_only_half_precision_cuda(monkeypatch):
+    from qwen3tts_cli.linear import FUSE_ENV, fuse_on
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert fuse_on(cuda, torch.bfloat16) and fuse_on(cuda, torch.float16)
+    assert not fuse_on(cuda, torch.float32)  # fp32 keeps the official products (greedy parity)
+    assert not fuse_on(cpu, torch.bfloat16) and not fuse_on(cpu, torch.float32)
+    monkeypatch.setenv(FUSE_ENV, "0")
+    assert not fuse_on(cuda, torch.bfloat16)
+
+
+def test_float_fusion_keeps_the_models_results(tiny_checkpoint, monkeypatch):
+    """What build_tts does on CUDA in bf16, run on CPU in fp32 (plain nn.Linear both ways): one
+    product over the concatenated weights gives the three products' values, so greedy codes match."""
+    import qwen3tts_cli.linear as linear
+
+    monkeypatch.setenv("QWEN3TTS_CPU_KERNELS", "0")
+    split = load_tts(tiny_checkpoint(MODEL), "cpu", "float32")
+    monkeypatch.setattr(linear, "fuse_on", lambda device, dtype: True)
+    fused = load_tts(tiny_checkpoint(MODEL), "cpu", "float32")
+    for m in (fused.talker, fused.predictor):
+        for layer in m.model.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            assert attn.q_proj is None and mlp.gate_proj is None and mlp.up_proj is None
+            assert type(attn.qkv_proj) is nn.Linear and attn.qkv_proj.weight.dtype == torch.float32
+    a0, b0 = fused.talker.model.layers[0].self_attn, split.talker.model.layers[0].self_attn
+    assert torch.equal(a0.qkv_proj.weight, torch.cat([b0.q_proj.weight, b0.k_proj.weight, b0.v_proj.weight]))
+    assert weight_bytes(fused.talker) == weight_bytes(split.talker)
+    assert weight_bytes(fused.predictor) == weight_bytes(split.predictor)
+    assert not any(p.requires_grad for p in fused.talker.parameters())
+    runs = [t.generate_codes("Hello there.", speaker="ryan", greedy=True, max_frames=8, return_logits=True)
+            for t in (fused, split)]
+    assert torch.equal(runs[0].codes, runs[1].codes) and runs[0].frames == 8
+    torch.testing.assert_close(runs[0].talker_logits, runs[1].talker_logits, rtol=1e-4, atol=1e-4)
