@@ -749,9 +749,10 @@ def build_tts(folder: Path, cfg: ModelConfig, gen: GenerationConfig, tensors: di
 
     On CPU the bias-free linears are switched to faster kernels (linear.py; same weights unless
     ``quantize``); QWEN3TTS_CPU_KERNELS=0 keeps plain ``nn.Linear``. On CUDA in fp16/bf16, q/k/v
-    and gate/up become one product each (``linear.fuse_on``; QWEN3TTS_FUSED_PROJECTIONS=0 keeps them).
+    and gate/up become one product each (``layers.fused_ops``; QWEN3TTS_FUSED_OPS=0 keeps them).
     """
-    from .linear import QUANTIZATIONS, accelerate_cpu, cpu_kernels_enabled, fuse_float_projections, fuse_on
+    from .layers import fused_ops
+    from .linear import QUANTIZATIONS, accelerate_cpu, cpu_kernels_enabled, fuse_float_projections
     from .text import TextTokenizer
 
     if quantize is not None and (quantize not in QUANTIZATIONS or device.type != "cpu"):
@@ -765,7 +766,7 @@ def build_tts(folder: Path, cfg: ModelConfig, gen: GenerationConfig, tensors: di
     if device.type == "cpu" and (quantize or cpu_kernels_enabled()):
         accelerate_cpu(talker, quantize)
         accelerate_cpu(predictor, quantize)
-    elif fuse_on(device, dtype):
+    elif fused_ops(device, dtype):
         fuse_float_projections(talker)
         fuse_float_projections(predictor)
     tokenizer = TextTokenizer.from_folder(tokenizer_folder)

@@ -204,19 +204,6 @@ def _fuse_projections(module: nn.Module, kind, device_type: str = "cpu") -> int:
     return n
 
 
-FUSE_ENV = "QWEN3TTS_FUSED_PROJECTIONS"
-
-
-def fuse_on(device: torch.device, dtype: torch.dtype) -> bool:
-    """Whether ``build_tts`` fuses q/k/v and gate/up in float: on CUDA in fp16/bf16, unless
-    QWEN3TTS_FUSED_PROJECTIONS=0. A fused product sums in another order than the three official
-    ones; in half precision that is inside the mode's own rounding, while fp32 (CPU or CUDA) keeps
-    the official products so that greedy codes stay those of the reference."""
-    if device.type != "cuda" or dtype not in (torch.float16, torch.bfloat16):
-        return False
-    return os.environ.get(FUSE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
-
-
 def fuse_float_projections(module: nn.Module) -> int:
     """q/k/v and gate/up of a float model on an accelerator as one ``nn.Linear`` each (same dtype
     and device). On CUDA a frame then launches 3 products fewer per layer (309 fewer over the

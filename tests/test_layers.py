@@ -65,6 +65,55 @@ def test_rmsnorm_fp32_is_the_official_formula_bit_for_bit(shape):
     assert torch.equal(n(x), n.weight * normed)
 
 
+@pytest.fixture
+def fused_env(monkeypatch):
+    from qwen3tts_cli import layers
+
+    def set_env(value):
+        monkeypatch.setenv(layers.FUSED_ENV, value)
+        layers._fused_ops_enabled.cache_clear()
+
+    yield set_env
+    monkeypatch.undo()
+    layers._fused_ops_enabled.cache_clear()
+
+
+def test_fused_ops_only_in_half_precision_on_cuda(fused_env):
+    from qwen3tts_cli.layers import fused_ops
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    fused_env("1")
+    assert fused_ops(cuda, torch.bfloat16) and fused_ops(cuda, torch.float16)
+    assert not fused_ops(cuda, torch.float32)  # fp32 keeps the reference's arithmetic (greedy parity)
+    assert not fused_ops(cpu, torch.bfloat16) and not fused_ops(cpu, torch.float32)
+    fused_env("0")
+    assert not fused_ops(cuda, torch.bfloat16)
+
+
+def test_rmsnorm_fused_form_is_one_call_within_a_bf16_ulp(monkeypatch):
+    # What bf16 on CUDA runs (F.rms_norm, one kernel there), here on CPU: rounding once instead of
+    # before the weight multiply moves a value by at most one bf16 ulp.
+    import torch.nn.functional as F
+
+    from qwen3tts_cli import layers
+
+    g = torch.Generator().manual_seed(2)
+    n = RMSNorm(1024, 1e-6)
+    with torch.no_grad():
+        n.weight.copy_(torch.randn(1024, generator=g) * 3)
+    n = n.to(torch.bfloat16)
+    x = (torch.randn(4, 16, 1024, generator=g) * 5).to(torch.bfloat16)
+    op_by_op = n(x).float()
+    calls = []
+    real = F.rms_norm
+    monkeypatch.setattr(F, "rms_norm", lambda *a, **k: calls.append(a[0].dtype) or real(*a, **k))
+    monkeypatch.setattr(layers, "fused_ops", lambda device, dtype: dtype == torch.bfloat16)
+    fused = n(x)
+    assert calls == [torch.bfloat16] and fused.dtype == torch.bfloat16
+    ulp = 2.0 ** (torch.floor(torch.log2(op_by_op.abs().clamp_min(1e-30))) - 7)
+    assert ((fused.float() - op_by_op).abs() <= ulp).all()
+
+
 def _manual_attention(attn: Attention, x, pos, window=None):
     B, L, _ = x.shape
     q = attn.q_norm(attn.q_proj(x).view(B, L, attn.n_heads, -1)).transpose(1, 2)

@@ -190,25 +190,14 @@ def test_cpu_linear_matches_f_linear_and_switches_off(monkeypatch):
     assert torch.equal(cpu_linear(x, w, b), F.linear(x, w, b))
 
 
-def test_fuse_on_only_half_precision_cuda(monkeypatch):
-    from qwen3tts_cli.linear import FUSE_ENV, fuse_on
-
-    cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert fuse_on(cuda, torch.bfloat16) and fuse_on(cuda, torch.float16)
-    assert not fuse_on(cuda, torch.float32)  # fp32 keeps the official products (greedy parity)
-    assert not fuse_on(cpu, torch.bfloat16) and not fuse_on(cpu, torch.float32)
-    monkeypatch.setenv(FUSE_ENV, "0")
-    assert not fuse_on(cuda, torch.bfloat16)
-
-
 def test_float_fusion_keeps_the_models_results(tiny_checkpoint, monkeypatch):
     """What build_tts does on CUDA in bf16, run on CPU in fp32 (plain nn.Linear both ways): one
     product over the concatenated weights gives the three products' values, so greedy codes match."""
-    import qwen3tts_cli.linear as linear
+    import qwen3tts_cli.layers as layers
 
     monkeypatch.setenv("QWEN3TTS_CPU_KERNELS", "0")
     split = load_tts(tiny_checkpoint(MODEL), "cpu", "float32")
-    monkeypatch.setattr(linear, "fuse_on", lambda device, dtype: True)
+    monkeypatch.setattr(layers, "fused_ops", lambda device, dtype: True)
     fused = load_tts(tiny_checkpoint(MODEL), "cpu", "float32")
     for m in (fused.talker, fused.predictor):
         for layer in m.model.layers:
