@@ -207,9 +207,10 @@ class Attention(nn.Module):
         if self.q_norm is not None:
             q = self.q_norm(q)
             k = self.k_norm(k)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        q = apply_rope(q, cos, sin)
-        k = apply_rope(k, cos, sin)
+        # q and k take RoPE together: one set of elementwise kernels instead of two (same values;
+        # a batch-1 CUDA frame is bound by its kernel count).
+        qk = apply_rope(torch.cat((q, k), dim=2).transpose(1, 2), cos, sin)
+        q, k, v = qk[:, :self.n_heads], qk[:, self.n_heads:], v.transpose(1, 2)
         if isinstance(mask, CacheSpan):
             span, mask = mask, mask.mask
             flash = flash_attention_for(q, span) if self.kv_cache is not None else None

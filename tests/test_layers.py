@@ -144,6 +144,26 @@ def test_attention_gqa_and_window_match_manual(window):
     torch.testing.assert_close(y, _manual_attention(attn, x, pos, window), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_attention_ropes_q_and_k_together_bit_for_bit(dtype):
+    # Attention applies RoPE to q and k in one go; the values must be those of one call each.
+    import torch.nn.functional as F
+
+    torch.manual_seed(4)
+    attn = Attention(64, n_heads=4, n_kv_heads=2, head_dim=16, qk_norm_eps=1e-6).to(dtype)
+    x = torch.randn(2, 5, 64).to(dtype)
+    pos = torch.arange(5)
+    cos, sin = rope_cos_sin(pos, 16, 1e4, dtype)
+    mask = attention_mask(pos, pos)
+    q = attn.q_norm(attn.q_proj(x).view(2, 5, 4, 16)).transpose(1, 2)
+    k = attn.k_norm(attn.k_proj(x).view(2, 5, 2, 16)).transpose(1, 2)
+    v = attn.v_proj(x).view(2, 5, 2, 16).transpose(1, 2)
+    y = F.scaled_dot_product_attention(apply_rope(q, cos, sin), apply_rope(k, cos, sin), v, attn_mask=mask,
+                                       scale=0.25, enable_gqa=True)
+    want = attn.o_proj(y.transpose(1, 2).reshape(2, 5, 64))
+    assert torch.equal(attn(x, cos, sin, mask), want)
+
+
 def test_attention_mask_window_includes_self():
     m = attention_mask(torch.arange(5), torch.arange(5), window=2)
     assert m.tolist()[4] == [False, False, False, True, True]
