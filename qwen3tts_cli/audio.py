@@ -2,6 +2,8 @@
 
 A WAV is first written to a hidden temporary file beside the target and renamed over it only when
 complete, so an interrupted or failed write never leaves a partial file at the target path.
+soundfile is imported where a file is written: generating and streaming raw PCM (and the engine's
+``sample_rate``) work without it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from .errors import InputError
 
@@ -59,7 +60,7 @@ class WavWriter:
         self.subtype = subtype
         self.frames = 0
         self._tmp: Path | None = None
-        self._file: sf.SoundFile | None = None
+        self._file = None  # soundfile.SoundFile while open
 
     def __enter__(self) -> "WavWriter":
         folder = self.path.parent
@@ -72,6 +73,8 @@ class WavWriter:
         os.close(fd)
         self._tmp = Path(tmp)
         try:
+            import soundfile as sf
+
             self._file = sf.SoundFile(tmp, "w", samplerate=self.sample_rate, channels=1, format="WAV",
                                       subtype=SUBTYPES[self.subtype])
         except BaseException:
@@ -131,6 +134,8 @@ def write_wav(path: str | Path, samples, sample_rate: int = SAMPLE_RATE, subtype
 
 def wav_bytes(samples, sample_rate: int = SAMPLE_RATE) -> bytes:
     """A complete 16-bit PCM WAV file in memory (for standard output), same samples as ``write_wav``."""
+    import soundfile as sf
+
     buf = io.BytesIO()
     sf.write(buf, _to_int16(samples), sample_rate, format="WAV", subtype="PCM_16")
     return buf.getvalue()

@@ -79,7 +79,7 @@ def test_write_error_cleans_up(tmp_path, monkeypatch):
     def broken(self, data):
         raise OSError("disk full")
 
-    monkeypatch.setattr(audio.sf.SoundFile, "write", broken)
+    monkeypatch.setattr(sf.SoundFile, "write", broken)
     with pytest.raises(OSError, match="disk full"):
         write_wav(tmp_path / "x.wav", np.zeros(10, dtype=np.float32))
     assert list(tmp_path.iterdir()) == []
@@ -102,3 +102,18 @@ def test_output_file_permissions_follow_umask(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_engine_and_sample_rate_need_no_soundfile():
+    # GPU machines and servers that only stream raw PCM may lack soundfile (gpu_check runs so):
+    # importing the engine and reading the sample rate must not pull it in.
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['soundfile'] = None\n"
+            "from qwen3tts_cli import audio, engine, bench\n"
+            "print(audio.SAMPLE_RATE, audio.pcm16([0.5]).hex())\n"
+            "try:\n    audio.wav_bytes([0.0])\nexcept ImportError:\n    print('wav needs soundfile')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["24000 0040", "wav needs soundfile"]
