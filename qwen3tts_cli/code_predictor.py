@@ -44,6 +44,7 @@ class CodePredictor(nn.Module):
         else:
             self.small_to_mtp_projection = nn.Identity()
         self.max_batch = 0
+        self.cache_version = 0  # bumped whenever the cache buffers are replaced (CUDA graphs hold them)
 
     def setup_cache(self, max_batch: int, device: torch.device | str | None = None,
                     dtype: torch.dtype | None = None) -> None:
@@ -55,6 +56,7 @@ class CodePredictor(nn.Module):
                 and cache.k_cache.dtype == dtype):
             return
         self.max_batch = max_batch
+        self.cache_version += 1
         for layer in self.model.layers:
             a = layer.self_attn
             a.kv_cache = KVCache(max_batch, self.n_groups, a.n_kv_heads, a.head_dim, dtype, device)

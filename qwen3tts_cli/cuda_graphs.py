@@ -92,12 +92,13 @@ class StaticFrameStep:
 
     @staticmethod
     def _key(talker, predictor, batch, settings, device, dtype, batched) -> tuple:
-        # Graphs hold buffer addresses and host-side branches: any change means new graphs.
+        # Graphs hold buffer addresses and host-side branches: any change means new graphs. New
+        # caches can get the freed ones' addresses back, hence the versions as well as the pointers.
         kc = talker.model.layers[0].self_attn.kv_cache.k_cache
         pc = predictor.model.layers[0].self_attn.kv_cache.k_cache
-        return (kc.data_ptr(), talker.max_seq, pc.data_ptr(), batch, str(device), dtype, batched,
-                settings.subtalker_dosample, settings.subtalker_temperature, settings.subtalker_top_k,
-                settings.subtalker_top_p)
+        return (talker.cache_version, kc.data_ptr(), talker.max_seq, predictor.cache_version, pc.data_ptr(),
+                batch, str(device), dtype, batched, settings.subtalker_dosample, settings.subtalker_temperature,
+                settings.subtalker_top_k, settings.subtalker_top_p)
 
     def _body(self, kv_len: int) -> None:
         rest, frame_emb, lg = self.predictor.predict(self.h, self.talker.embed_codec(self.z), return_logits=True,

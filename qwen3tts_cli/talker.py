@@ -46,6 +46,7 @@ class Talker(nn.Module):
         self.codec_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         self.max_batch = 0
         self.max_seq = 0
+        self.cache_version = 0  # bumped whenever the cache buffers are replaced (CUDA graphs hold them)
 
     # -- input rows ----------------------------------------------------------------------------
     def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
@@ -66,6 +67,7 @@ class Talker(nn.Module):
                 and self.model.layers[0].self_attn.kv_cache.k_cache.dtype == dtype):
             return
         self.max_batch, self.max_seq = max_batch, max_seq
+        self.cache_version += 1
         for layer in self.model.layers:
             a = layer.self_attn
             a.kv_cache = KVCache(max_batch, max_seq, a.n_kv_heads, a.head_dim, dtype, device)
@@ -82,6 +84,7 @@ class Talker(nn.Module):
             new.v_cache[:, :, :self.max_seq].copy_(old.v_cache)
             a.kv_cache = new
         self.max_seq = max_seq
+        self.cache_version += 1
 
     # -- network -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, input_pos: torch.Tensor, kv_len: int | None = None,

@@ -147,3 +147,20 @@ def test_captured_frame_body_needs_no_host(tiny_checkpoint, monkeypatch, batch, 
             step._body(kv_len)
     assert step.codes.device == meta and step.codes.shape == (batch, 15)
     assert step.logits.shape == (batch, tts.cfg.talker.vocab_size)
+
+
+def test_new_caches_mean_new_graphs_even_at_the_old_addresses(tts, monkeypatch):
+    # The caching allocator can hand a freed cache's address to its replacement: graphs captured
+    # over the old buffers must not be reused then, so the key holds the caches' versions too.
+    settings = tts.sampling(greedy=True)
+    dev, dt = tts.talker.codec_head.weight.device, tts.talker.codec_head.weight.dtype
+    monkeypatch.setattr(torch.Tensor, "data_ptr", lambda self: 0)  # every buffer "at the same address"
+    tts.talker.setup_cache(1, 8, dev, dt)
+    tts.predictor.setup_cache(1, dev, dt)
+    step = cuda_graphs.frame_step(tts.talker, tts.predictor, 1, settings, dev, dt, False, capture=False)
+    assert cuda_graphs.frame_step(tts.talker, tts.predictor, 1, settings, dev, dt, False, capture=False) is step
+    tts.talker.grow_cache(tts.talker.max_seq + 8)
+    grown = cuda_graphs.frame_step(tts.talker, tts.predictor, 1, settings, dev, dt, False, capture=False)
+    assert grown is not step
+    tts.predictor.setup_cache(tts.predictor.max_batch + 1, dev, dt)  # a bigger batch: a new cache
+    assert cuda_graphs.frame_step(tts.talker, tts.predictor, 1, settings, dev, dt, False, capture=False) is not grown
