@@ -681,8 +681,11 @@ class TTS:
                 if on_result is not None:
                     on_result(t, out[t])
 
+        # A guarded row ends at its budget's next frame: no need for cache room (allocated up front
+        # for every row on CUDA) up to the global cap.
+        caps = [cap if g is None else min(cap, g.budget + 1) for g in guards]
         with torch.inference_mode():
-            generate_batch(self.talker, self.predictor, prompts, settings, cap, self.cfg.talker.codec_eos_token_id,
+            generate_batch(self.talker, self.predictor, prompts, settings, caps, self.cfg.talker.codec_eos_token_id,
                            seeds=seeds, on_row=row_done, progress=progress, guards=guards)
         return out
 

@@ -101,15 +101,23 @@ def test_single_row_and_errors(model):
     assert generate_batch(tts.talker, tts.predictor, [], settings, 3, EOS) == []
 
 
-def test_synthesize_batch_equals_synthesize_with_split_and_guard(tiny_checkpoint):
+def test_synthesize_batch_equals_synthesize_with_split_and_guard(tiny_checkpoint, monkeypatch):
     """Long text is split into chunk rows (seed + i per chunk) and the runaway guard watches each
-    row, so every text's result equals synthesize() of it alone."""
+    row, so every text's result equals synthesize() of it alone; each row's cap (and so its cache
+    room) is its guard's budget + 1 frame, not the global cap."""
+    from qwen3tts_cli import batch
+    from qwen3tts_cli.guard import frame_budget
+
     tts = load_tts(tiny_checkpoint("0.6B-CustomVoice"))
     guard = GuardSettings(floor_frames=3, frames_per_unit=0.2)  # tiny budgets: some rows trip
     texts = ["Hi.", "First sentence of a longer text. And its second sentence, here.", "Good morning to you."]
     kw = dict(language="english", seed=9, max_frames=12, max_chars=40, pause=0.1, guard=guard)
-    got = {}
+    got, caps = {}, []
+    real = batch.generate_batch
+    monkeypatch.setattr(batch, "generate_batch", lambda *a, **k: caps.append(a[4]) or real(*a, **k))
     out = tts.synthesize_batch(texts, on_result=lambda i, r: got.setdefault(i, r), **kw)
+    rows = [c for t in texts for c in tts.text_chunks(t, max_chars=40, language="english")]
+    assert caps == [[min(12, frame_budget(c, guard) + 1) for c in rows]] and min(caps[0]) < 12
     assert [r.chunks for r in out] == [1, 2, 1]
     assert any(r.truncated for r in out) and len({r.frames for r in out}) >= 2
     for i, r in enumerate(out):
