@@ -261,6 +261,7 @@ def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dty
             raise InputError("--threads must be at least 1")
         torch.set_num_threads(threads)
     if dev.type == "cuda":
+        torch.cuda.init()  # reset_peak_memory_stats refuses an indexed device before initialisation
         torch.cuda.reset_peak_memory_stats(dev)
 
     t0 = time.perf_counter()
@@ -284,7 +285,12 @@ def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dty
         "load_s": load_s,
     }
 
-    # Warm-up: first calls allocate caches, pick kernels and (CUDA) capture graphs.
+    # Warm-up: first calls allocate caches, pick kernels and (CUDA) capture graphs. On CUDA it runs
+    # the measured frame count: the cache is sized for it and every bucket's graph is captured
+    # (a shorter warm-up would leave re-allocation and captures inside the timed run).
+    if dev.type == "cuda":
+        warmup = max(warmup, frames)
+    out["warmup_frames"] = warmup
     t = time.perf_counter()
     _run_frames(tts, prompt, settings, max(2, warmup))
     _sync(dev)
@@ -361,7 +367,9 @@ def _bench_batch(tts, text: str, kw: dict, settings, frames: int, batch: int) ->
 
     prompts = [tts.prompt(text, **kw) for _ in range(batch)]
     eos = tts.cfg.talker.codec_eos_token_id
-    generate_batch(tts.talker, tts.predictor, prompts, settings, 2, eos, seeds=0)  # warm this batch size
+    # Warm this batch size (on CUDA with the measured frame count: cache size and every graph).
+    generate_batch(tts.talker, tts.predictor, prompts, settings, frames if tts.device.type == "cuda" else 2, eos,
+                   seeds=0)
     _sync(tts.device)
     t = time.perf_counter()
     results = generate_batch(tts.talker, tts.predictor, prompts, settings, frames, eos, seeds=0)
