@@ -133,7 +133,8 @@ class StaticFrameStep:
 
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()
-        graph, _, seconds = capture_graph(lambda: self._body(kv_len), self.pool, self.generators, restore)
+        draws = self.generators if self.cp_kw["do_sample"] else ()  # greedy draws nothing in the graph
+        graph, _, seconds = capture_graph(lambda: self._body(kv_len), self.pool, draws, restore)
         self.graphs[kv_len] = graph
         self.capture_s += seconds
         return graph
@@ -153,9 +154,11 @@ def capture_graph(fn, pool, generators=(), before_capture=None):
     if before_capture is not None:
         before_capture()
     graph = torch.cuda.CUDAGraph()
+    if generators and not hasattr(graph, "register_generator_state"):
+        raise RuntimeError("this torch cannot capture draws from a seeded generator in a CUDA graph "
+                           "(no CUDAGraph.register_generator_state): upgrade torch, or set QWEN3TTS_CUDA_GRAPHS=0")
     for g in generators:
-        if hasattr(graph, "register_generator_state"):
-            graph.register_generator_state(g)
+        graph.register_generator_state(g)
     with torch.cuda.graph(graph, pool=pool):
         out = fn()
     torch.cuda.synchronize()

@@ -52,6 +52,12 @@ def parse_device(device: str | torch.device) -> torch.device:
         raise InputError("device 'cuda' requested but CUDA is not available (use --device cpu)")
     if dev.type not in ("cpu", "cuda"):
         raise InputError(f"unsupported device '{device}' (use cpu or cuda)")
+    if dev.type == "cuda":
+        # Tensors report cuda:N: an unindexed device would never compare equal to theirs.
+        index = torch.cuda.current_device() if dev.index is None else dev.index
+        if index >= torch.cuda.device_count():
+            raise InputError(f"no CUDA device {index} (this machine has {torch.cuda.device_count()})")
+        dev = torch.device("cuda", index)
     return dev
 
 

@@ -100,3 +100,23 @@ def test_no_frames_gives_empty_audio_and_a_warning(cv, monkeypatch):
     monkeypatch.setattr(engine, "iter_frames", no_frames)
     r = cv.synthesize("Hi.", greedy=True, max_frames=3)
     assert r.audio.shape == (0,) and r.stop_reason == "eos" and "no audio" in r.warnings[-1]
+
+
+def test_parse_device_indexes_cuda(monkeypatch):
+    # Tensors on CUDA report cuda:N; an unindexed "cuda" must become the same, or cache checks
+    # comparing devices never match. Without CUDA, asking for it is a usage error.
+    from qwen3tts_cli.engine import parse_device
+    from qwen3tts_cli.errors import InputError
+
+    assert parse_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(InputError, match="CUDA is not available"):
+        parse_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert parse_device("cuda") == torch.device("cuda", 0) and parse_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(InputError, match="no CUDA device 2"):
+        parse_device("cuda:2")
+    with pytest.raises(InputError, match="unknown device"):
+        parse_device("gpu")
