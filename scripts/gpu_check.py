@@ -67,6 +67,7 @@ def suppress_eos(tts):
     raw = tts.talker.logits
     eos = torch.tensor([tts.cfg.talker.codec_eos_token_id], device=tts.device)
     tts.talker.logits = lambda h: raw(h).index_fill(-1, eos, float("-inf"))
+    tts.talker._static_step = None  # graphs record the logits function: capture anew
     return raw
 
 
@@ -81,6 +82,28 @@ def timed(fn):
 def check(report, name, ok, **info):
     report["checks"].append(dict(name=name, ok=bool(ok), **info))
     print(f"[{'ok' if ok else 'FAIL'}] {name} {info}", file=sys.stderr, flush=True)
+    save(report)
+
+
+def save(report) -> None:
+    """Write the report as it stands (--json, $OUT/gpu_check.json): a crash or the device's time
+    limit later on still leaves every figure measured so far."""
+    text = json.dumps(report, indent=1)
+    for path in report.get("_paths", []):
+        Path(path).write_text(text)
+
+
+def guarded(report, what, fn, *args) -> None:
+    """fn(*args); an exception becomes a failed check (with its traceback) and the next model runs."""
+    import traceback
+
+    try:
+        fn(*args)
+    except Exception as e:  # noqa: BLE001 - one model's failure must not lose the others' figures
+        check(report, f"{what} raised", False, error=f"{type(e).__name__}: {e}",
+              traceback=traceback.format_exc(limit=8))
+    finally:
+        torch.cuda.empty_cache()
 
 
 def tiny_checks(report, model, root):
@@ -102,8 +125,10 @@ def tiny_checks(report, model, root):
     raw = tts.talker.logits
     eos = torch.tensor([tts.cfg.talker.codec_eos_token_id], device=tts.device)
     tts.talker.logits = lambda h: raw(h).index_fill(-1, eos, 1e3)
+    tts.talker._static_step = None  # graphs record the logits function: capture anew
     f = run(tts, p, greedy, 50, True)
     tts.talker.logits = raw
+    tts.talker._static_step = None
     check(report, f"{model} tiny forced EOS with graphs", f[1] == "eos" and f[0].shape[0] == 2)
     prompts = [tts.prompt(t, language="english", **kw) for t in TEXTS]
     caps = [30, 45, 20, 38]
@@ -155,7 +180,8 @@ def flash_checks(report, model, tts, p, greedy):
 def check_bf16_logits(report, name, a, b):
     """Talker logits of two runs over the steps fed the same first codes (up to the first
     divergence) within bf16 tolerance."""
-    agree = int((a[0][:, 0] == b[0][:, 0]).cumprod(0).sum()) if len(a[0]) and len(b[0]) else 0
+    m = min(len(a[0]), len(b[0]))  # one run may end at EOS earlier
+    agree = int((a[0][:m, 0] == b[0][:m, 0]).cumprod(0).sum()) if m else 0
     n = max(1, min(agree, a[2].shape[0], b[2].shape[0]))
     scale = float(a[2][:n].abs().max())
     diff = float((a[2][:n] - b[2][:n]).abs().max())
@@ -225,6 +251,7 @@ def full_checks(report, model, root, frames, batch):
     suppress_eos(tts)
     sampled = tts.sampling()
     timings = dict(model=model, dtype="bfloat16", frames=frames, flash_attn=flash_used(tts))
+    report["timings"].append(timings)  # filled in below, saved after each block
     variants = [(False, True), (True, True)]  # (graphs, flash-attn when installed)
     if timings["flash_attn"]:
         variants.insert(1, (True, False))
@@ -236,6 +263,7 @@ def full_checks(report, model, root, frames, batch):
         key = ("graphs" if graphs else "eager") + ("_sdpa" if timings["flash_attn"] and not flash else "")
         timings[f"{key}_ms_per_frame"] = 1000 * dt / frames
         timings[f"{key}_xrt_generation"] = frames * FRAME_S / dt
+        save(report)
     timings["graphs_op_by_op_ms_per_frame"] = unfused_ms
     timings["capture_s"] = getattr(getattr(tts.talker, "_static_step", None), "capture_s", 0.0)
     _, dt = timed(lambda: tts.decode(codes))
@@ -247,10 +275,11 @@ def full_checks(report, model, root, frames, batch):
     _, dt = timed(lambda: generate_batch(*args, seeds=list(range(batch))))
     timings[f"batch{batch}_aggregate_xrt_generation"] = batch * frames * FRAME_S / dt
     timings[f"batch{batch}_ms_per_step"] = 1000 * dt / frames
+    save(report)
     stream_timings(tts, kw, timings)
     timings["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    report["timings"].append(timings)
     print(json.dumps(timings), file=sys.stderr, flush=True)
+    save(report)
 
 
 def stream_timings(tts, kw, timings, trials=3, frames=24):
@@ -327,16 +356,16 @@ def main(argv=None) -> int:
     import importlib.util
 
     report["flash_attn_installed"] = importlib.util.find_spec("flash_attn") is not None
+    paths = [a.json, Path(os.environ["OUT"]) / "gpu_check.json" if os.environ.get("OUT") else None]
+    report["_paths"] = [str(p) for p in paths if p is not None]
     with tempfile.TemporaryDirectory(dir=a.workdir) as tmp:
         root = Path(tmp)
         for model in filter(None, a.tiny.split(",")):
-            tiny_checks(report, model, root)
+            guarded(report, f"{model} tiny checks", tiny_checks, report, model, root)
         for model in filter(None, a.full.split(",")):
-            full_checks(report, model, root, a.frames, a.batch)
-    text = json.dumps(report, indent=1)
-    print(text)
-    for path in filter(None, [a.json, Path(os.environ["OUT"]) / "gpu_check.json" if os.environ.get("OUT") else None]):
-        path.write_text(text)
+            guarded(report, f"{model} full checks", full_checks, report, model, root, a.frames, a.batch)
+    save(report)
+    print(json.dumps({k: v for k, v in report.items() if k != "_paths"}, indent=1))
     return 0 if all(c["ok"] for c in report["checks"]) else 1
 
 
