@@ -81,7 +81,8 @@ class StaticFrameStep:
         self.cp_logits = torch.zeros(batch, predictor.n_groups - 1, predictor.cfg.vocab_size,
                                      dtype=torch.float32, device=device)
         n_gen = batch if batched else 1
-        self.generators = [torch.Generator(device=device) for _ in range(n_gen)]
+        # The meta device (shape-only runs: tests, scripts/frame_ops.py) has no generators.
+        self.generators = [None if device.type == "meta" else torch.Generator(device=device) for _ in range(n_gen)]
         gen = self.generators if batched else self.generators[0]
         self.cp_kw = dict(do_sample=settings.subtalker_dosample, temperature=settings.subtalker_temperature,
                           top_k=settings.subtalker_top_k, top_p=settings.subtalker_top_p, generator=gen)

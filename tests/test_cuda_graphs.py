@@ -116,19 +116,9 @@ def test_cuda_graph_replay_equals_eager(tiny_checkpoint):
     assert torch.equal(*seeded)
 
 
-def _meta_generators(monkeypatch):
-    # Generators exist only for CPU and accelerators; on the meta device sampling draws without one.
-    real = torch.Generator
-
-    def generator(device="cpu"):
-        return None if torch.device(device).type == "meta" else real(device)
-
-    monkeypatch.setattr(torch, "Generator", generator)
-
-
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("greedy", [True, False])
-def test_captured_frame_body_needs_no_host(tiny_checkpoint, monkeypatch, batch, greedy):
+def test_captured_frame_body_needs_no_host(tiny_checkpoint, batch, greedy):
     # What a CUDA graph records must not read a value back to the host (.item(), a Python branch
     # on a tensor, nonzero), nor touch a host tensor: either fails the capture or is frozen into
     # it. The meta device has no data, so any of those raises here, without a GPU.
@@ -136,7 +126,6 @@ def test_captured_frame_body_needs_no_host(tiny_checkpoint, monkeypatch, batch, 
     meta = torch.device("meta")
     tts.talker.to(meta)
     tts.predictor.to(meta)
-    _meta_generators(monkeypatch)
     settings = tts.sampling(greedy=greedy, subtalker_top_p=0.9)  # the sort path too
     tts.talker.setup_cache(batch, 8, meta, torch.float32)
     tts.predictor.setup_cache(batch, meta, torch.float32)
@@ -164,3 +153,28 @@ def test_new_caches_mean_new_graphs_even_at_the_old_addresses(tts, monkeypatch):
     assert grown is not step
     tts.predictor.setup_cache(tts.predictor.max_batch + 1, dev, dt)  # a bigger batch: a new cache
     assert cuda_graphs.frame_step(tts.talker, tts.predictor, 1, settings, dev, dt, False, capture=False) is not grown
+
+
+def test_fused_ops_shrink_the_captured_frame(tiny_checkpoint):
+    # scripts/frame_ops.py counts what the graph records (on meta, as bf16 on CUDA runs it): with
+    # the fused ops every RMSNorm is one call and each layer pass makes 4 products instead of 7.
+    import importlib.util
+    from pathlib import Path
+
+    from qwen3tts_cli.config import GenerationConfig, ModelConfig
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "frame_ops.py"
+    spec = importlib.util.spec_from_file_location("frame_ops", path)
+    frame_ops = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(frame_ops)
+    folder = tiny_checkpoint("0.6B-CustomVoice")
+    cfg, gen = ModelConfig.from_file(folder / "config.json"), GenerationConfig.from_file(folder / "generation_config.json")
+    passes = cfg.talker.num_hidden_layers + 15 * cfg.talker.code_predictor.num_hidden_layers
+    norms = 4 * passes + 1 + 15  # per layer: input, q, k, post; final norms of the talker and 15 passes
+    fused, plain = (frame_ops.count(cfg, gen, f, greedy=True) for f in (True, False))
+    assert fused["rms_norm"] == norms and "rsqrt" not in fused and "pow" not in fused
+    assert plain["rsqrt"] == norms and "rms_norm" not in plain
+    # The codec head, each pass's head, and (1.7B) each pass's input projection.
+    other = 1 + 15 + 15 * (cfg.talker.code_predictor.hidden_size != cfg.talker.hidden_size)
+    assert plain["linear"] - other == 7 * passes and fused["linear"] - other == 4 * passes
+    assert sum(fused.values()) < 0.5 * sum(plain.values())
