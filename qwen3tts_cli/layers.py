@@ -71,21 +71,25 @@ def _inv_freq(head_dim: int, theta: float, device: torch.device) -> torch.Tensor
 
 def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float,
                  dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin of shape [*positions.shape, head_dim] in ``dtype`` (angles in fp32)."""
+    """The tables apply_rope takes: cos and sin of shape [*positions.shape, head_dim] in ``dtype``
+    (angles in fp32), the sin table's first half negated (see apply_rope)."""
     inv = _inv_freq(head_dim, float(theta), positions.device)
     freqs = positions.float().unsqueeze(-1) * inv
     emb = torch.cat((freqs, freqs), dim=-1)
-    return emb.cos().to(dtype), emb.sin().to(dtype)
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    sin = emb.sin().to(dtype)
+    half = head_dim // 2
+    return emb.cos().to(dtype), torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x [..., L, head_dim] with cos/sin broadcastable to it (e.g. [L, D] for x [B, heads, L, D])."""
-    return (x * cos) + (rotate_half(x) * sin)
+    """x [..., L, head_dim] rotated by rope_cos_sin's tables (broadcastable to x, e.g. [L, D] for
+    x [B, heads, L, D]).
+
+    The reference computes x*cos + rotate_half(x)*sin with rotate_half(x) = [-x2, x1]. Here the
+    minus sign lives in the table and the halves are only swapped: [x2, x1] * [-s, s] is the same
+    product bit for bit (a sign flip is exact), one kernel fewer per call."""
+    half = x.shape[-1] // 2
+    return (x * cos) + (torch.cat((x[..., half:], x[..., :half]), dim=-1) * sin)
 
 
 def attention_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int | None = None) -> torch.Tensor:

@@ -28,6 +28,21 @@ def test_rope_matches_direct_formula():
     torch.testing.assert_close(y[..., 0, :], x[..., 0, :])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rope_is_the_reference_formula_bit_for_bit(dtype):
+    # The reference: x*cos + rotate_half(x)*sin with rotate_half(x) = [-x2, x1] and the plain sin.
+    D, pos = 128, torch.arange(0, 4000, 7)
+    x = (torch.randn(2, 3, len(pos), D, generator=torch.Generator().manual_seed(1)) * 4).to(dtype)
+    inv = 1.0 / (1e6 ** (torch.arange(0, D, 2, dtype=torch.int64).float() / D))
+    emb = torch.cat([pos.float()[:, None] * inv] * 2, dim=-1)
+    cos, sin = emb.cos().to(dtype), emb.sin().to(dtype)
+    x1, x2 = x[..., :D // 2], x[..., D // 2:]
+    want = x * cos + torch.cat((-x2, x1), dim=-1) * sin
+    tables = rope_cos_sin(pos, D, 1e6, dtype)
+    assert torch.equal(tables[0], cos) and torch.equal(tables[1][..., D // 2:], sin[..., D // 2:])
+    assert torch.equal(apply_rope(x, *tables), want)
+
+
 def test_rope_cos_sin_cast_to_activation_dtype():
     pos = torch.arange(300)
     c32, s32 = rope_cos_sin(pos, 128, 1e6, torch.float32)
