@@ -288,6 +288,8 @@ def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dty
     kw = _prompt_kwargs(tts)
     settings = _bench_settings(tts)
     prompt = tts.prompt(text, **kw)
+    if dev.type == "cuda":
+        warmup = max(warmup, frames)  # see the warm-up below
     out: dict = {
         "model": model, "random_weights": random_weights, "model_type": tts.model_type,
         "device": dev.type, "device_name": device_name(dev), "dtype": str(tts.dtype).replace("torch.", ""),
@@ -299,9 +301,6 @@ def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dty
     # Warm-up: first calls allocate caches, pick kernels and (CUDA) capture graphs. On CUDA it runs
     # the measured frame count: the cache is sized for it and every bucket's graph is captured
     # (a shorter warm-up would leave re-allocation and captures inside the timed run).
-    if dev.type == "cuda":
-        warmup = max(warmup, frames)
-    out["warmup_frames"] = warmup
     t = time.perf_counter()
     _run_frames(tts, prompt, settings, max(2, warmup))
     _sync(dev)

@@ -38,9 +38,10 @@ def fused_ops(device: torch.device, dtype: torch.dtype) -> bool:
 
     At batch 1 a CUDA frame is bound by kernel count, not bytes (~400 RMSNorms of 8 kernels each,
     103 layer passes of 3 + 2 projections). ``F.rms_norm`` is one kernel where torch has the fused
-    CUDA one (aten::_fused_rms_norm, in releases since mid-2025); older ones decompose it. The fused forms round once where the reference rounds
-    after each op (at most an ulp of bf16 apart), inside the half-precision mode's own error. fp32
-    keeps the reference's arithmetic, so that greedy codes stay the reference's."""
+    CUDA one (aten::_fused_rms_norm, in releases since mid-2025); older ones decompose it. The
+    fused forms round once where the reference rounds after each op (at most an ulp of bf16 apart),
+    inside the half-precision mode's own error. fp32 keeps the reference's arithmetic, so that
+    greedy codes stay the reference's."""
     return device.type == "cuda" and dtype in (torch.float16, torch.bfloat16) and _fused_ops_enabled()
 
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from qwen3tts_cli import audio
 from qwen3tts_cli.audio import WavWriter, pcm16, write_wav
 from qwen3tts_cli.errors import InputError
 
