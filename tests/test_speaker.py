@@ -61,7 +61,13 @@ def test_log_mel_matches_reference(goldens):
         mel = log_mel(wav)
         want = ref[f"mel/{name}"]
         assert mel.dtype == torch.float32 and mel.shape == (len(wav) // 256, 128) == want.shape, name
-        assert np.abs(mel.numpy() - want).max() <= 1e-4, name
+        # CPUs' FFT kernels round differently (MKL on Intel vs AMD): ~1e-6 in the mel energies,
+        # which the log turns into up to 1e-2 in bins near the 1e-5 floor. Energies are compared
+        # as energies, and their logs wherever the energy is well above the floor.
+        got64, want64 = mel.numpy().astype(np.float64), want.astype(np.float64)
+        assert np.abs(np.exp(got64) - np.exp(want64)).max() <= 2e-6, name
+        loud = np.exp(want64) > 1e-3
+        assert loud.mean() > 0.1 and np.abs(got64 - want64)[loud].max() <= 1e-4, name
 
 
 def test_log_mel_floor_and_bad_input():
