@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from qwen3tts_cli import cuda_graphs, layers
-from qwen3tts_cli.code_predictor import CodePredictor
-from qwen3tts_cli.config import GenerationConfig, ModelConfig
-from qwen3tts_cli.linear import fuse_float_projections
-from qwen3tts_cli.sampling import SamplingSettings
-from qwen3tts_cli.talker import Talker
+from qwen3tts_cli.model import cuda_graphs, layers
+from qwen3tts_cli.model.code_predictor import CodePredictor
+from qwen3tts_cli.io.config import GenerationConfig, ModelConfig
+from qwen3tts_cli.model.linear import fuse_float_projections
+from qwen3tts_cli.model.sampling import SamplingSettings
+from qwen3tts_cli.model.talker import Talker
 
 METADATA = Path(__file__).resolve().parents[1].parent / "shared" / "model-metadata"
 # Operations that only re-describe memory: no kernel.

@@ -135,7 +135,7 @@ def stereo44k_to_24k(tmp: Path) -> np.ndarray:
     """The user path: a 44.1 kHz stereo float WAV, read + mixed to mono, resampled to 24 kHz."""
     import soundfile as sf
 
-    from qwen3tts_cli.resample import load_audio, resample
+    from qwen3tts_cli.io.resample import load_audio, resample
 
     path = tmp / "stereo44k.wav"
     sf.write(str(path), stereo_source(), SR_STEREO, subtype="FLOAT")
@@ -157,8 +157,8 @@ def as_float(x: np.ndarray) -> np.ndarray:
 
 def check_cases(e2e: dict, work: Path) -> str | None:
     """Our tokenizer (both split regexes) must give the prompt ids the reference used."""
-    from qwen3tts_cli.prompt import assistant_text, ref_text_template
-    from qwen3tts_cli.text import TextTokenizer
+    from qwen3tts_cli.engine.prompt import assistant_text, ref_text_template
+    from qwen3tts_cli.text.tokenizer import TextTokenizer
 
     for c in CASES:
         key = f"clone/{c['name']}"
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
     add_golden_options(ap, DEFAULT_OUT)
     args = ap.parse_args(argv)
 
-    from qwen3tts_cli.checkpoint import build_checkpoint
+    from qwen3tts_cli.io.checkpoint import build_checkpoint
 
     python = reference_python(args.refvenv)
 

@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", nargs="+", choices=SIZES, default=list(SIZES))
     args = ap.parse_args(argv)
 
-    from qwen3tts_cli.checkpoint import build_checkpoint
+    from qwen3tts_cli.io.checkpoint import build_checkpoint
 
     python = reference_python(args.refvenv)
 

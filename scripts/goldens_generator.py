@@ -97,8 +97,8 @@ CASES = [
 
 def _check_regexes(case: dict, ckpt: Path, rec: dict) -> bool:
     """Our local-path ids must equal the reference's; returns whether qwen2 gives the same ids."""
-    from qwen3tts_cli.prompt import assistant_text, instruct_text
-    from qwen3tts_cli.text import TextTokenizer
+    from qwen3tts_cli.engine.prompt import assistant_text, instruct_text
+    from qwen3tts_cli.text.tokenizer import TextTokenizer
 
     pairs = [(assistant_text(case["text"]), rec["target_ids"])]
     if rec.get("instruct_ids"):
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     add_golden_options(ap, DEFAULT_OUT, cases=True)
     args = ap.parse_args(argv)
 
-    from qwen3tts_cli.checkpoint import build_checkpoint
+    from qwen3tts_cli.io.checkpoint import build_checkpoint
 
     py = reference_python(args.refvenv)
     cases = [c for c in CASES if args.only is None or c["name"] in args.only]

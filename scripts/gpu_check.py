@@ -31,10 +31,10 @@ from pathlib import Path
 
 import torch
 
-from qwen3tts_cli.batch import generate_batch
-from qwen3tts_cli.checkpoint import build_checkpoint
-from qwen3tts_cli.engine import load_tts
-from qwen3tts_cli.generate import FrameLog, iter_frames
+from qwen3tts_cli.model.batch import generate_batch
+from qwen3tts_cli.io.checkpoint import build_checkpoint
+from qwen3tts_cli.engine.tts import load_tts
+from qwen3tts_cli.model.generate import FrameLog, iter_frames
 
 FRAME_S = 0.08
 TEXT = "The quick brown fox jumps over the lazy dog, and then it runs far away into the quiet forest."
@@ -150,7 +150,7 @@ def tiny_checks(report, model, root):
 
 def set_flash(tts, on: bool) -> None:
     """flash-attn on or off for the next calls (graphs are captured anew)."""
-    from qwen3tts_cli import layers
+    from qwen3tts_cli.model import layers
 
     os.environ[layers.FLASH_ENV] = "1" if on else "0"
     layers._flash_attn_with_kvcache.cache_clear()
@@ -158,7 +158,7 @@ def set_flash(tts, on: bool) -> None:
 
 
 def flash_used(tts) -> bool:
-    from qwen3tts_cli import layers
+    from qwen3tts_cli.model import layers
 
     q = torch.zeros(1, 1, 1, 8, dtype=tts.dtype, device=tts.device)
     return layers.flash_attention_for(q, layers.CacheSpan(q, q)) is not None
@@ -193,7 +193,7 @@ def fusion_checks(report, model, folder, fused_run, frames) -> float:
     """The bf16 model with the reference's op-by-op arithmetic (QWEN3TTS_FUSED_OPS=0: RMSNorm
     written out, q/k/v and gate/up as three and two products): its graph run's logits vs the fused
     default's within bf16 tolerance; returns its ms per frame with graphs (timed as the default's)."""
-    from qwen3tts_cli import layers
+    from qwen3tts_cli.model import layers
 
     def fused(on: bool):
         os.environ[layers.FUSED_ENV] = "1" if on else "0"

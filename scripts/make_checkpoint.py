@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 
-from qwen3tts_cli.checkpoint import MODELS, SIZES, build_checkpoint
+from qwen3tts_cli.io.checkpoint import MODELS, SIZES, build_checkpoint
 
 
 def main(argv=None) -> int:

@@ -12,8 +12,8 @@ import argparse
 import json
 import sys
 
-from qwen3tts_cli.bench import precision_error
-from qwen3tts_cli.engine import load_tts, parse_precision
+from qwen3tts_cli.bench.speed import precision_error
+from qwen3tts_cli.engine.tts import load_tts, parse_precision
 
 
 def main(argv=None) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from qwen3tts_cli.checkpoint import build_checkpoint
+from qwen3tts_cli.io.checkpoint import build_checkpoint
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -44,7 +44,7 @@ def reuse_loaded_models(request, monkeypatch):
     """CLI tests: every run would load its tiny model again (~1 s of tokenizer setup); reuse them.
 
     The cache lives for one test unless the module defines ``_loaded_models = {}`` to share it."""
-    from qwen3tts_cli import engine
+    from qwen3tts_cli.engine import tts as engine
 
     cache = getattr(request.module, "_loaded_models", None)
     if cache is None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from qwen3tts_cli.audio import WavWriter, pcm16, write_wav
+from qwen3tts_cli.io.audio import WavWriter, pcm16, write_wav
 from qwen3tts_cli.errors import InputError
 
 
@@ -110,7 +110,7 @@ def test_engine_and_sample_rate_need_no_soundfile():
     import sys
 
     code = ("import sys; sys.modules['soundfile'] = None\n"
-            "from qwen3tts_cli import audio, engine, bench\n"
+            "from qwen3tts_cli import engine\nfrom qwen3tts_cli.bench import speed\nfrom qwen3tts_cli.io import audio\n"
             "print(audio.SAMPLE_RATE, audio.pcm16([0.5]).hex())\n"
             "try:\n    audio.wav_bytes([0.0])\nexcept ImportError:\n    print('wav needs soundfile')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

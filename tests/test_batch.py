@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from qwen3tts_cli.batch import generate_batch, left_pad_batch
-from qwen3tts_cli.engine import load_tts
-from qwen3tts_cli.guard import GuardSettings
+from qwen3tts_cli.model.batch import generate_batch, left_pad_batch
+from qwen3tts_cli.engine.tts import load_tts
+from qwen3tts_cli.engine.guard import GuardSettings
 
 EOS = 2150
 TEXTS = ["Hi.", "Hello there, world, this is a much longer sentence than the first.", "Good morning to you."]
@@ -105,8 +105,8 @@ def test_synthesize_batch_equals_synthesize_with_split_and_guard(tiny_checkpoint
     """Long text is split into chunk rows (seed + i per chunk) and the runaway guard watches each
     row, so every text's result equals synthesize() of it alone; each row's cap (and so its cache
     room) is its guard's budget + 1 frame, not the global cap."""
-    from qwen3tts_cli import batch
-    from qwen3tts_cli.guard import frame_budget
+    from qwen3tts_cli.model import batch
+    from qwen3tts_cli.engine.guard import frame_budget
 
     tts = load_tts(tiny_checkpoint("0.6B-CustomVoice"))
     guard = GuardSettings(floor_frames=3, frames_per_unit=0.2)  # tiny budgets: some rows trip

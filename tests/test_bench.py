@@ -8,10 +8,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from qwen3tts_cli.bench import copy_bandwidth, load_random, precision_error, weight_bytes_per_frame
-from qwen3tts_cli.cli import app
-from qwen3tts_cli.config import ModelConfig
-from qwen3tts_cli.engine import load_tts
+from qwen3tts_cli.bench.speed import copy_bandwidth, load_random, precision_error, weight_bytes_per_frame
+from qwen3tts_cli.cli.main import app
+from qwen3tts_cli.io.config import ModelConfig
+from qwen3tts_cli.engine.tts import load_tts
 
 runner = CliRunner()
 MODEL = "0.6B-CustomVoice"
@@ -107,7 +107,7 @@ def test_random_weights_equal_the_checkpoint_of_the_same_seed(folder):
 def test_random_weights_cli_with_an_official_name_needs_no_files():
     """A known repo's real config from the packaged metadata (0.6B at full size would take GBs;
     its shapes are checked without building the weights)."""
-    from qwen3tts_cli.bench import _config_source
+    from qwen3tts_cli.bench.speed import _config_source
 
     config, tok, gen, codec = _config_source(MODEL)
     assert config.is_file() and (tok / "vocab.json").is_file() and codec.is_file()
@@ -161,8 +161,8 @@ def test_precision_error_of_identical_models_is_zero(folder):
 
 def test_teacher_forcing_reproduces_the_greedy_run(folder):
     """Fed its own greedy codes, a model's logits are those of the free run (same argmaxes)."""
-    from qwen3tts_cli.bench import _bench_settings, _prompt_kwargs, _teacher_forced
-    from qwen3tts_cli.generate import generate_frames
+    from qwen3tts_cli.bench.speed import _bench_settings, _prompt_kwargs, _teacher_forced
+    from qwen3tts_cli.model.generate import generate_frames
 
     tts = load_tts(folder, "cpu", "float32")
     p = tts.prompt("Teacher forcing.", **_prompt_kwargs(tts))

@@ -8,8 +8,8 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from qwen3tts_cli.audio import pcm16
-from qwen3tts_cli.cli import app
+from qwen3tts_cli.io.audio import pcm16
+from qwen3tts_cli.cli.main import app
 from qwen3tts_cli.codec import CodecDecoder
 
 runner = CliRunner()

@@ -8,9 +8,9 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from qwen3tts_cli.cli import app
+from qwen3tts_cli.cli.main import app
 from qwen3tts_cli.codec.encoder import CodecEncoder
-from qwen3tts_cli.resample import resample
+from qwen3tts_cli.io.resample import resample
 
 runner = CliRunner()
 

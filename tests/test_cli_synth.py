@@ -10,10 +10,11 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from qwen3tts_cli import cli, engine
-from qwen3tts_cli.audio import pcm16
-from qwen3tts_cli.cli import app
-from qwen3tts_cli.engine import load_tts
+from qwen3tts_cli.cli import main as cli
+from qwen3tts_cli.engine import tts as engine
+from qwen3tts_cli.io.audio import pcm16
+from qwen3tts_cli.cli.main import app
+from qwen3tts_cli.engine.tts import load_tts
 
 runner = CliRunner()
 TEXT = "Hello there, world."
@@ -275,7 +276,7 @@ def test_ctrl_c_during_generation_exits_130(cv_path, tmp_path, monkeypatch):
 
 
 def test_ctrl_c_while_writing_keeps_the_old_file(cv_path, tmp_path, monkeypatch):
-    from qwen3tts_cli.audio import WavWriter
+    from qwen3tts_cli.io.audio import WavWriter
 
     real = WavWriter.write
 

@@ -10,8 +10,8 @@ import soundfile as sf
 from clone_goldens import golden_checkpoint, load_goldens
 from typer.testing import CliRunner
 
-from qwen3tts_cli.cli import app
-from qwen3tts_cli.voice import load_voice
+from qwen3tts_cli.cli.main import app
+from qwen3tts_cli.voice.clone import load_voice
 
 runner = CliRunner()
 REF_TEXT = "This is a short sample of my own voice."
@@ -25,7 +25,7 @@ def base06(tiny_checkpoint):
 @pytest.fixture(scope="module")
 def ref_wav(tmp_path_factory):
     """The golden "voice" signal as a 48 kHz stereo file (so the CLI resamples and mixes it)."""
-    from qwen3tts_cli.resample import resample
+    from qwen3tts_cli.io.resample import resample
 
     x = resample(load_goldens()[0]["voice"], 24000, 48000)
     path = tmp_path_factory.mktemp("ref") / "ref.wav"

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from qwen3tts_cli.code_predictor import CodePredictor
-from qwen3tts_cli.engine import load_tts
-from qwen3tts_cli.layers import attention_mask, rope_cos_sin
-from qwen3tts_cli.sampling import make_generator
-from qwen3tts_cli.weights import expected_model_tensors
+from qwen3tts_cli.model.code_predictor import CodePredictor
+from qwen3tts_cli.engine.tts import load_tts
+from qwen3tts_cli.model.layers import attention_mask, rope_cos_sin
+from qwen3tts_cli.model.sampling import make_generator
+from qwen3tts_cli.io.weights import expected_model_tensors
 
 
 @pytest.fixture(scope="module", params=["0.6B-CustomVoice", "1.7B-CustomVoice"])

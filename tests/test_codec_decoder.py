@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from qwen3tts_cli.checkpoint import build_checkpoint
+from qwen3tts_cli.io.checkpoint import build_checkpoint
 from qwen3tts_cli.codec import CHUNK_FRAMES, LEFT_CONTEXT_FRAMES, CodecDecoder, check_codes, chunk_grid
 from qwen3tts_cli.codec.decoder import CausalConv1d, CausalConvTranspose1d, SnakeBeta
 from qwen3tts_cli.errors import InputError, ModelError

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from qwen3tts_cli.codec.encoder import CodecEncoder, nearest_code
-from qwen3tts_cli.config import CodecConfig
+from qwen3tts_cli.io.config import CodecConfig
 from qwen3tts_cli.errors import InputError, ModelError
-from qwen3tts_cli.weights import expected_codec_tensors, load_safetensors, write_safetensors
+from qwen3tts_cli.io.weights import expected_codec_tensors, load_safetensors, write_safetensors
 
 from clone_goldens import META, MODELS, golden_checkpoint, load_goldens
 

@@ -191,7 +191,7 @@ def test_graph_replays_equal_the_eager_stream(codec, monkeypatch):
     # CUDA graphs cannot be captured on a CPU: a stand-in records nothing and replays by calling
     # the function again, but goes through the same steps (warm-up call, undo, capture, replay
     # into the captured output), so the states' snapshot/restore and the dispatch are what is tested.
-    from qwen3tts_cli import cuda_graphs
+    from qwen3tts_cli.model import cuda_graphs
     from qwen3tts_cli.codec import streaming
 
     class Replay:

@@ -4,11 +4,11 @@ frames of the normal loop; on CUDA (skipped here without one) the replays must t
 import pytest
 import torch
 
-from qwen3tts_cli import cuda_graphs
-from qwen3tts_cli.batch import generate_batch
-from qwen3tts_cli.cuda_graphs import iter_frames_static, use_cuda_graphs
-from qwen3tts_cli.engine import load_tts
-from qwen3tts_cli.generate import FrameLog, iter_frames
+from qwen3tts_cli.model import cuda_graphs
+from qwen3tts_cli.model.batch import generate_batch
+from qwen3tts_cli.model.cuda_graphs import iter_frames_static, use_cuda_graphs
+from qwen3tts_cli.engine.tts import load_tts
+from qwen3tts_cli.model.generate import FrameLog, iter_frames
 
 EOS = 2150
 TEXT = "Hello there, world."
@@ -161,7 +161,7 @@ def test_fused_ops_shrink_the_captured_frame(tiny_checkpoint):
     import importlib.util
     from pathlib import Path
 
-    from qwen3tts_cli.config import GenerationConfig, ModelConfig
+    from qwen3tts_cli.io.config import GenerationConfig, ModelConfig
 
     path = Path(__file__).resolve().parents[1] / "scripts" / "frame_ops.py"
     spec = importlib.util.spec_from_file_location("frame_ops", path)

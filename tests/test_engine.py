@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from qwen3tts_cli.codec import CodecDecoder
-from qwen3tts_cli.engine import SynthesisResult, load_tts
+from qwen3tts_cli.engine.tts import SynthesisResult, load_tts
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_bf16_talker_keeps_fp32_decoder(tiny_checkpoint):
 
 
 def test_no_frames_gives_empty_audio_and_a_warning(cv, monkeypatch):
-    from qwen3tts_cli import engine
+    from qwen3tts_cli.engine import tts as engine
     def no_frames(*a, **k):
         return "eos"
         yield
@@ -105,7 +105,7 @@ def test_no_frames_gives_empty_audio_and_a_warning(cv, monkeypatch):
 def test_parse_device_indexes_cuda(monkeypatch):
     # Tensors on CUDA report cuda:N; an unindexed "cuda" must become the same, or cache checks
     # comparing devices never match. Without CUDA, asking for it is a usage error.
-    from qwen3tts_cli.engine import parse_device
+    from qwen3tts_cli.engine.tts import parse_device
     from qwen3tts_cli.errors import InputError
 
     assert parse_device("cpu") == torch.device("cpu")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from qwen3tts_cli.audio import pcm16
-from qwen3tts_cli.engine import DEFAULT_STREAM_SCHEDULE, load_tts
+from qwen3tts_cli.io.audio import pcm16
+from qwen3tts_cli.engine.tts import DEFAULT_STREAM_SCHEDULE, load_tts
 from qwen3tts_cli.errors import InputError
 
 HOP = 1920
@@ -96,7 +96,7 @@ def test_warm_up_captures_what_the_first_stream_would(tiny_checkpoint, monkeypat
     # undoing that call as a real capture would not run it) and replays by calling it again. What
     # is tested: the warm-up covers the buckets and push sizes of a stream that follows (nothing is
     # captured during it), and the throwaway keys the captures wrote change nothing.
-    from qwen3tts_cli import cuda_graphs
+    from qwen3tts_cli.model import cuda_graphs
     from qwen3tts_cli.codec import streaming
 
     tts = load_tts(tiny_checkpoint("0.6B-CustomVoice"))

@@ -8,12 +8,12 @@ kernel with SDPA."""
 import pytest
 import torch
 
-from qwen3tts_cli import cuda_graphs, layers
-from qwen3tts_cli.batch import generate_batch
-from qwen3tts_cli.cuda_graphs import iter_frames_static
-from qwen3tts_cli.engine import load_tts
-from qwen3tts_cli.generate import FrameLog, iter_frames
-from qwen3tts_cli.layers import Attention, CacheSpan, KVCache, attention_mask, rope_cos_sin
+from qwen3tts_cli.model import cuda_graphs, layers
+from qwen3tts_cli.model.batch import generate_batch
+from qwen3tts_cli.model.cuda_graphs import iter_frames_static
+from qwen3tts_cli.engine.tts import load_tts
+from qwen3tts_cli.model.generate import FrameLog, iter_frames
+from qwen3tts_cli.model.layers import Attention, CacheSpan, KVCache, attention_mask, rope_cos_sin
 
 EOS = 2150
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from qwen3tts_cli import engine
-from qwen3tts_cli.engine import load_tts
-from qwen3tts_cli.guard import DEFAULT_SETTINGS, GuardSettings, RunawayGuard, frame_budget, spoken_units
+from qwen3tts_cli.engine import tts as engine
+from qwen3tts_cli.engine.tts import load_tts
+from qwen3tts_cli.engine.guard import DEFAULT_SETTINGS, GuardSettings, RunawayGuard, frame_budget, spoken_units
 
 
 def frames_of(first_codes, seed=0):

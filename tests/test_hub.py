@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save as save_safetensors
 
-from qwen3tts_cli import hub
+from qwen3tts_cli.io import hub
 from qwen3tts_cli.errors import DownloadError, ModelError
 
 REPO = "tester/Tiny-TTS"
@@ -366,7 +366,7 @@ def run_cli(args, env_extra, tmp_path):
 
 
 def test_cli_lists_the_official_repos(tmp_path):
-    from qwen3tts_cli.repos import KNOWN_REPOS
+    from qwen3tts_cli.io.repos import KNOWN_REPOS
     r = run_cli(["download"], {}, tmp_path)
     assert r.returncode == 0, r.stderr
     for repo in KNOWN_REPOS:

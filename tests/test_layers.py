@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from qwen3tts_cli.layers import (Attention, DecoderBlock, KVCache, RMSNorm, apply_rope, attention_mask,
+from qwen3tts_cli.model.layers import (Attention, DecoderBlock, KVCache, RMSNorm, apply_rope, attention_mask,
                                  rope_cos_sin)
 
 
@@ -82,7 +82,7 @@ def test_rmsnorm_fp32_is_the_official_formula_bit_for_bit(shape):
 
 @pytest.fixture
 def fused_env(monkeypatch):
-    from qwen3tts_cli import layers
+    from qwen3tts_cli.model import layers
 
     def set_env(value):
         monkeypatch.setenv(layers.FUSED_ENV, value)
@@ -94,7 +94,7 @@ def fused_env(monkeypatch):
 
 
 def test_fused_ops_only_in_half_precision_on_cuda(fused_env):
-    from qwen3tts_cli.layers import fused_ops
+    from qwen3tts_cli.model.layers import fused_ops
 
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     fused_env("1")
@@ -110,7 +110,7 @@ def test_rmsnorm_fused_form_is_one_call_within_a_bf16_ulp(monkeypatch):
     # before the weight multiply moves a value by at most one bf16 ulp.
     import torch.nn.functional as F
 
-    from qwen3tts_cli import layers
+    from qwen3tts_cli.model import layers
 
     g = torch.Generator().manual_seed(2)
     n = RMSNorm(1024, 1e-6)

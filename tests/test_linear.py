@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qwen3tts_cli.engine import load_tts
-from qwen3tts_cli.linear import Int8Linear, PackedLinear, W8A8Linear, accelerate_cpu, weight_bytes
+from qwen3tts_cli.engine.tts import load_tts
+from qwen3tts_cli.model.linear import Int8Linear, PackedLinear, W8A8Linear, accelerate_cpu, weight_bytes
 
 MODEL = "0.6B-CustomVoice"
 
@@ -73,7 +73,7 @@ def test_int8_keeps_output_heads_in_float(tiny_checkpoint):
 def greedy_pair(tiny_checkpoint, monkeypatch_module):
     """The tiny model with plain nn.Linear, and with every bias-free linear on the oneDNN kernel
     (the size threshold lowered so that the tiny shapes use it too)."""
-    import qwen3tts_cli.linear as linear
+    import qwen3tts_cli.model.linear as linear
 
     folder = tiny_checkpoint(MODEL)
     monkeypatch_module.setattr(linear, "MIN_PACKED_ELEMENTS", 0)
@@ -141,8 +141,8 @@ def test_fused_projections_give_the_unfused_results(quantize, monkeypatch):
     activation scale of the same input make it the same arithmetic as three (two) products."""
     import copy
 
-    import qwen3tts_cli.linear as linear
-    from qwen3tts_cli.layers import DecoderBlock, KVCache, rope_cos_sin
+    import qwen3tts_cli.model.linear as linear
+    from qwen3tts_cli.model.layers import DecoderBlock, KVCache, rope_cos_sin
 
     torch.manual_seed(3)
     dtype = torch.bfloat16 if quantize == "int8" else torch.float32
@@ -172,7 +172,7 @@ def test_fused_projections_give_the_unfused_results(quantize, monkeypatch):
 
 
 def test_cpu_linear_matches_f_linear_and_switches_off(monkeypatch):
-    from qwen3tts_cli.linear import cpu_kernels_enabled, cpu_linear
+    from qwen3tts_cli.model.linear import cpu_kernels_enabled, cpu_linear
 
     g = torch.Generator().manual_seed(5)
     x = torch.randn(3, 64, generator=g)
@@ -193,7 +193,7 @@ def test_cpu_linear_matches_f_linear_and_switches_off(monkeypatch):
 def test_float_fusion_keeps_the_models_results(tiny_checkpoint, monkeypatch):
     """What build_tts does on CUDA in bf16, run on CPU in fp32 (plain nn.Linear both ways): one
     product over the concatenated weights gives the three products' values, so greedy codes match."""
-    import qwen3tts_cli.layers as layers
+    import qwen3tts_cli.model.layers as layers
 
     monkeypatch.setenv("QWEN3TTS_CPU_KERNELS", "0")
     split = load_tts(tiny_checkpoint(MODEL), "cpu", "float32")

@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from qwen3tts_cli.cli import app
+from qwen3tts_cli.cli.main import app
 
 GOLDENS = Path(__file__).parent / "fixtures" / "goldens" / "synth"
 MAX_ABS = 1e-4
@@ -50,7 +50,7 @@ def test_goldens_present_and_small():
 
 @pytest.fixture(scope="module")
 def engines(tiny_checkpoint):
-    from qwen3tts_cli.engine import load_tts
+    from qwen3tts_cli.engine.tts import load_tts
 
     cache = {}
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from qwen3tts_cli.config import ModelConfig
+from qwen3tts_cli.io.config import ModelConfig
 from qwen3tts_cli.errors import InputError
-from qwen3tts_cli.prompt import XVECTOR, SynthesisRequest, build_prompt, instruct_text
-from qwen3tts_cli.repos import metadata_dir
-from qwen3tts_cli.text import TextTokenizer
+from qwen3tts_cli.engine.prompt import XVECTOR, SynthesisRequest, build_prompt, instruct_text
+from qwen3tts_cli.io.repos import metadata_dir
+from qwen3tts_cli.text.tokenizer import TextTokenizer
 
 META = metadata_dir()
 GOLDENS = Path(__file__).parent / "fixtures" / "goldens" / "generator"
@@ -286,7 +286,7 @@ def test_prompt_ids_and_row_counts_match_reference(name):
 
 @pytest.fixture(scope="module")
 def tiny_models(tiny_checkpoint):
-    from qwen3tts_cli.engine import load_tts
+    from qwen3tts_cli.engine.tts import load_tts
 
     cache = {}
 

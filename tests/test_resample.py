@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from qwen3tts_cli import resample as rs
+from qwen3tts_cli.io import resample as rs
 from qwen3tts_cli.errors import InputError
-from qwen3tts_cli.resample import load_audio, resample
+from qwen3tts_cli.io.resample import load_audio, resample
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDENS = ROOT / "tests" / "fixtures" / "goldens" / "clone"

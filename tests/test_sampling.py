@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from qwen3tts_cli.config import GenerationConfig
+from qwen3tts_cli.io.config import GenerationConfig
 from qwen3tts_cli.errors import InputError
-from qwen3tts_cli.sampling import FirstCodeSampler, SamplingSettings, make_generator, pick, warp
+from qwen3tts_cli.model.sampling import FirstCodeSampler, SamplingSettings, make_generator, pick, warp
 
 V, EOS = 3072, 2150
 GREEDY = SamplingSettings(do_sample=False, repetition_penalty=1.05)

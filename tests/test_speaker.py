@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from qwen3tts_cli.config import SpeakerEncoderConfig
+from qwen3tts_cli.io.config import SpeakerEncoderConfig
 from qwen3tts_cli.errors import InputError, ModelError
-from qwen3tts_cli.speaker import SpeakerEncoder, hz_to_mel, log_mel, mel_filterbank, mel_to_hz, uniform_weights
+from qwen3tts_cli.voice.speaker import SpeakerEncoder, hz_to_mel, log_mel, mel_filterbank, mel_to_hz, uniform_weights
 
 from clone_goldens import MODELS, golden_checkpoint, load_goldens
 

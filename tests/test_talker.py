@@ -2,10 +2,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from qwen3tts_cli.config import ModelConfig
-from qwen3tts_cli.engine import load_tts
-from qwen3tts_cli.talker import Talker
-from qwen3tts_cli.weights import expected_model_tensors, load_safetensors, safetensors_files
+from qwen3tts_cli.io.config import ModelConfig
+from qwen3tts_cli.engine.tts import load_tts
+from qwen3tts_cli.model.talker import Talker
+from qwen3tts_cli.io.weights import expected_model_tensors, load_safetensors, safetensors_files
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qwen3tts_cli.errors import InputError, ModelError
-from qwen3tts_cli.repos import metadata_dir
-from qwen3tts_cli.text import SPLIT_REGEXES, TextTokenizer, build_tokenizer
+from qwen3tts_cli.io.repos import metadata_dir
+from qwen3tts_cli.text.tokenizer import SPLIT_REGEXES, TextTokenizer, build_tokenizer
 
 FOLDER = metadata_dir() / "common" / "text_tokenizer"
 GOLDENS = Path(__file__).parent / "fixtures" / "goldens" / "generator"
@@ -125,7 +125,7 @@ def test_bad_added_token_id(tmp_path):
 
 def test_goldens_prompt_ids_match_reference_tokenizer(qwen2, local):
     """The reference (local folder) tokenized with the local-path regex; see the goldens' JSON."""
-    from qwen3tts_cli.prompt import assistant_text, instruct_text
+    from qwen3tts_cli.engine.prompt import assistant_text, instruct_text
 
     files = sorted(GOLDENS.glob("*.json"))
     assert files, "generator goldens are missing"

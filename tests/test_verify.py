@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from qwen3tts_cli import repos as repos_mod
-from qwen3tts_cli import verify as verify_mod
-from qwen3tts_cli.cli import app
+from qwen3tts_cli.io import repos as repos_mod
+from qwen3tts_cli.io import verify as verify_mod
+from qwen3tts_cli.cli.main import app
 from qwen3tts_cli.errors import InputError
-from qwen3tts_cli.repos import CODEC_WEIGHTS_SIZE, KnownRepo, PublishedFile, metadata_dir
-from qwen3tts_cli.verify import MANIFEST_NAME, verify_folder
-from qwen3tts_cli.config import ModelConfig
-from qwen3tts_cli.weights import TensorSpec, expected_model_tensors, load_safetensors, write_safetensors
+from qwen3tts_cli.io.repos import CODEC_WEIGHTS_SIZE, KnownRepo, PublishedFile, metadata_dir
+from qwen3tts_cli.io.verify import MANIFEST_NAME, verify_folder
+from qwen3tts_cli.io.config import ModelConfig
+from qwen3tts_cli.io.weights import TensorSpec, expected_model_tensors, load_safetensors, write_safetensors
 
 MODELS = ("0.6B-Base", "0.6B-CustomVoice", "1.7B-Base", "1.7B-CustomVoice", "1.7B-VoiceDesign", "Tokenizer-12Hz")
 runner = CliRunner()

@@ -11,11 +11,11 @@ import soundfile as sf
 import torch
 from clone_goldens import golden_checkpoint, load_goldens
 
-from qwen3tts_cli.config import ModelConfig
+from qwen3tts_cli.io.config import ModelConfig
 from qwen3tts_cli.errors import InputError
-from qwen3tts_cli.voice import (FORMAT, MIN_REF_SECONDS, SILENCE_DBFS, VoiceMaker, VoicePrompt, cut_reference,
+from qwen3tts_cli.voice.clone import (FORMAT, MIN_REF_SECONDS, SILENCE_DBFS, VoiceMaker, VoicePrompt, cut_reference,
                                 load_voice, reference_waveform, save_voice)
-from qwen3tts_cli.weights import TensorSpec, read_header, write_safetensors
+from qwen3tts_cli.io.weights import TensorSpec, read_header, write_safetensors
 
 
 def make_voice(mode="icl", hidden=64, size="0b6", frames=7, seed=0) -> VoicePrompt:
@@ -70,7 +70,7 @@ def test_file_is_plain_safetensors_with_string_metadata(tmp_path):
 
 
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
-    import qwen3tts_cli.weights as weights
+    import qwen3tts_cli.io.weights as weights
 
     def boom(_t):
         raise OSError(28, "No space left on device")
@@ -222,7 +222,7 @@ def test_create_matches_the_front_end_goldens(maker06):
 
 
 def test_create_resamples_other_rates(maker06, tmp_path):
-    from qwen3tts_cli.resample import resample
+    from qwen3tts_cli.io.resample import resample
 
     signals, _ = load_goldens()
     wav44 = resample(signals["voice"], 24000, 44100)
@@ -265,7 +265,7 @@ def test_cut_reference_uses_the_reference_formula():
 # -- the engine -------------------------------------------------------------------------------
 
 def test_engine_voice_validation(tiny_checkpoint, base06):
-    from qwen3tts_cli.engine import load_tts
+    from qwen3tts_cli.engine.tts import load_tts
 
     tts = load_tts(base06, dtype="float32")
     assert tts._voice_maker is None  # nothing of the encoders loaded with the talker
@@ -290,7 +290,7 @@ def test_engine_voice_validation(tiny_checkpoint, base06):
 
 
 def test_icl_synthesis_decodes_reference_in_front(base06):
-    from qwen3tts_cli.engine import load_tts
+    from qwen3tts_cli.engine.tts import load_tts
 
     tts = load_tts(base06, dtype="float32")
     signals, _ = load_goldens()

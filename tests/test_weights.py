@@ -10,10 +10,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from qwen3tts_cli.config import CodecConfig, ModelConfig
+from qwen3tts_cli.io.config import CodecConfig, ModelConfig
 from qwen3tts_cli.errors import ModelError
-from qwen3tts_cli.repos import KNOWN_REPOS, metadata_dir
-from qwen3tts_cli.weights import (
+from qwen3tts_cli.io.repos import KNOWN_REPOS, metadata_dir
+from qwen3tts_cli.io.weights import (
     DTYPE_NAMES, TensorSpec, check_tensor_set, expected_codec_tensors, expected_model_tensors, load_safetensors,
     read_header, read_headers, safetensors_files, safetensors_header_bytes, write_safetensors,
 )

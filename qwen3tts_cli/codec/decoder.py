@@ -26,11 +26,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import CodecConfig, CodecDecoderConfig
+from ..io.config import CodecConfig, CodecDecoderConfig
 from ..errors import InputError, ModelError
-from ..layers import Attention, RMSNorm, SwiGLU, attention_mask, rope_cos_sin
-from ..linear import cpu_linear
-from ..weights import expected_codec_tensors, load_safetensors, safetensors_files
+from ..model.layers import Attention, RMSNorm, SwiGLU, attention_mask, rope_cos_sin
+from ..model.linear import cpu_linear
+from ..io.weights import expected_codec_tensors, load_safetensors, safetensors_files
 
 # The official grid (chunked_decode defaults); changing them changes the audio.
 CHUNK_FRAMES = 300

@@ -21,10 +21,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import CodecConfig, CodecEncoderConfig
+from ..io.config import CodecConfig, CodecEncoderConfig
 from ..errors import InputError, ModelError
-from ..layers import apply_rope, rope_cos_sin
-from ..weights import expected_codec_tensors, load_safetensors, safetensors_files
+from ..model.layers import apply_rope, rope_cos_sin
+from ..io.weights import expected_codec_tensors, load_safetensors, safetensors_files
 from .decoder import codec_folder
 
 # Clamp floor of cluster_usage when turning EMA sums into codebook vectors.

@@ -24,7 +24,7 @@ import weakref
 import numpy as np
 import torch
 
-from ..layers import KVCache, attention_mask
+from ..model.layers import KVCache, attention_mask
 from .decoder import (CHUNK_FRAMES, LEFT_CONTEXT_FRAMES, CausalConv1d, CausalConvTranspose1d, CodecDecoder,
                       check_codes)
 
@@ -136,7 +136,7 @@ class StreamStates:
 
     @staticmethod
     def for_decoder(decoder: CodecDecoder, cuda_graphs: bool | None = None) -> "StreamStates":
-        from ..cuda_graphs import use_cuda_graphs
+        from ..model.cuda_graphs import use_cuda_graphs
 
         capture = use_cuda_graphs(decoder.device, cuda_graphs)
         pair = getattr(decoder, "_stream_states", None)
@@ -185,7 +185,7 @@ class StreamStates:
         return audio.clone()
 
     def _capture(self, i: int, T: int):
-        from ..cuda_graphs import capture_graph
+        from ..model.cuda_graphs import capture_graph
 
         state = self.states[i]
         codes_in = torch.zeros(1, self.decoder.cfg.num_quantizers, T, dtype=torch.long, device=state.pos.device)

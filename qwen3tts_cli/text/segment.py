@@ -30,7 +30,7 @@ import re
 import unicodedata
 from itertools import accumulate
 
-from .errors import InputError
+from ..errors import InputError
 
 DEFAULT_MAX_CHARS = 300  # ~20 s of English or ~100 CJK characters: long enough for natural prosody
 MIN_MAX_CHARS = 10

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
-from .config import ModelConfig
-from .errors import InputError, ModelError
+from .. import __version__
+from ..io.config import ModelConfig
+from ..errors import InputError, ModelError
 
 FORMAT = "qwen3tts-voice"
 FORMAT_VERSION = 1
@@ -111,7 +111,7 @@ def _size_name(size: str) -> str:
 
 def save_voice(path: str | Path, voice: VoicePrompt) -> Path:
     """Write ``voice`` as safetensors, atomically (a temp file renamed into place)."""
-    from .weights import DTYPE_NAMES, TensorSpec, write_safetensors
+    from ..io.weights import DTYPE_NAMES, TensorSpec, write_safetensors
 
     path = Path(path)
     if not path.parent.is_dir():
@@ -129,7 +129,7 @@ def save_voice(path: str | Path, voice: VoicePrompt) -> Path:
 
 def load_voice(path: str | Path) -> VoicePrompt:
     """Read a voice file written by ``save_voice``; InputError for anything else."""
-    from .weights import load_safetensors, read_header
+    from ..io.weights import load_safetensors, read_header
 
     path = Path(path)
     if not path.is_file():
@@ -194,7 +194,7 @@ def load_voice(path: str | Path) -> VoicePrompt:
 def reference_waveform(ref_audio) -> tuple[np.ndarray, int]:
     """A file path or ``(samples, sample_rate)`` -> (mono float32, rate), checked for use as a
     reference: readable, finite, at least MIN_REF_SECONDS long, not silent."""
-    from .resample import load_audio
+    from ..io.resample import load_audio
 
     if isinstance(ref_audio, (str, Path)):
         wav, sr = load_audio(ref_audio)
@@ -256,7 +256,7 @@ class VoiceMaker:
     @property
     def codec_encoder(self):
         if self._codec is None:
-            from .codec.encoder import CodecEncoder
+            from ..codec.encoder import CodecEncoder
 
             self._codec = CodecEncoder.from_folder(self.folder, device=self.device, dtype=torch.float32)
         return self._codec
@@ -267,7 +267,7 @@ class VoiceMaker:
         In-context mode (the default) needs ``ref_text``, the transcript of the reference audio;
         ``xvector_only`` clones from the speaker embedding alone (no transcript, weaker likeness).
         """
-        from .resample import resample
+        from ..io.resample import resample
 
         cfg = self.cfg
         if cfg.tts_model_type != "base" or cfg.speaker_encoder is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import CodePredictorConfig, TalkerConfig
+from ..io.config import CodePredictorConfig, TalkerConfig
 from .layers import DecoderBlock, KVCache, RMSNorm, attention_mask, rope_cos_sin
 from .sampling import pick
 

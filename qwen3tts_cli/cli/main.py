@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import Qwen3TTSError
+from ..errors import Qwen3TTSError
 
 app = typer.Typer(
     name="qwen3tts",
@@ -77,8 +77,8 @@ def download(
                                TransferSpeedColumn)
     from rich.table import Table
 
-    from . import hub
-    from .repos import CODEC_WEIGHTS_SIZE, KNOWN_REPOS
+    from ..io import hub
+    from ..io.repos import CODEC_WEIGHTS_SIZE, KNOWN_REPOS
 
     if repo_id is None:
         what = {
@@ -136,7 +136,7 @@ def verify(
     from rich.table import Table
     from rich.text import Text
 
-    from .verify import verify_folder
+    from ..io.verify import verify_folder
 
     if err.is_terminal and not json_out:
         with err.status("checking…") as status:
@@ -275,7 +275,7 @@ def synth(
     """
     import time
 
-    from .errors import InputError
+    from ..errors import InputError
 
     if list_speakers:
         _list_speakers(model)
@@ -327,7 +327,7 @@ def synth(
     else:
         if text == "-":
             text = _read_stdin()
-        from .segment import normalize_text
+        from ..text.segment import normalize_text
 
         if not normalize_text(text):
             raise InputError("text is empty" if not text.strip() else "text has nothing to speak (only control characters)")
@@ -346,7 +346,7 @@ def synth(
 
     import torch
 
-    from .engine import load_tts, parse_device
+    from ..engine.tts import load_tts, parse_device
 
     dev = parse_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     folder = _resolve_model_with_progress(model, live, say)
@@ -399,12 +399,12 @@ def synth(
             if mode == "files":
                 where = _write_wav(path, audio)
             elif mode == "stdout-wav":
-                from .audio import wav_bytes
+                from ..io.audio import wav_bytes
 
                 _write_stdout(wav_bytes(audio))
                 where = "stdout (WAV)"
             elif mode == "raw":
-                from .audio import pcm16
+                from ..io.audio import pcm16
 
                 _write_stdout(pcm16(audio))
                 where = "stdout (raw s16le, 24000 Hz, mono)"
@@ -426,7 +426,7 @@ def synth(
                 f"({audio_s:.2f} s of audio{chunks}), stop: {result.stop_reason}; load {t_load:.1f} s, synthesis "
                 f"{dt:.1f} s ({audio_s / max(dt, 1e-9):.2f}x real time)")
     if truncated and not allow_truncation:
-        from .errors import TruncatedError
+        from ..errors import TruncatedError
 
         what = "the utterance was" if len(jobs) == 1 else f"{truncated} of {len(jobs)} utterances were"
         raise TruncatedError(f"{what} cut short by the runaway guard; the audio so far was kept "
@@ -491,7 +491,7 @@ def _complete_wav(path: Path) -> bool:
 def _clone_options(ref_audio, ref_text, xvector_only, voice_file, speaker):
     """synth's voice-clone options, checked before any weights load: (reference audio as
     (samples, rate) or None, loaded voice file or None)."""
-    from .errors import InputError
+    from ..errors import InputError
 
     if ref_audio is not None and voice_file is not None:
         raise InputError("give either --ref-audio (clone now) or --voice (a saved voice), not both")
@@ -504,14 +504,14 @@ def _clone_options(ref_audio, ref_text, xvector_only, voice_file, speaker):
         raise InputError("--speaker picks a built-in voice of a CustomVoice model; --ref-audio/--voice clone a "
                          "voice with a Base model: use one or the other")
     if ref_audio is not None:
-        from .voice import reference_waveform
+        from ..voice.clone import reference_waveform
 
         if ref_text is None and not xvector_only:
             raise InputError("in-context cloning needs the transcript of the reference audio: add --ref-text "
                              "\"...\", or use --xvector-only to clone from the speaker embedding alone")
         return reference_waveform(str(ref_audio)), None
     if voice_file is not None:
-        from .voice import load_voice
+        from ..voice.clone import load_voice
 
         return None, load_voice(voice_file)
     return None, None
@@ -519,8 +519,8 @@ def _clone_options(ref_audio, ref_text, xvector_only, voice_file, speaker):
 
 def _check_clone_fits(folder: Path, speaker, cloning: bool, voice) -> None:
     """Model type against the voice options, from config.json alone (before loading weights)."""
-    from .config import ModelConfig
-    from .errors import InputError
+    from ..io.config import ModelConfig
+    from ..errors import InputError
 
     cfg = ModelConfig.from_file(folder / "config.json")
     if cfg.tts_model_type != "base":
@@ -560,7 +560,7 @@ def _write_stdout(data: bytes) -> None:
 
 
 def _read_stdin() -> str:
-    from .errors import InputError
+    from ..errors import InputError
 
     # Bytes, decoded strictly: a text stream may be set to replace or smuggle invalid bytes
     # (surrogateescape under a C locale) instead of saying the input is not text.
@@ -576,7 +576,7 @@ def _read_stdin() -> str:
 
 def _write_wav(path: Path, audio) -> Path:
     """write_wav, with a failed write (disk full, I/O error) named after its file."""
-    from .audio import write_wav
+    from ..io.audio import write_wav
 
     try:
         return write_wav(path, audio)
@@ -586,7 +586,7 @@ def _write_wav(path: Path, audio) -> Path:
 
 def _read_lines(source: str) -> list[tuple[int, str]]:
     """(line number, text) of every non-empty line of FILE or '-' (stdin)."""
-    from .errors import InputError
+    from ..errors import InputError
 
     if source == "-":
         content = _read_stdin()
@@ -629,7 +629,7 @@ def _output_device():
 
 def _play(sd, audio, say) -> bool:
     """Play and wait; False (after one line) when the device fails, so that the caller saves a file."""
-    from .audio import SAMPLE_RATE
+    from ..io.audio import SAMPLE_RATE
 
     if len(audio) == 0:
         return True
@@ -662,7 +662,7 @@ def _resolve_model_with_progress(model: str, live: bool, say) -> Path:
     local = Path(model).expanduser()
     if local.is_dir():
         return local
-    from . import hub
+    from ..io import hub
 
     bar = None
     task = None
@@ -744,8 +744,8 @@ class _SynthProgress:
 
 def _list_speakers(model: str) -> None:
     """Speakers and languages from config.json alone: a local folder or a known repo's shipped copy."""
-    from .config import ModelConfig
-    from .repos import find_repo, repo_metadata_files
+    from ..io.config import ModelConfig
+    from ..io.repos import find_repo, repo_metadata_files
 
     local = Path(model).expanduser()
     if local.is_dir():
@@ -755,7 +755,7 @@ def _list_speakers(model: str) -> None:
         if repo is not None and repo.kind == "model":
             config = repo_metadata_files(repo)["config.json"]
         else:
-            from .hub import resolve_model
+            from ..io.hub import resolve_model
 
             config = resolve_model(model, download_missing=False) / "config.json"
     cfg = ModelConfig.from_file(config)
@@ -817,7 +817,7 @@ def stream(
 
     import numpy as np
 
-    from .errors import InputError
+    from ..errors import InputError
 
     if raw and output is not None:
         raise InputError("--raw writes to stdout; drop -o (or use -o FILE.wav without --raw)")
@@ -835,7 +835,7 @@ def stream(
     if out_path is not None and not out_path.parent.is_dir():
         raise InputError(f"{out_path.parent}: folder does not exist")
     if text != "-":
-        from .segment import normalize_text
+        from ..text.segment import normalize_text
 
         if not normalize_text(text):
             raise InputError("text is empty" if not text.strip() else "text has nothing to speak (only control characters)")
@@ -844,7 +844,7 @@ def stream(
     say = (lambda *a, **k: None) if quiet else (lambda msg: err.print(msg, soft_wrap=True))
     import torch
 
-    from .engine import load_tts, parse_device
+    from ..engine.tts import load_tts, parse_device
 
     dev = parse_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     folder = _resolve_model_with_progress(model, not quiet and err.is_terminal, say)
@@ -912,7 +912,7 @@ def stream(
         err.print(f"stats: all: {audio_s:.2f} s of audio in {busy_s:.2f} s ({audio_s / max(busy_s, 1e-9):.2f}x "
                   "real time)", soft_wrap=True, highlight=False)
     if truncated and not allow_truncation:
-        from .errors import TruncatedError
+        from ..errors import TruncatedError
 
         what = "the utterance was" if n_lines == 1 else f"{truncated} of {n_lines} lines were"
         raise TruncatedError(f"{what} cut short by the runaway guard (--allow-truncation to accept this "
@@ -920,7 +920,7 @@ def stream(
 
 
 def _parse_schedule(value: str | None) -> list[int] | None:
-    from .errors import InputError
+    from ..errors import InputError
 
     if value is None:
         return None
@@ -935,8 +935,8 @@ def _parse_schedule(value: str | None) -> list[int] | None:
 
 def _stdin_lines():
     """Non-empty lines of standard input, each as soon as it arrives (strict UTF-8)."""
-    from .errors import InputError
-    from .segment import normalize_text
+    from ..errors import InputError
+    from ..text.segment import normalize_text
 
     source = getattr(sys.stdin, "buffer", sys.stdin)
     for n, line in enumerate(iter(source.readline, b"" if source is not sys.stdin else ""), 1):
@@ -972,7 +972,7 @@ class _StreamSink:
     generation runs ahead of playback), a progressively written WAV, or stdout."""
 
     def __init__(self, sd, device, out_path, raw: bool, to_stdout: bool, rate: int):
-        from .audio import ProgressiveWavWriter, wav_header
+        from ..io.audio import ProgressiveWavWriter, wav_header
 
         self.player = self.file = None
         if raw:
@@ -995,7 +995,7 @@ class _StreamSink:
         elif self.file is not None:
             self.file.write(chunk)
         else:
-            from .audio import pcm16
+            from ..io.audio import pcm16
 
             _write_stdout(pcm16(chunk))
 
@@ -1092,11 +1092,11 @@ def encode(
 
     import torch
 
-    from .codec.encoder import CodecEncoder
-    from .engine import parse_device, resolve_model_folder
-    from .errors import InputError
-    from .resample import load_audio, resample
-    from .voice import CODEC_SAMPLE_RATE
+    from ..codec.encoder import CodecEncoder
+    from ..engine.tts import parse_device, resolve_model_folder
+    from ..errors import InputError
+    from ..io.resample import load_audio, resample
+    from ..voice.clone import CODEC_SAMPLE_RATE
 
     if not output.parent.is_dir():
         raise InputError(f"{output.parent}: folder does not exist")
@@ -1143,9 +1143,9 @@ def voice_create(
 
     import torch
 
-    from .engine import parse_device, resolve_model_folder
-    from .errors import InputError
-    from .voice import VoiceMaker, save_voice
+    from ..engine.tts import parse_device, resolve_model_folder
+    from ..errors import InputError
+    from ..voice.clone import VoiceMaker, save_voice
 
     if ref_text is not None and xvector_only:
         raise InputError("--ref-text is for in-context cloning: give --ref-text or --xvector-only, not both")
@@ -1167,7 +1167,7 @@ def voice_create(
 @guarded
 def voice_info(voice_file: Path = typer.Argument(..., metavar="VOICE.safetensors", help="A voice file.")) -> None:
     """Show what a voice file holds and which model it was made for."""
-    from .voice import load_voice
+    from ..voice.clone import load_voice
 
     v = load_voice(voice_file)
     lines = [("mode", "in-context (x-vector + reference codes + transcript)" if v.mode == "icl"
@@ -1196,10 +1196,10 @@ def decode(
     import numpy as np
     import torch
 
-    from .audio import SAMPLE_RATE, WavWriter
-    from .codec import CodecDecoder, check_codes
-    from .engine import parse_device, resolve_model_folder
-    from .errors import InputError
+    from ..io.audio import SAMPLE_RATE, WavWriter
+    from ..codec import CodecDecoder, check_codes
+    from ..engine.tts import parse_device, resolve_model_folder
+    from ..errors import InputError
 
     if not codes_file.is_file():
         raise InputError(f"{codes_file}: file not found")
@@ -1251,7 +1251,7 @@ def bench(
 ) -> None:
     """Measure speed and memory: ms per frame (talker, code predictor, codec, host), x real time,
     time to first audio, load and capture time, peak memory, share of the memory-bandwidth floor."""
-    from .bench import run_bench, summary_lines, to_json
+    from ..bench.speed import run_bench, summary_lines, to_json
 
     result = run_bench(model, random_weights=random_weights, device=device, dtype=dtype, frames=frames,
                        batch=batch, warmup=warmup, threads=threads)

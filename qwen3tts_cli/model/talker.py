@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import TalkerConfig
+from ..io.config import TalkerConfig
 from .layers import CacheSpan, DecoderBlock, KVCache, RMSNorm, attention_mask, rope_cos_sin
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 # Cutoff (-6 dB point) as a fraction of the lower Nyquist frequency.
 ROLLOFF = 0.955

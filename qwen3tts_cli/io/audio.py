@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 SAMPLE_RATE = 24000
 SUBTYPES = {"pcm16": "PCM_16", "float32": "FLOAT"}

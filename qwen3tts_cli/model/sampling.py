@@ -14,8 +14,8 @@ from typing import Sequence
 
 import torch
 
-from .config import GenerationConfig
-from .errors import InputError
+from ..io.config import GenerationConfig
+from ..errors import InputError
 
 
 class SamplingSettings(GenerationConfig):

@@ -16,13 +16,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .code_predictor import CodePredictor
-from .config import GenerationConfig, ModelConfig
-from .errors import InputError, ModelError
-from .generate import GenerationResult, generate_frames, iter_frames
-from .sampling import SamplingSettings
-from .talker import Talker
-from .weights import expected_model_tensors, load_safetensors, safetensors_files
+from ..model.code_predictor import CodePredictor
+from ..io.config import GenerationConfig, ModelConfig
+from ..errors import InputError, ModelError
+from ..model.generate import GenerationResult, generate_frames, iter_frames
+from ..model.sampling import SamplingSettings
+from ..model.talker import Talker
+from ..io.weights import expected_model_tensors, load_safetensors, safetensors_files
 
 # The documented voice of CustomVoice models when none is asked for (else the first in sorted order).
 DEFAULT_SPEAKER = "ryan"
@@ -187,14 +187,14 @@ class TTS:
         little speed; we deliberately keep it in fp32.
         """
         if self._decoder is None:
-            from .codec import CodecDecoder
+            from ..codec import CodecDecoder
 
             self._decoder = CodecDecoder.from_folder(self.folder, device=self.device, dtype=torch.float32)
         return self._decoder
 
     @property
     def sample_rate(self) -> int:
-        from .audio import SAMPLE_RATE
+        from ..io.audio import SAMPLE_RATE
 
         return SAMPLE_RATE
 
@@ -208,7 +208,7 @@ class TTS:
         the codec encoder are loaded from the model folder on first use, in float32.
         """
         if self._voice_maker is None:
-            from .voice import VoiceMaker
+            from ..voice.clone import VoiceMaker
 
             self._voice_maker = VoiceMaker(self.folder, self.cfg, self.device)
         return self._voice_maker.create(ref_audio, ref_text=ref_text, xvector_only=xvector_only)
@@ -279,7 +279,7 @@ class TTS:
         normalized and cut at sentence, then clause ends into chunks of at most ``max_chars``
         (default segment.DEFAULT_MAX_CHARS = 300; a CJK character counts 3), see segment.py.
         ``split=False``: the text exactly as given, as one chunk."""
-        from .segment import DEFAULT_MAX_CHARS, split_text
+        from ..text.segment import DEFAULT_MAX_CHARS, split_text
 
         if not isinstance(text, str):
             raise InputError(f"text must be a string, not {type(text).__name__}")
@@ -384,8 +384,8 @@ class TTS:
         sized for them plus ``max_frames``) and the codec's graphs for every push size up to the
         schedule's largest. Takes ``stream``'s keyword arguments (sampling overrides matter, the
         rest is ignored). Returns the seconds spent; 0.0 on CPU or with graphs off."""
-        from .codec.streaming import StreamStates
-        from .cuda_graphs import prepare_frame_graphs, use_cuda_graphs
+        from ..codec.streaming import StreamStates
+        from ..model.cuda_graphs import prepare_frame_graphs, use_cuda_graphs
 
         if not use_cuda_graphs(self.device):
             return 0.0
@@ -410,7 +410,7 @@ class TTS:
         any two chunkings of the same codes differ by ~1e-6 (both stay within 1e-5 of the
         official offline decode, which ``decode`` reproduces exactly).
         """
-        from .codec.streaming import StreamingDecoder
+        from ..codec.streaming import StreamingDecoder
 
         sizes = list(schedule or DEFAULT_STREAM_SCHEDULE)
         codes = torch.as_tensor(codes).to(torch.long).cpu()
@@ -430,7 +430,7 @@ class TTS:
         reference's formula."""
         if voice is None or voice.ref_codes is None:
             return self.decode_streamed(codes)
-        from .voice import cut_reference
+        from ..voice.clone import cut_reference
 
         ref = voice.ref_codes.to(torch.long).cpu()
         audio = self.decode_streamed(codes, ref_codes=ref)
@@ -458,7 +458,7 @@ class TTS:
 
         Argument errors are raised here, before the first frame.
         """
-        from .codec.streaming import StreamingDecoder
+        from ..codec.streaming import StreamingDecoder
 
         sizes = stream_schedule(schedule)
         if not pause >= 0:
@@ -620,7 +620,7 @@ class TTS:
         up to float rounding of batched matmuls). ``seed`` and ``max_frames``: one value or one
         per text. ``on_row(i, result)`` is called as soon as text i has ended.
         """
-        from .batch import generate_batch
+        from ..model.batch import generate_batch
 
         settings = self.sampling(greedy=greedy, **sampling_overrides)
         caps = ([self.frame_budget(m) for m in max_frames] if isinstance(max_frames, (list, tuple))
@@ -651,7 +651,7 @@ class TTS:
         ``on_result(i, result)`` (e.g. to write its file) while the other rows go on.
         ``progress(n)``: lock-step frames so far."""
         from . import guard as guard_module
-        from .batch import generate_batch
+        from ..model.batch import generate_batch
 
         if speaker in (None, "") and self.model_type == "custom_voice":
             speaker = self.default_speaker
@@ -760,9 +760,9 @@ def build_tts(folder: Path, cfg: ModelConfig, gen: GenerationConfig, tensors: di
     ``quantize``); QWEN3TTS_CPU_KERNELS=0 keeps plain ``nn.Linear``. On CUDA in fp16/bf16, q/k/v
     and gate/up become one product each (``layers.fused_ops``; QWEN3TTS_FUSED_OPS=0 keeps them).
     """
-    from .layers import fused_ops
-    from .linear import QUANTIZATIONS, accelerate_cpu, cpu_kernels_enabled, fuse_float_projections
-    from .text import TextTokenizer
+    from ..model.layers import fused_ops
+    from ..model.linear import QUANTIZATIONS, accelerate_cpu, cpu_kernels_enabled, fuse_float_projections
+    from ..text.tokenizer import TextTokenizer
 
     if quantize is not None and (quantize not in QUANTIZATIONS or device.type != "cpu"):
         raise InputError(f"quantization {quantize!r} is only available on CPU (choices: {', '.join(QUANTIZATIONS)})")
@@ -789,6 +789,6 @@ def resolve_model_folder(model: str, download_missing: bool = True) -> Path:
     local = Path(model).expanduser()
     if local.is_dir():
         return local
-    from .hub import resolve_model
+    from ..io.hub import resolve_model
 
     return resolve_model(model, download_missing=download_missing)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from .config import CodecConfig, GenerationConfig, ModelConfig, read_json
-from .errors import InputError, ModelError
+from ..errors import InputError, ModelError
 from .repos import KNOWN_REPOS, KnownRepo, PublishedFile, metadata_dir, published_files, sha256_file
 from .weights import TensorSpec, check_tensor_set, expected_codec_tensors, expected_model_tensors, read_headers
 

@@ -16,7 +16,7 @@ from typing import Iterable, Mapping
 import torch
 
 from .config import CodecConfig, ModelConfig
-from .errors import ModelError
+from ..errors import ModelError
 
 DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from .errors import DownloadError, InputError, ModelError
+from ..errors import DownloadError, InputError, ModelError
 from .repos import find_repo, sha256_file
 
 MANIFEST_NAME = ".qwen3tts-manifest.json"

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .segment import text_weight
+from ..text.segment import text_weight
 
 
 @dataclass(frozen=True)

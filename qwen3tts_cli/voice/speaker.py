@@ -18,9 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ModelConfig, SpeakerEncoderConfig
-from .errors import InputError, ModelError
-from .weights import expected_model_tensors, load_safetensors, safetensors_files
+from ..io.config import ModelConfig, SpeakerEncoderConfig
+from ..errors import InputError, ModelError
+from ..io.weights import expected_model_tensors, load_safetensors, safetensors_files
 
 SAMPLE_RATE = 24000
 N_FFT = 1024

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 DEFAULT_TEXT = "Hello, this is a small test of the text to speech model, spoken at an even pace."
 FRAME_SECONDS = 0.08
@@ -84,7 +84,7 @@ def copy_bandwidth(device: torch.device, mib: int = 256, repeats: int = 5) -> fl
 def weight_bytes_per_frame(tts) -> int:
     """Weight bytes one frame reads: a talker step (layers, final norm, codec head) and 15 code
     predictor passes (its layers, norm and input projection each time, each group's head once)."""
-    from .linear import weight_bytes
+    from ..model.linear import weight_bytes
 
     t, cp = tts.talker, tts.predictor
     talker = weight_bytes(t.model.layers) + weight_bytes(t.model.norm) + weight_bytes(t.codec_head)
@@ -108,7 +108,7 @@ def _config_source(model: str) -> tuple[Path, Path, Path | None, Path]:
         gen = local / "generation_config.json"
         return (local / "config.json", local, gen if gen.is_file() else None,
                 local / "speech_tokenizer" / "config.json")
-    from .repos import find_repo, repo_metadata_files
+    from ..io.repos import find_repo, repo_metadata_files
 
     repo = find_repo(model)
     if repo is None or repo.kind != "model":
@@ -122,11 +122,11 @@ def _config_source(model: str) -> tuple[Path, Path, Path | None, Path]:
 def load_random(model: str, device: torch.device, dtype: torch.dtype | None, quantize: str | None,
                 seed: int = 0):
     """A TTS with random weights at the model's real shapes, built in memory."""
-    from .checkpoint import random_tensor
-    from .codec import CodecDecoder
-    from .config import CodecConfig, GenerationConfig, ModelConfig
-    from .engine import build_tts
-    from .weights import expected_codec_tensors, expected_model_tensors
+    from ..io.checkpoint import random_tensor
+    from ..codec import CodecDecoder
+    from ..io.config import CodecConfig, GenerationConfig, ModelConfig
+    from ..engine.tts import build_tts
+    from ..io.weights import expected_codec_tensors, expected_model_tensors
 
     config, tok_folder, gen_path, codec_config = _config_source(model)
     if not config.is_file():
@@ -210,7 +210,7 @@ class _PartTimer:
 
 
 def _bench_settings(tts):
-    from .sampling import SamplingSettings
+    from ..model.sampling import SamplingSettings
 
     class FixedLength(SamplingSettings):
         min_new_tokens = 1 << 30  # EOS never allowed: every run makes exactly the frames asked for
@@ -257,7 +257,7 @@ def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dty
               frames: int = 25, batch: int = 1, warmup: int = 3, threads: int | None = None, seed: int = 0,
               text: str = DEFAULT_TEXT) -> dict:
     """Benchmark one model; returns a JSON-ready dict (see the module docstring and docs/benchmarks.md)."""
-    from .engine import load_tts, parse_device, parse_precision, resolve_model_folder
+    from ..engine.tts import load_tts, parse_device, parse_precision, resolve_model_folder
 
     if frames < 3:
         raise InputError("--frames must be at least 3")
@@ -373,7 +373,7 @@ def _bench_batch(tts, text: str, kw: dict, settings, frames: int, batch: int) ->
     """``batch`` copies of the prompt generated together (engine.generate_codes_batch)."""
     if not hasattr(tts, "generate_codes_batch"):
         raise InputError("--batch needs batched generation, which this version does not have")
-    from .batch import generate_batch
+    from ..model.batch import generate_batch
 
     prompts = [tts.prompt(text, **kw) for _ in range(batch)]
     eos = tts.cfg.talker.codec_eos_token_id
@@ -468,7 +468,7 @@ def precision_error(reference, candidate, text: str = DEFAULT_TEXT, frames: int 
     for the code predictor, and how often each picks the same code (argmax over the audio ids) --
     the per-step greedy code agreement. (Free-running runs are not compared code by code: on random
     weights one differing code sends the two utterances different ways.)"""
-    from .generate import generate_frames
+    from ..model.generate import generate_frames
 
     prompt = reference.prompt(text, **_prompt_kwargs(reference))
     codes = generate_frames(reference.talker, reference.predictor, prompt.embeds, prompt.trailing, prompt.pad,

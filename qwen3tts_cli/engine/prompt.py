@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 
-from .config import ModelConfig
-from .errors import InputError, ModelError
-from .text import TextTokenizer
+from ..io.config import ModelConfig
+from ..errors import InputError, ModelError
+from ..text.tokenizer import TextTokenizer
 
 # Row descriptions for Prompt.rows: (text id or None, codec part or None). The codec part is a
 # codec id, XVECTOR for the raw speaker embedding, or ("frame", k) for reference frame k (ICL).
