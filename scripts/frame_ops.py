@@ -53,21 +53,20 @@ def count(cfg: ModelConfig, gen: GenerationConfig, fused: bool, greedy: bool) ->
     with meta:
         talker = Talker(cfg.talker).to(torch.bfloat16)
         predictor = CodePredictor(cfg.talker).to(torch.bfloat16)
-    if fused:
-        fuse_float_projections(talker)
-        fuse_float_projections(predictor)
+    for net in (talker, predictor):
+        if fused:
+            fuse_float_projections(net)
+        # As build_tts sets them for bf16 on CUDA (the meta device is not CUDA).
+        for m in net.modules():
+            if isinstance(m, layers.RMSNorm):
+                m.fused = fused
     settings = SamplingSettings.resolve(gen, greedy=greedy)
     talker.setup_cache(1, 2 * cuda_graphs.BUCKET, meta, torch.bfloat16)
     predictor.setup_cache(1, meta, torch.bfloat16)
     step = cuda_graphs.StaticFrameStep(talker, predictor, 1, settings, meta, torch.bfloat16, False, False)
     counter = Counter()
-    real_fused = layers.fused_ops
-    layers.fused_ops = lambda device, dtype: fused  # as on CUDA in bf16 (the meta device is not CUDA)
-    try:
-        with torch.inference_mode(), counter:
-            step._body(cuda_graphs.BUCKET)
-    finally:
-        layers.fused_ops = real_fused
+    with torch.inference_mode(), counter:
+        step._body(cuda_graphs.BUCKET)
     return counter.ops
 
 

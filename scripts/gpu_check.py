@@ -35,6 +35,7 @@ from qwen3tts_cli.model.batch import generate_batch
 from qwen3tts_cli.io.checkpoint import build_checkpoint
 from qwen3tts_cli.engine.tts import load_tts
 from qwen3tts_cli.model.generate import FrameLog, iter_frames
+from qwen3tts_cli.runtime import RuntimeSettings
 
 FRAME_S = 0.08
 TEXT = "The quick brown fox jumps over the lazy dog, and then it runs far away into the quiet forest."
@@ -152,8 +153,9 @@ def set_flash(tts, on: bool) -> None:
     """flash-attn on or off for the next calls (graphs are captured anew)."""
     from qwen3tts_cli.model import layers
 
-    os.environ[layers.FLASH_ENV] = "1" if on else "0"
-    layers._flash_attn_with_kvcache.cache_clear()
+    for m in tts.talker.modules():
+        if isinstance(m, layers.Attention):
+            m.flash_attn = on
     tts.talker._static_step = None
 
 
@@ -190,24 +192,10 @@ def check_bf16_logits(report, name, a, b):
 
 
 def fusion_checks(report, model, folder, fused_run, frames) -> float:
-    """The bf16 model with the reference's op-by-op arithmetic (QWEN3TTS_FUSED_OPS=0: RMSNorm
-    written out, q/k/v and gate/up as three and two products): its graph run's logits vs the fused
-    default's within bf16 tolerance; returns its ms per frame with graphs (timed as the default's)."""
-    from qwen3tts_cli.model import layers
-
-    def fused(on: bool):
-        os.environ[layers.FUSED_ENV] = "1" if on else "0"
-        layers._fused_ops_enabled.cache_clear()
-
-    fused(False)
-    try:
-        return _unfused_run(report, model, folder, fused_run, frames)
-    finally:
-        fused(True)
-
-
-def _unfused_run(report, model, folder, fused_run, frames) -> float:
-    tts = load_tts(folder, device="cuda")
+    """The bf16 model with the reference's op-by-op arithmetic (RuntimeSettings(fused_ops=False):
+    RMSNorm written out, q/k/v and gate/up as three and two products): its graph run's logits vs the
+    fused default's within bf16 tolerance; returns its ms per frame with graphs (timed as the default's)."""
+    tts = load_tts(folder, device="cuda", runtime=RuntimeSettings(fused_ops=False))
     kw = voice_kw(tts)
     p = tts.prompt(TEXT, language="english", **kw)
     unfused = run(tts, p, tts.sampling(greedy=True), 64, True)

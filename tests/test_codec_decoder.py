@@ -278,10 +278,13 @@ def test_parity_full_long(full_tokenizer):
 @pytest.mark.parametrize("kernels", ["1", "0"])
 @pytest.mark.parametrize("c_in,c_out,k,dilation,T,B", [
     (16, 24, 7, 1, 4, 1), (16, 24, 7, 3, 9, 2), (8, 8, 7, 9, 1, 1), (12, 5, 3, 1, 30, 1), (6, 6, 1, 1, 5, 2)])
-def test_conv1d_as_matmul_equals_conv1d(monkeypatch, kernels, c_in, c_out, k, dilation, T, B):
+def test_conv1d_as_matmul_equals_conv1d(request, kernels, c_in, c_out, k, dilation, T, B):
+    from qwen3tts_cli.codec import decoder as decoder_module
     from qwen3tts_cli.codec.decoder import conv1d_as_matmul
 
-    monkeypatch.setenv("QWEN3TTS_CPU_KERNELS", kernels)
+    # Inside a streaming call the decoder's RuntimeSettings.cpu_kernels picks the kernel.
+    token = decoder_module._STREAMING.set(kernels == "1")
+    request.addfinalizer(lambda: decoder_module._STREAMING.reset(token))
     g = torch.Generator().manual_seed(T * 31 + k)
     w = torch.randn(c_out, c_in, k, generator=g)
     b = torch.randn(c_out, generator=g)
@@ -296,10 +299,13 @@ def test_conv1d_as_matmul_equals_conv1d(monkeypatch, kernels, c_in, c_out, k, di
 
 @pytest.mark.parametrize("kernels", ["1", "0"])
 @pytest.mark.parametrize("c_in,c_out,stride,L,B", [(16, 8, 8, 1, 1), (16, 8, 5, 7, 2), (12, 6, 3, 40, 1), (8, 8, 2, 3, 1)])
-def test_conv_transpose_as_matmul_equals_conv_transpose(monkeypatch, kernels, c_in, c_out, stride, L, B):
+def test_conv_transpose_as_matmul_equals_conv_transpose(request, kernels, c_in, c_out, stride, L, B):
+    from qwen3tts_cli.codec import decoder as decoder_module
     from qwen3tts_cli.codec.decoder import conv_transpose_as_matmul
 
-    monkeypatch.setenv("QWEN3TTS_CPU_KERNELS", kernels)
+    # Inside a streaming call the decoder's RuntimeSettings.cpu_kernels picks the kernel.
+    token = decoder_module._STREAMING.set(kernels == "1")
+    request.addfinalizer(lambda: decoder_module._STREAMING.reset(token))
     g = torch.Generator().manual_seed(L * 7 + stride)
     w = torch.randn(c_in, c_out, 2 * stride, generator=g)
     x = torch.randn(B, c_in, L, generator=g)

@@ -10,6 +10,7 @@ import torch
 from qwen3tts_cli.codec import CodecDecoder
 from qwen3tts_cli.codec.streaming import DecoderState, StreamingDecoder, decode_in_chunks
 from qwen3tts_cli.errors import InputError
+from qwen3tts_cli.runtime import RuntimeSettings
 
 HOP = 1920
 TOL = 1e-5  # fp32: the same arithmetic on other shapes rounds differently (~3e-6 seen)
@@ -145,19 +146,23 @@ def test_transformer_products_switch_to_cpu_linear_only_while_streaming(codec, m
     assert "pre_transformer.layers.0.mlp.down_proj.weight" in codec.state_dict()
     seen = []
 
-    def recording(x, weight, bias=None):
-        seen.append(weight)
+    def recording(x, weight, bias=None, onednn=True):
+        seen.append((weight, onednn))
         return torch.nn.functional.linear(x, weight, bias)
 
     monkeypatch.setattr(decoder_module, "cpu_linear", recording)
     codes = random_codes(6, 4)
     codec.decode(codes)
-    assert not any(w is lin.weight for w in seen)  # offline: ATen's product, the official bits
+    assert not any(w is lin.weight for w, _ in seen)  # offline: ATen's product, the official bits
     decode_in_chunks(codec, codes, [2])
-    assert any(w is lin.weight for w in seen)
+    assert (lin.weight, True) in [(w, o) for w, o in seen if w is lin.weight]
     seen.clear()
     codec.decode(codes)  # the switch does not outlive the streaming call
-    assert not any(w is lin.weight for w in seen)
+    assert not any(w is lin.weight for w, _ in seen)
+    # The decoder's own runtime settings choose the kernel: oneDNN off, ATen while streaming.
+    monkeypatch.setattr(codec, "runtime", RuntimeSettings(cpu_kernels=False))
+    decode_in_chunks(codec, codes, [2])
+    assert seen and all(o is False for _, o in seen)
 
 
 def test_streams_reuse_the_decoders_states(codec):

@@ -48,7 +48,7 @@ class StandIn:
 @pytest.fixture
 def flash(monkeypatch):
     fn = StandIn()
-    monkeypatch.setattr(layers, "flash_attention_for", lambda q, span: fn)
+    monkeypatch.setattr(layers, "flash_attention_for", lambda q, span, enabled=True: fn)
     return fn
 
 
@@ -94,7 +94,7 @@ def test_talker_prefill_and_graph_step_through_flash(tts, monkeypatch):
     want = _frames(iter_frames, tts, p, greedy, 10, cuda_graphs=False)
     sdpa_static = _frames(iter_frames_static, tts, p, greedy, 10, capture=False)
     fn = StandIn()
-    monkeypatch.setattr(layers, "flash_attention_for", lambda q, span: fn)
+    monkeypatch.setattr(layers, "flash_attention_for", lambda q, span, enabled=True: fn)
     got = _frames(iter_frames_static, tts, p, greedy, 10, capture=False)
     layers_n = len(tts.talker.model.layers)
     assert fn.calls == layers_n * 11  # the prefill and every frame's talker step
@@ -109,7 +109,7 @@ def test_left_padded_batch_through_flash(tts, monkeypatch):
     caps = [5, 7, 6]
     alone = [_frames(iter_frames, tts, q, settings, c, cuda_graphs=False) for q, c in zip(prompts, caps)]
     fn = StandIn()
-    monkeypatch.setattr(layers, "flash_attention_for", lambda q, span: fn)
+    monkeypatch.setattr(layers, "flash_attention_for", lambda q, span, enabled=True: fn)
     args = (tts.talker, tts.predictor, prompts, settings, caps, EOS)
     eager = generate_batch(*args, return_logits=True, cuda_graphs=False)
     layers_n = len(tts.talker.model.layers)
@@ -138,9 +138,11 @@ def test_flash_attn_can_be_turned_off(monkeypatch):
     layers._flash_attn_with_kvcache.cache_clear()
     try:
         assert layers._flash_attn_with_kvcache() is fake.flash_attn_with_kvcache
-        layers._flash_attn_with_kvcache.cache_clear()
-        monkeypatch.setenv(layers.FLASH_ENV, "0")
-        assert layers._flash_attn_with_kvcache() is None
+        # What flash_attention_for reads of a bf16 query on CUDA.
+        q = types.SimpleNamespace(is_cuda=True, dtype=torch.bfloat16)
+        span = CacheSpan(torch.ones(1, 1, dtype=torch.bool), torch.ones(1, dtype=torch.int32))
+        assert layers.flash_attention_for(q, span) is fake.flash_attn_with_kvcache
+        assert layers.flash_attention_for(q, span, enabled=False) is None  # RuntimeSettings.flash_attn
         # A flash-attn without cache_leftpad (< 2.6) still serves unpadded rows only.
         assert layers._takes_leftpad(StandIn()) and not layers._takes_leftpad(lambda q, k, v, cache_seqlens: q)
     finally:

@@ -80,37 +80,32 @@ def test_rmsnorm_fp32_is_the_official_formula_bit_for_bit(shape):
     assert torch.equal(n(x), n.weight * normed)
 
 
-@pytest.fixture
-def fused_env(monkeypatch):
-    from qwen3tts_cli.model import layers
-
-    def set_env(value):
-        monkeypatch.setenv(layers.FUSED_ENV, value)
-        layers._fused_ops_enabled.cache_clear()
-
-    yield set_env
-    monkeypatch.undo()
-    layers._fused_ops_enabled.cache_clear()
-
-
-def test_fused_ops_only_in_half_precision_on_cuda(fused_env):
+def test_fused_ops_only_in_half_precision_on_cuda():
     from qwen3tts_cli.model.layers import fused_ops
 
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    fused_env("1")
     assert fused_ops(cuda, torch.bfloat16) and fused_ops(cuda, torch.float16)
     assert not fused_ops(cuda, torch.float32)  # fp32 keeps the reference's arithmetic (greedy parity)
     assert not fused_ops(cpu, torch.bfloat16) and not fused_ops(cpu, torch.float32)
-    fused_env("0")
-    assert not fused_ops(cuda, torch.bfloat16)
+    assert not fused_ops(cuda, torch.bfloat16, enabled=False)
+
+
+def test_apply_runtime_sets_every_norm_and_attention():
+    from qwen3tts_cli.model.layers import apply_runtime
+
+    block = DecoderBlock(64, 128, 4, 2, 16, 1e-6)
+    norms = [m for m in block.modules() if isinstance(m, RMSNorm)]
+    assert len(norms) == 4 and not any(n.fused for n in norms) and block.self_attn.flash_attn
+    apply_runtime(block, torch.device("cuda"), torch.bfloat16, fused=True, flash_attn=False)
+    assert all(n.fused for n in norms) and not block.self_attn.flash_attn
+    apply_runtime(block, torch.device("cuda"), torch.float32, fused=True, flash_attn=True)
+    assert not any(n.fused for n in norms) and block.self_attn.flash_attn
 
 
 def test_rmsnorm_fused_form_is_one_call_within_a_bf16_ulp(monkeypatch):
     # What bf16 on CUDA runs (F.rms_norm, one kernel there), here on CPU: rounding once instead of
     # before the weight multiply moves a value by at most one bf16 ulp.
     import torch.nn.functional as F
-
-    from qwen3tts_cli.model import layers
 
     g = torch.Generator().manual_seed(2)
     n = RMSNorm(1024, 1e-6)
@@ -122,7 +117,7 @@ def test_rmsnorm_fused_form_is_one_call_within_a_bf16_ulp(monkeypatch):
     calls = []
     real = F.rms_norm
     monkeypatch.setattr(F, "rms_norm", lambda *a, **k: calls.append(a[0].dtype) or real(*a, **k))
-    monkeypatch.setattr(layers, "fused_ops", lambda device, dtype: dtype == torch.bfloat16)
+    n.fused = True  # as apply_runtime sets it for bf16 on CUDA
     fused = n(x)
     assert calls == [torch.bfloat16] and fused.dtype == torch.bfloat16
     ulp = 2.0 ** (torch.floor(torch.log2(op_by_op.abs().clamp_min(1e-30))) - 7)

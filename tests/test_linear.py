@@ -171,34 +171,31 @@ def test_fused_projections_give_the_unfused_results(quantize, monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-2)
 
 
-def test_cpu_linear_matches_f_linear_and_switches_off(monkeypatch):
-    from qwen3tts_cli.model.linear import cpu_kernels_enabled, cpu_linear
+def test_cpu_linear_matches_f_linear_and_switches_off():
+    from qwen3tts_cli.model.linear import cpu_linear
 
     g = torch.Generator().manual_seed(5)
     x = torch.randn(3, 64, generator=g)
     w = torch.randn(48, 64, generator=g)
     b = torch.randn(48, generator=g)
     w_t = torch.randn(64, 48, generator=g).t()  # a transposed view, as the codec passes it
-    monkeypatch.setenv("QWEN3TTS_CPU_KERNELS", "1")
-    assert cpu_kernels_enabled()
     torch.testing.assert_close(cpu_linear(x, w, b), F.linear(x, w, b), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(cpu_linear(x, w_t), F.linear(x, w_t), rtol=1e-5, atol=1e-5)
     # Other dtypes are not routed to the fp32 kernel.
     assert torch.equal(cpu_linear(x.double(), w.double()), F.linear(x.double(), w.double()))
-    monkeypatch.setenv("QWEN3TTS_CPU_KERNELS", "0")
-    assert not cpu_kernels_enabled()
-    assert torch.equal(cpu_linear(x, w, b), F.linear(x, w, b))
+    assert torch.equal(cpu_linear(x, w, b, onednn=False), F.linear(x, w, b))
 
 
 def test_float_fusion_keeps_the_models_results(tiny_checkpoint, monkeypatch):
     """What build_tts does on CUDA in bf16, run on CPU in fp32 (plain nn.Linear both ways): one
     product over the concatenated weights gives the three products' values, so greedy codes match."""
     import qwen3tts_cli.model.layers as layers
+    from qwen3tts_cli.runtime import RuntimeSettings
 
-    monkeypatch.setenv("QWEN3TTS_CPU_KERNELS", "0")
-    split = load_tts(tiny_checkpoint(MODEL), "cpu", "float32")
-    monkeypatch.setattr(layers, "fused_ops", lambda device, dtype: True)
-    fused = load_tts(tiny_checkpoint(MODEL), "cpu", "float32")
+    plain = RuntimeSettings(cpu_kernels=False)
+    split = load_tts(tiny_checkpoint(MODEL), "cpu", "float32", runtime=plain)
+    monkeypatch.setattr(layers, "fused_ops", lambda device, dtype, enabled=True: enabled)
+    fused = load_tts(tiny_checkpoint(MODEL), "cpu", "float32", runtime=plain)
     for m in (fused.talker, fused.predictor):
         for layer in m.model.layers:
             attn, mlp = layer.self_attn, layer.mlp

@@ -142,7 +142,7 @@ def load_random(model: str, device: torch.device, dtype: torch.dtype | None, qua
     codec_cfg = CodecConfig.from_file(codec_config)
     codec = {n: random_tensor(n, s, seed).to(device=device, dtype=torch.float32)
              for n, s in expected_codec_tensors(codec_cfg).items() if n.startswith("decoder.")}
-    tts._decoder = CodecDecoder.from_tensors(codec_cfg, codec, where=str(codec_config))
+    tts._decoder = CodecDecoder.from_tensors(codec_cfg, codec, where=str(codec_config), runtime=tts.runtime)
     return tts
 
 

@@ -30,6 +30,7 @@ from ..io.config import CodecConfig, CodecDecoderConfig
 from ..errors import InputError, ModelError
 from ..model.layers import Attention, RMSNorm, SwiGLU, attention_mask, rope_cos_sin
 from ..model.linear import cpu_linear
+from ..runtime import RuntimeSettings
 from ..io.weights import expected_codec_tensors, load_safetensors, safetensors_files
 
 # The official grid (chunked_decode defaults); changing them changes the audio.
@@ -98,7 +99,7 @@ def conv1d_as_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     T = L - (k - 1) * dilation
     cols = x.unfold(2, (k - 1) * dilation + 1, 1)[..., ::dilation]  # [B, C_in, T, k]
     cols = cols.permute(0, 2, 1, 3).reshape(B * T, c_in * k)
-    y = cpu_linear(cols, weight.reshape(c_out, c_in * k), bias)
+    y = cpu_linear(cols, weight.reshape(c_out, c_in * k), bias, onednn=_STREAMING.get() is not False)
     return y.view(B, T, c_out).transpose(1, 2).contiguous()
 
 
@@ -114,7 +115,8 @@ def conv_transpose_as_matmul(x: torch.Tensor, weight: torch.Tensor, stride: int)
     B, _, L = x.shape
     m = k // stride
     # weight [C_in, C_out * k] transposed is the [out, in] matrix of a linear layer (a view).
-    cols = cpu_linear(x.transpose(1, 2).reshape(B * L, c_in), weight.reshape(c_in, c_out * k).t())
+    cols = cpu_linear(x.transpose(1, 2).reshape(B * L, c_in), weight.reshape(c_in, c_out * k).t(),
+                      onednn=_STREAMING.get() is not False)
     cols = cols.view(B, L, c_out, m, stride)
     y = x.new_zeros(B, c_out, (L + m - 1) * stride)
     for i in range(m):
@@ -240,8 +242,9 @@ class TransformerLayer(nn.Module):
         return h + self.mlp_layer_scale(self.mlp(self.post_attention_layernorm(h)))
 
 
-# Set while ``CodecDecoder.forward`` runs with a streaming state (thread- and context-local).
-_STREAMING = contextvars.ContextVar("codec_streaming", default=False)
+# While ``CodecDecoder.forward`` runs with a streaming state: whether its products go through
+# oneDNN (the decoder's RuntimeSettings.cpu_kernels); None otherwise (thread- and context-local).
+_STREAMING: contextvars.ContextVar[bool | None] = contextvars.ContextVar("codec_streaming", default=None)
 
 
 class StreamingAwareLinear(nn.Linear):
@@ -252,8 +255,9 @@ class StreamingAwareLinear(nn.Linear):
     of the decoder is one (``CodecDecoder.__init__``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _STREAMING.get():
-            return cpu_linear(x, self.weight, self.bias)
+        onednn = _STREAMING.get()
+        if onednn is not None:
+            return cpu_linear(x, self.weight, self.bias, onednn=onednn)
         return F.linear(x, self.weight, self.bias)
 
 
@@ -348,9 +352,10 @@ class DecoderBlock(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 class CodecDecoder(nn.Module):
-    def __init__(self, cfg: CodecDecoderConfig):
+    def __init__(self, cfg: CodecDecoderConfig, runtime: RuntimeSettings | None = None):
         super().__init__()
         self.cfg = cfg
+        self.runtime = runtime or RuntimeSettings()
         self.hop = math.prod(cfg.upsampling_ratios) * math.prod(cfg.upsample_rates)
         L = cfg.latent_dim
         self.quantizer = SplitRVQ(cfg)
@@ -373,9 +378,10 @@ class CodecDecoder(nn.Module):
     # -- loading ---------------------------------------------------------------------------------
 
     @classmethod
-    def from_folder(cls, folder: str | Path, device: str | torch.device = "cpu",
-                    dtype: torch.dtype = torch.float32) -> "CodecDecoder":
-        """Load from a model folder (its ``speech_tokenizer/``) or a Qwen3-TTS-Tokenizer-12Hz folder."""
+    def from_folder(cls, folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                    runtime: RuntimeSettings | None = None) -> "CodecDecoder":
+        """Load from a model folder (its ``speech_tokenizer/``) or a Qwen3-TTS-Tokenizer-12Hz folder.
+        ``runtime``: its CUDA-graph and CPU-kernel switches (default: read from the environment now)."""
         folder = codec_folder(folder)
         cfg = CodecConfig.from_file(folder / "config.json")
         expected = expected_codec_tensors(cfg)
@@ -383,17 +389,18 @@ class CodecDecoder(nn.Module):
         encoder_names = [n for n in expected if not n.startswith("decoder.")]
         tensors = load_safetensors(safetensors_files(folder), expected=expected, dtype=dtype,
                                    device=device, ignore=encoder_names)
-        return cls.from_tensors(cfg, tensors, where=str(folder / "config.json"))
+        return cls.from_tensors(cfg, tensors, where=str(folder / "config.json"), runtime=runtime)
 
     @classmethod
-    def from_tensors(cls, cfg: CodecConfig, tensors: dict[str, torch.Tensor], where: str = "codec") -> "CodecDecoder":
+    def from_tensors(cls, cfg: CodecConfig, tensors: dict[str, torch.Tensor], where: str = "codec",
+                     runtime: RuntimeSettings | None = None) -> "CodecDecoder":
         """From checkpoint tensors named ``decoder.*`` (a loaded file, or random weights for `bench`)."""
         hop = math.prod(cfg.decoder.upsampling_ratios) * math.prod(cfg.decoder.upsample_rates)
         if hop != cfg.decode_upsample_rate:
             raise ModelError(f"{where}: decode_upsample_rate {cfg.decode_upsample_rate} does not "
                              f"match the decoder's upsampling ({hop})")
         with torch.device("meta"):
-            model = cls(cfg.decoder)
+            model = cls(cfg.decoder, runtime or RuntimeSettings.from_env())
         state = {name[len("decoder."):]: t for name, t in tensors.items() if name.startswith("decoder.")}
         # assign=True keeps the (memory-mapped) tensors instead of copying into fresh parameters.
         model.load_state_dict(state, strict=True, assign=True)
@@ -407,7 +414,7 @@ class CodecDecoder(nn.Module):
         with ``state`` the continuation of the frames that state has seen (batch 1)."""
         if state is None:
             return self._forward(codes, None)
-        token = _STREAMING.set(True)
+        token = _STREAMING.set(self.runtime.cpu_kernels)
         try:
             return self._forward(codes, state)
         finally:

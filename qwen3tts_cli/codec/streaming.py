@@ -138,7 +138,7 @@ class StreamStates:
     def for_decoder(decoder: CodecDecoder, cuda_graphs: bool | None = None) -> "StreamStates":
         from ..model.cuda_graphs import use_cuda_graphs
 
-        capture = use_cuda_graphs(decoder.device, cuda_graphs)
+        capture = use_cuda_graphs(decoder.device, decoder.runtime.cuda_graphs if cuda_graphs is None else cuda_graphs)
         pair = getattr(decoder, "_stream_states", None)
         # The states hold the weights' device and dtype: a moved decoder needs new ones.
         weight = decoder.pre_conv.conv.weight
@@ -214,7 +214,7 @@ class StreamingDecoder:
     at the first frame pushed.
 
     On CUDA, pushes of up to 16 frames are CUDA-graph replays (same arithmetic as the eager call;
-    ``cuda_graphs=False`` or QWEN3TTS_CUDA_GRAPHS=0 turns them off). The decoder's two stream states
+    ``cuda_graphs=False`` or the decoder's RuntimeSettings turn them off). The decoder's two stream states
     (``StreamStates``) are shared by its streams one at a time: a stream that starts while another
     is still live gets states of its own, decoded eagerly.
     """

@@ -23,6 +23,7 @@ from ..model.generate import GenerationResult, generate_frames, iter_frames
 from ..model.sampling import SamplingSettings
 from ..model.talker import Talker
 from ..io.weights import expected_model_tensors, load_safetensors, safetensors_files
+from ..runtime import RuntimeSettings
 
 # The documented voice of CustomVoice models when none is asked for (else the first in sorted order).
 DEFAULT_SPEAKER = "ryan"
@@ -150,10 +151,12 @@ class TTS:
     decoder is loaded on first use."""
 
     def __init__(self, folder: Path, cfg: ModelConfig, gen: GenerationConfig, talker: Talker,
-                 predictor: CodePredictor, tokenizer, device: torch.device, dtype: torch.dtype):
+                 predictor: CodePredictor, tokenizer, device: torch.device, dtype: torch.dtype,
+                 runtime: RuntimeSettings | None = None):
         self.folder, self.cfg, self.generation_config = folder, cfg, gen
         self.talker, self.predictor, self.tokenizer = talker, predictor, tokenizer
         self.device, self.dtype = device, dtype
+        self.runtime = runtime or RuntimeSettings()
         self.quantize: str | None = None  # "int8": weight-only int8 linears (linear.py)
         self._decoder = None
         self._voice_maker = None
@@ -189,7 +192,8 @@ class TTS:
         if self._decoder is None:
             from ..codec import CodecDecoder
 
-            self._decoder = CodecDecoder.from_folder(self.folder, device=self.device, dtype=torch.float32)
+            self._decoder = CodecDecoder.from_folder(self.folder, device=self.device, dtype=torch.float32,
+                                                     runtime=self.runtime)
         return self._decoder
 
     @property
@@ -271,7 +275,8 @@ class TTS:
         """Frames of ``prompt`` as they are generated: int64 [16] tensors on the model's device;
         the generator returns the stop reason ("eos" | "max_frames")."""
         return iter_frames(self.talker, self.predictor, prompt.embeds, prompt.trailing, prompt.pad, settings,
-                           self.frame_budget(max_frames), self.cfg.talker.codec_eos_token_id, seed=seed, log=log)
+                           self.frame_budget(max_frames), self.cfg.talker.codec_eos_token_id, seed=seed, log=log,
+                           cuda_graphs=self.runtime.cuda_graphs)
 
     def text_chunks(self, text: str, split: bool = True, max_chars: int | None = None,
                     language: str | None = "auto") -> list[str]:
@@ -369,7 +374,7 @@ class TTS:
                              non_streaming_mode=non_streaming_mode, voice=voice)
         result = generate_frames(self.talker, self.predictor, prompt.embeds, prompt.trailing, prompt.pad,
                                  settings, max_frames, self.cfg.talker.codec_eos_token_id, seed=seed,
-                                 return_logits=return_logits, progress=progress)
+                                 return_logits=return_logits, progress=progress, cuda_graphs=self.runtime.cuda_graphs)
         result.warnings = list(prompt.warnings)
         return result
 
@@ -387,7 +392,7 @@ class TTS:
         from ..codec.streaming import StreamStates
         from ..model.cuda_graphs import prepare_frame_graphs, use_cuda_graphs
 
-        if not use_cuda_graphs(self.device):
+        if not use_cuda_graphs(self.device, self.runtime.cuda_graphs):
             return 0.0
         t0 = time.perf_counter()
         sizes = stream_schedule(schedule)
@@ -635,7 +640,7 @@ class TTS:
 
         return generate_batch(self.talker, self.predictor, prompts, settings, caps,
                               self.cfg.talker.codec_eos_token_id, seeds=seed, return_logits=return_logits,
-                              on_row=row_done, progress=progress)
+                              on_row=row_done, progress=progress, cuda_graphs=self.runtime.cuda_graphs)
 
     def synthesize_batch(self, texts: Sequence[str], speaker: str | None = None, language: str | None = "auto",
                          instruct: str | None = None, non_streaming_mode: bool | None = None,
@@ -692,7 +697,8 @@ class TTS:
         caps = [cap if g is None else min(cap, g.budget + 1) for g in guards]
         with torch.inference_mode():
             generate_batch(self.talker, self.predictor, prompts, settings, caps, self.cfg.talker.codec_eos_token_id,
-                           seeds=seeds, on_row=row_done, progress=progress, guards=guards)
+                           seeds=seeds, on_row=row_done, progress=progress, guards=guards,
+                           cuda_graphs=self.runtime.cuda_graphs)
         return out
 
 
@@ -728,12 +734,15 @@ def parse_precision(dtype: str | None) -> tuple[torch.dtype | None, str | None]:
 
 
 def load_tts(path_or_folder: str | Path, device: str | torch.device = "cpu",
-             dtype: str | torch.dtype | None = None, quantize: str | None = None) -> TTS:
+             dtype: str | torch.dtype | None = None, quantize: str | None = None,
+             runtime: RuntimeSettings | None = None) -> TTS:
     """Load a Qwen3-TTS model folder (config.json, generation_config.json, model.safetensors and the
     text tokenizer files). Default dtype: float32 on CPU, bfloat16 on CUDA.
 
     ``quantize="int8"`` (CPU): the talker's and code predictor's bias-free linears get int8 weights
     with per-channel scales (activations in ``dtype``, bfloat16 by default); see linear.py.
+    ``runtime``: CUDA graphs, fused ops, flash-attn and CPU kernels on or off (default: read from
+    the environment now, see runtime.py); the model keeps it for its whole life.
     """
     folder = Path(path_or_folder).expanduser()
     if not folder.is_dir():
@@ -749,19 +758,21 @@ def load_tts(path_or_folder: str | Path, device: str | torch.device = "cpu",
     # The Base models' speaker encoder only makes voices: create_voice loads it on first use.
     ignore = [n for n in expected if n.startswith("speaker_encoder.")]
     tensors = load_safetensors(safetensors_files(folder), expected=expected, dtype=dt, device=dev, ignore=ignore)
-    return build_tts(folder, cfg, gen, tensors, folder, dev, dt, quantize)
+    return build_tts(folder, cfg, gen, tensors, folder, dev, dt, quantize, runtime)
 
 
 def build_tts(folder: Path, cfg: ModelConfig, gen: GenerationConfig, tensors: dict[str, torch.Tensor],
-              tokenizer_folder: Path, device: torch.device, dtype: torch.dtype, quantize: str | None = None) -> TTS:
+              tokenizer_folder: Path, device: torch.device, dtype: torch.dtype, quantize: str | None = None,
+              runtime: RuntimeSettings | None = None) -> TTS:
     """A TTS from checkpoint tensors already in memory (``load_tts``; ``bench --random-weights``).
 
     On CPU the bias-free linears are switched to faster kernels (linear.py; same weights unless
-    ``quantize``); QWEN3TTS_CPU_KERNELS=0 keeps plain ``nn.Linear``. On CUDA in fp16/bf16, q/k/v
-    and gate/up become one product each (``layers.fused_ops``; QWEN3TTS_FUSED_OPS=0 keeps them).
+    ``quantize``); ``runtime.cpu_kernels`` off keeps plain ``nn.Linear``. On CUDA in fp16/bf16,
+    q/k/v and gate/up become one product each and RMSNorm one kernel (``layers.fused_ops``;
+    ``runtime.fused_ops`` off keeps them).
     """
-    from ..model.layers import fused_ops
-    from ..model.linear import QUANTIZATIONS, accelerate_cpu, cpu_kernels_enabled, fuse_float_projections
+    from ..model.layers import apply_runtime, fused_ops
+    from ..model.linear import QUANTIZATIONS, accelerate_cpu, fuse_float_projections
     from ..text.tokenizer import TextTokenizer
 
     if quantize is not None and (quantize not in QUANTIZATIONS or device.type != "cpu"):
@@ -772,14 +783,17 @@ def build_tts(folder: Path, cfg: ModelConfig, gen: GenerationConfig, tensors: di
         predictor = CodePredictor(cfg.talker)
     _load_into(talker, talker_sd, f"{folder}: talker")
     _load_into(predictor, cp_sd, f"{folder}: code predictor")
-    if device.type == "cpu" and (quantize or cpu_kernels_enabled()):
+    runtime = runtime or RuntimeSettings.from_env()
+    if device.type == "cpu" and (quantize or runtime.cpu_kernels):
         accelerate_cpu(talker, quantize)
         accelerate_cpu(predictor, quantize)
-    elif fused_ops(device, dtype):
+    elif fused_ops(device, dtype, runtime.fused_ops):
         fuse_float_projections(talker)
         fuse_float_projections(predictor)
+    for net in (talker, predictor):
+        apply_runtime(net, device, dtype, fused=runtime.fused_ops, flash_attn=runtime.flash_attn)
     tokenizer = TextTokenizer.from_folder(tokenizer_folder)
-    tts = TTS(folder, cfg, gen, talker, predictor, tokenizer, device, dtype)
+    tts = TTS(folder, cfg, gen, talker, predictor, tokenizer, device, dtype, runtime)
     tts.quantize = quantize
     return tts
 

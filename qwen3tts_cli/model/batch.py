@@ -89,7 +89,7 @@ def generate_batch(talker: Talker, predictor: CodePredictor, prompts: Sequence, 
                    seeds: int | None | Sequence[int | None] = None, return_logits: bool = False,
                    on_row: Callable[[int, GenerationResult], None] | None = None,
                    progress: Callable[[int], None] | None = None,
-                   cuda_graphs: bool | None = None, static_step: bool = False,
+                   cuda_graphs: bool = True, static_step: bool = False,
                    guards: Sequence | None = None) -> list[GenerationResult]:
     """Codes of every prompt, generated together. Returns one GenerationResult per prompt, in order.
 

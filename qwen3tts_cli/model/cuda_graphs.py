@@ -24,7 +24,6 @@ environment variable QWEN3TTS_CUDA_GRAPHS=0.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Iterator, Sequence
 
@@ -34,17 +33,12 @@ from .code_predictor import CodePredictor
 from .sampling import FirstCodeSampler, SamplingSettings
 from .talker import Talker
 
-ENV = "QWEN3TTS_CUDA_GRAPHS"
 BUCKET = 256
 
 
-def use_cuda_graphs(device: torch.device, flag: bool | None = None) -> bool:
-    """Graphs on a CUDA device unless turned off by ``flag`` or the environment."""
-    if device.type != "cuda" or not torch.cuda.is_available():
-        return False
-    if flag is not None:
-        return bool(flag)
-    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+def use_cuda_graphs(device: torch.device, enabled: bool = True) -> bool:
+    """Graphs on a CUDA device, unless turned off (RuntimeSettings.cuda_graphs)."""
+    return bool(enabled) and device.type == "cuda" and torch.cuda.is_available()
 
 
 def cache_room(needed: int) -> int:

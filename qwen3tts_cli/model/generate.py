@@ -76,7 +76,7 @@ class FrameLog:
 def iter_frames(talker: Talker, predictor: CodePredictor, prompt_embeds: torch.Tensor,
                 trailing: torch.Tensor, pad: torch.Tensor, settings: SamplingSettings, max_frames: int,
                 eos_id: int, seed: int | None = None, log: FrameLog | None = None,
-                cuda_graphs: bool | None = None) -> Iterator[torch.Tensor]:
+                cuda_graphs: bool = True) -> Iterator[torch.Tensor]:
     """Yield the frames of one prompt (batch 1) as they are made: int64 [16] tensors on the model's
     device. The generator's return value (StopIteration.value) is the stop reason, "eos" or
     "max_frames".
@@ -143,7 +143,7 @@ def generate_frames(talker: Talker, predictor: CodePredictor, prompt_embeds: tor
                     trailing: torch.Tensor, pad: torch.Tensor, settings: SamplingSettings, max_frames: int,
                     eos_id: int, seed: int | None = None, return_logits: bool = False,
                     cp_logits_frames: int | None = None,
-                    progress: Callable[[int], None] | None = None) -> GenerationResult:
+                    progress: Callable[[int], None] | None = None, cuda_graphs: bool = True) -> GenerationResult:
     """All frames of one prompt at once: ``iter_frames`` collected into codes [T, 16] on the CPU.
 
     ``progress(n)`` is called after each complete frame with the number of frames so far; it gets
@@ -153,7 +153,7 @@ def generate_frames(talker: Talker, predictor: CodePredictor, prompt_embeds: tor
     log = FrameLog(cp_logits_frames) if return_logits else None
     frames: list[torch.Tensor] = []
     it = iter_frames(talker, predictor, prompt_embeds, trailing, pad, settings, max_frames, eos_id,
-                     seed=seed, log=log)
+                     seed=seed, log=log, cuda_graphs=cuda_graphs)
     while True:
         try:
             frames.append(next(it))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -24,17 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 
-FUSED_ENV = "QWEN3TTS_FUSED_OPS"
-
-
-@lru_cache(maxsize=None)
-def _fused_ops_enabled() -> bool:
-    return os.environ.get(FUSED_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
-
-
-def fused_ops(device: torch.device, dtype: torch.dtype) -> bool:
+def fused_ops(device: torch.device, dtype: torch.dtype, enabled: bool = True) -> bool:
     """Whether a model in ``dtype`` on ``device`` runs RMSNorm as one kernel and q/k/v, gate/up as
-    one product each: on CUDA in fp16/bf16, unless QWEN3TTS_FUSED_OPS=0.
+    one product each: on CUDA in fp16/bf16, unless turned off (RuntimeSettings.fused_ops,
+    QWEN3TTS_FUSED_OPS=0).
 
     At batch 1 a CUDA frame is bound by kernel count, not bytes (~400 RMSNorms of 8 kernels each,
     103 layer passes of 3 + 2 projections). ``F.rms_norm`` is one kernel where torch has the fused
@@ -42,17 +34,31 @@ def fused_ops(device: torch.device, dtype: torch.dtype) -> bool:
     fused forms round once where the reference rounds after each op (at most an ulp of bf16 apart),
     inside the half-precision mode's own error. fp32 keeps the reference's arithmetic, so that
     greedy codes stay the reference's."""
-    return device.type == "cuda" and dtype in (torch.float16, torch.bfloat16) and _fused_ops_enabled()
+    return enabled and device.type == "cuda" and dtype in (torch.float16, torch.bfloat16)
+
+
+def apply_runtime(module: nn.Module, device: torch.device, dtype: torch.dtype, *, fused: bool,
+                  flash_attn: bool) -> None:
+    """Set the loader's runtime choices on every RMSNorm and Attention below ``module``: decided
+    once at load, so that the forward passes read no global state."""
+    fuse = fused_ops(device, dtype, fused)
+    for m in module.modules():
+        if isinstance(m, RMSNorm):
+            m.fused = fuse
+        elif isinstance(m, Attention):
+            m.flash_attn = flash_attn
 
 
 class RMSNorm(nn.Module):
+    fused = False  # one F.rms_norm kernel in half precision on CUDA (``apply_runtime``)
+
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.dtype == torch.float32 and x.device.type == "cpu") or fused_ops(x.device, x.dtype):
+        if (x.dtype == torch.float32 and x.device.type == "cpu") or self.fused:
             # fp32 on CPU: the same arithmetic in one call (bit-identical; ~4.5 us less per call,
             # ~400 calls a frame). Half precision on CUDA: see fused_ops.
             return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
@@ -116,14 +122,9 @@ class CacheSpan:
     start: torch.Tensor | None = None  # [B] int32; None: 0
 
 
-FLASH_ENV = "QWEN3TTS_FLASH_ATTN"
-
-
 @lru_cache(maxsize=None)
 def _flash_attn_with_kvcache():
-    """flash-attn's ``flash_attn_with_kvcache`` when installed and not turned off, else None."""
-    if os.environ.get(FLASH_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
-        return None
+    """flash-attn's ``flash_attn_with_kvcache`` when installed, else None."""
     try:
         from flash_attn import flash_attn_with_kvcache
     except Exception:  # not installed, or a build that does not match this torch/CUDA
@@ -139,11 +140,12 @@ def _takes_leftpad(fn) -> bool:
         return False
 
 
-def flash_attention_for(q: torch.Tensor, span: CacheSpan):
+def flash_attention_for(q: torch.Tensor, span: CacheSpan, enabled: bool = True):
     """The flash-attn kernel for this call, or None for SDPA: CUDA, fp16/bf16, flash-attn
-    installed (``pip install .[cuda]``), QWEN3TTS_FLASH_ATTN not 0, and for left-padded rows a
-    flash-attn that takes ``cache_leftpad``."""
-    if not q.is_cuda or q.dtype not in (torch.float16, torch.bfloat16):
+    installed (``pip install .[cuda]``) and ``enabled`` (RuntimeSettings.flash_attn,
+    QWEN3TTS_FLASH_ATTN=0 turns it off), and for left-padded rows a flash-attn that takes
+    ``cache_leftpad``."""
+    if not enabled or not q.is_cuda or q.dtype not in (torch.float16, torch.bfloat16):
         return None
     fn = _flash_attn_with_kvcache()
     if fn is None or (span.start is not None and not _takes_leftpad(fn)):
@@ -172,6 +174,8 @@ class KVCache(nn.Module):
 class Attention(nn.Module):
     """Multi-head attention with GQA, optional per-head q/k RMSNorm (before RoPE) and an optional
     static KV cache. Without a cache, keys are the current sequence itself."""
+
+    flash_attn = True  # flash-attn's kernel where it applies (``flash_attention_for``, ``apply_runtime``)
 
     def __init__(self, dim: int, n_heads: int, n_kv_heads: int, head_dim: int,
                  qk_norm_eps: float | None = None, bias: bool = False):
@@ -219,7 +223,7 @@ class Attention(nn.Module):
         q, k, v = qk[:, :self.n_heads], qk[:, self.n_heads:], v.transpose(1, 2)
         if isinstance(mask, CacheSpan):
             span, mask = mask, mask.mask
-            flash = flash_attention_for(q, span) if self.kv_cache is not None else None
+            flash = flash_attention_for(q, span, self.flash_attn) if self.kv_cache is not None else None
             if flash is not None:
                 k_cache, v_cache = self.kv_cache.update(input_pos, k, v)
                 # The cache is [B, kv_heads, slots, D]; flash-attn reads [B, slots, kv_heads, D]

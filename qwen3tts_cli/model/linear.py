@@ -25,7 +25,6 @@ Only bias-free ``nn.Linear`` modules are replaced: a Linear with a bias stays on
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 import torch.nn.functional as F
@@ -48,18 +47,15 @@ def _onednn_linear_available() -> bool:
         return False
 
 
-def cpu_kernels_enabled() -> bool:
-    """Whether CPU products go through oneDNN (the default; ``QWEN3TTS_CPU_KERNELS=0`` turns it off)."""
-    return os.environ.get("QWEN3TTS_CPU_KERNELS", "1") != "0" and _onednn_linear_available()
-
-
-def cpu_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear(x, weight, bias)``, through oneDNN's linear primitive for fp32 on CPU.
+def cpu_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+               onednn: bool = True) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``, through oneDNN's linear primitive for fp32 on CPU (unless
+    ``onednn`` is False: RuntimeSettings.cpu_kernels, QWEN3TTS_CPU_KERNELS=0).
 
     For few rows of ``x`` ATen's GEMM reads the weight at about half the machine's bandwidth, and
     for a conv with few output samples ATen/oneDNN convolution is slower still; same arithmetic,
     another summation order (fp32 rounding). ``weight`` may be a transposed view (no copy)."""
-    if x.device.type == "cpu" and x.dtype == torch.float32 and cpu_kernels_enabled():
+    if onednn and x.device.type == "cpu" and x.dtype == torch.float32 and _onednn_linear_available():
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
     return F.linear(x, weight, bias)
 
