@@ -13,6 +13,15 @@ class InputError(Qwen3TTSError):
     exit_code = 2
 
 
+class RequestError(InputError):
+    """A request the engine refuses: ``field`` names the request field at fault, ``code`` the rule,
+    ``context`` the values a front door may need to word it in its own terms (e.g. the model type)."""
+
+    def __init__(self, message: str, field: str, code: str, **context):
+        super().__init__(message)
+        self.field, self.code, self.context = field, code, context
+
+
 class ModelError(Qwen3TTSError):
     """A model folder or checkpoint is missing, malformed or does not match its config."""
 

@@ -33,7 +33,7 @@ import torch
 
 from qwen3tts_cli.model.batch import generate_batch
 from qwen3tts_cli.io.checkpoint import build_checkpoint
-from qwen3tts_cli.engine.tts import load_tts
+from qwen3tts_cli.engine import load_tts
 from qwen3tts_cli.model.generate import FrameLog, iter_frames
 from qwen3tts_cli.runtime import RuntimeSettings
 

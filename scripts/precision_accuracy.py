@@ -13,7 +13,7 @@ import json
 import sys
 
 from qwen3tts_cli.bench.speed import precision_error
-from qwen3tts_cli.engine.tts import load_tts, parse_precision
+from qwen3tts_cli.engine import load_tts, parse_precision
 
 
 def main(argv=None) -> int:

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from qwen3tts_cli.model.batch import generate_batch, left_pad_batch
-from qwen3tts_cli.engine.tts import load_tts
+from qwen3tts_cli.engine import load_tts
 from qwen3tts_cli.engine.guard import GuardSettings
+from qwen3tts_cli.model.frames import Row, generate, left_pad_batch
 
 EOS = 2150
 TEXTS = ["Hi.", "Hello there, world, this is a much longer sentence than the first.", "Good morning to you."]
@@ -37,7 +37,7 @@ def test_left_pad_layout(model):
     prompts = [tts.prompt(t, language="english", **voice) for t in TEXTS]
     x, pad, text = left_pad_batch(prompts)
     lens = [p.embeds.shape[0] for p in prompts]
-    assert pad.tolist() == [max(lens) - n for n in lens] and min(pad.tolist()) == 0
+    assert pad == [max(lens) - n for n in lens] and min(pad) == 0
     for b, p in enumerate(prompts):
         assert torch.equal(x[b, pad[b]:], p.embeds) and not x[b, :pad[b]].any()
         m = p.trailing.shape[0]
@@ -97,15 +97,14 @@ def test_single_row_and_errors(model):
     settings = tts.sampling(greedy=True)
     prompts = [tts.prompt(t, language="english", **voice) for t in TEXTS[:2]]
     with pytest.raises(ValueError):
-        generate_batch(tts.talker, tts.predictor, prompts, settings, [3], EOS)
-    assert generate_batch(tts.talker, tts.predictor, [], settings, 3, EOS) == []
+        list(generate(tts.talker, tts.predictor, [Row(prompts[0], 3), Row(prompts[1], 0)], settings, EOS))
+    assert list(generate(tts.talker, tts.predictor, [], settings, EOS)) == []
 
 
 def test_synthesize_batch_equals_synthesize_with_split_and_guard(tiny_checkpoint, monkeypatch):
     """Long text is split into chunk rows (seed + i per chunk) and the runaway guard watches each
     row, so every text's result equals synthesize() of it alone; each row's cap (and so its cache
     room) is its guard's budget + 1 frame, not the global cap."""
-    from qwen3tts_cli.model import batch
     from qwen3tts_cli.engine.guard import frame_budget
 
     tts = load_tts(tiny_checkpoint("0.6B-CustomVoice"))
@@ -113,9 +112,10 @@ def test_synthesize_batch_equals_synthesize_with_split_and_guard(tiny_checkpoint
     texts = ["Hi.", "First sentence of a longer text. And its second sentence, here.", "Good morning to you."]
     kw = dict(language="english", seed=9, max_frames=12, max_chars=40, pause=0.1, guard=guard)
     got, caps = {}, []
-    real = batch.generate_batch
-    monkeypatch.setattr(batch, "generate_batch", lambda *a, **k: caps.append(a[4]) or real(*a, **k))
+    real = tts.generate
+    monkeypatch.setattr(tts, "generate", lambda rows, *a, **k: caps.append([r.cap for r in rows]) or real(rows, *a, **k))
     out = tts.synthesize_batch(texts, on_result=lambda i, r: got.setdefault(i, r), **kw)
+    monkeypatch.undo()
     rows = [c for t in texts for c in tts.text_chunks(t, max_chars=40, language="english")]
     assert caps == [[min(12, frame_budget(c, guard) + 1) for c in rows]] and min(caps[0]) < 12
     assert [r.chunks for r in out] == [1, 2, 1]

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from qwen3tts_cli.bench.speed import copy_bandwidth, load_random, precision_error, weight_bytes_per_frame
 from qwen3tts_cli.cli.main import app
 from qwen3tts_cli.io.config import ModelConfig
-from qwen3tts_cli.engine.tts import load_tts
+from qwen3tts_cli.engine import load_tts
 
 runner = CliRunner()
 MODEL = "0.6B-CustomVoice"

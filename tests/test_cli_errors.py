@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from qwen3tts_cli.cli import main as cli
 from qwen3tts_cli.engine import tts as engine, guard
 from qwen3tts_cli.cli.main import app
-from qwen3tts_cli.engine.tts import load_tts
+from qwen3tts_cli.engine import load_tts
 from qwen3tts_cli.text.segment import split_text
 
 runner = CliRunner()

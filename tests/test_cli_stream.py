@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from qwen3tts_cli.engine import tts as engine
 from qwen3tts_cli.io.audio import pcm16
 from qwen3tts_cli.cli.main import app
-from qwen3tts_cli.engine.tts import load_tts
+from qwen3tts_cli.engine import load_tts
 
 runner = CliRunner()
 TEXT = "Hello there, world."

@@ -5,7 +5,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from qwen3tts_cli.cli.main import _complete_wav, app
-from qwen3tts_cli.engine.tts import TTS
+from qwen3tts_cli.engine import TTS
 
 runner = CliRunner()
 LINES = "Hello there, world.\n\nA second, rather longer line of text to speak.\nThird one.\nFour.\n"

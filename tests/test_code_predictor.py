@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from qwen3tts_cli.model.code_predictor import CodePredictor
-from qwen3tts_cli.engine.tts import load_tts
+from qwen3tts_cli.engine import load_tts
 from qwen3tts_cli.model.layers import attention_mask, rope_cos_sin
 from qwen3tts_cli.model.sampling import make_generator
 from qwen3tts_cli.io.weights import expected_model_tensors
@@ -55,7 +55,7 @@ def test_greedy_predict_matches_uncached_recompute(tts):
     past = torch.randn(2, H, generator=g)
     c0 = torch.tensor([5, 1999])
     with torch.inference_mode():
-        c0_emb = tts.embed_codec(c0)
+        c0_emb = tts.embeddings.embed_codec(c0)
         codes, frame, logits = tts.predictor.predict(past, c0_emb, return_logits=True)
         want_codes, want_logits = _uncached_greedy(tts.predictor, past, c0_emb)
         assert codes.shape == (2, 15) and codes.dtype == torch.long
@@ -64,7 +64,7 @@ def test_greedy_predict_matches_uncached_recompute(tts):
         # Frame embedding: C(c0) + sum_g E_g(c_g), one stacked sum.
         embs = [c0_emb] + [tts.predictor.model.codec_embedding[i](codes[:, i]) for i in range(15)]
         assert torch.equal(frame, torch.stack(embs, 1).sum(1))
-        assert torch.equal(tts.embed_frame(torch.cat([c0[:, None], codes], 1)), frame)
+        assert torch.equal(tts.embeddings.embed_frame(torch.cat([c0[:, None], codes], 1)), frame)
         # Positions restart every frame: a second call with the same inputs repeats itself.
         tts.predictor.predict(torch.randn(2, H), c0_emb)
         again, _, _ = tts.predictor.predict(past, c0_emb)
@@ -75,7 +75,7 @@ def test_sampled_predict_is_seeded(tts):
     H = tts.cfg.talker.hidden_size
     past = torch.randn(1, H, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        c0_emb = tts.embed_codec(torch.tensor([7]))
+        c0_emb = tts.embeddings.embed_codec(torch.tensor([7]))
         kw = dict(do_sample=True, temperature=1.5, top_k=0, top_p=1.0)
         a = tts.predictor.predict(past, c0_emb, generator=make_generator(1, "cpu"), **kw)[0]
         b = tts.predictor.predict(past, c0_emb, generator=make_generator(1, "cpu"), **kw)[0]
@@ -93,7 +93,7 @@ def test_cuda_predict_has_no_host_sync(tiny_checkpoint):
     H = tts.cfg.talker.hidden_size
     past = torch.randn(1, H, device="cuda", dtype=torch.bfloat16)
     with torch.inference_mode():
-        c0_emb = tts.embed_codec(torch.tensor([7], device="cuda"))
+        c0_emb = tts.embeddings.embed_codec(torch.tensor([7], device="cuda"))
         gen = make_generator(0, "cuda")
         tts.predictor.predict(past, c0_emb, do_sample=True, generator=gen)  # warm-up allocates the cache
         torch.cuda.synchronize()

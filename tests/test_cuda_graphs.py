@@ -4,11 +4,10 @@ frames of the normal loop; on CUDA (skipped here without one) the replays must t
 import pytest
 import torch
 
+from qwen3tts_cli.engine import load_tts
 from qwen3tts_cli.model import cuda_graphs
-from qwen3tts_cli.model.batch import generate_batch
-from qwen3tts_cli.model.cuda_graphs import iter_frames_static, use_cuda_graphs
-from qwen3tts_cli.engine.tts import load_tts
-from qwen3tts_cli.model.generate import FrameLog, iter_frames
+from qwen3tts_cli.model.cuda_graphs import use_cuda_graphs
+from qwen3tts_cli.model.frames import Row, generate
 
 EOS = 2150
 TEXT = "Hello there, world."
@@ -31,16 +30,13 @@ def _prompt(tts, text=TEXT):
     return tts.prompt(text, language="english", **kw)
 
 
-def _run(fn, tts, prompt, settings, n, seed=None, **kw):
-    log = FrameLog()
-    it = fn(tts.talker, tts.predictor, prompt.embeds, prompt.trailing, prompt.pad, settings, n,
-            EOS, seed=seed, log=log, **kw)
-    frames = []
-    while True:
-        try:
-            frames.append(next(it))
-        except StopIteration as stop:
-            return torch.stack(frames).cpu(), stop.value, torch.cat(log.talker).cpu(), torch.stack(log.cp).cpu()
+def _run(tts, prompt, settings, n, seed=None, **kw):
+    """(codes, stop reason, talker logits, cp logits) of one prompt through the frame loop."""
+    row = Row(prompt, n, seed)
+    for _ in generate(tts.talker, tts.predictor, [row], settings, EOS, record_logits=True, **kw):
+        pass
+    r = row.result()
+    return r.codes, r.stop_reason, r.talker_logits, r.cp_logits
 
 
 def _assert_same(a, b, tol=1e-4):
@@ -54,13 +50,13 @@ def test_static_step_equals_eager_loop(tts, greedy):
     settings = tts.sampling(greedy=greedy)
     p = _prompt(tts)
     # 10 frames cross at least two 4-slot buckets past the prompt.
-    want = _run(iter_frames, tts, p, settings, 10, seed=5, cuda_graphs=False)
-    got = _run(iter_frames_static, tts, p, settings, 10, seed=5, capture=False)
+    want = _run(tts, p, settings, 10, seed=5, cuda_graphs=False)
+    got = _run(tts, p, settings, 10, seed=5, static=True)
     _assert_same(got, want)
     assert got[0].shape == (10, 16) and got[1] == "max_frames"
     # The step is reused across calls (same caches and settings) and still starts afresh.
     step = tts.talker._static_step
-    again = _run(iter_frames_static, tts, p, settings, 10, seed=5, capture=False)
+    again = _run(tts, p, settings, 10, seed=5, static=True)
     assert tts.talker._static_step is step
     _assert_same(again, got, tol=0)
 
@@ -70,10 +66,10 @@ def test_static_step_eos_and_cap(tts, monkeypatch):
     monkeypatch.setattr(tts.talker, "logits", lambda h: raw(h).index_fill(-1, torch.tensor([EOS]), 1e3))
     settings = tts.sampling(greedy=True)
     p = _prompt(tts)
-    got = _run(iter_frames_static, tts, p, settings, 30, capture=False)
+    got = _run(tts, p, settings, 30, static=True)
     assert got[1] == "eos" and got[0].shape == (2, 16) and got[2].shape[0] == 3
-    _assert_same(got, _run(iter_frames, tts, p, settings, 30, cuda_graphs=False))
-    one = _run(iter_frames_static, tts, p, settings, 1, capture=False)
+    _assert_same(got, _run(tts, p, settings, 30, cuda_graphs=False))
+    one = _run(tts, p, settings, 1, static=True)
     assert one[1] == "max_frames" and one[0].shape == (1, 16)
 
 
@@ -82,9 +78,14 @@ def test_static_batch_equals_eager_batch(tts, greedy):
     settings = tts.sampling(greedy=greedy)
     prompts = [_prompt(tts, t) for t in ("Hi.", "A much longer line of text for the second row.", TEXT)]
     caps, seeds = [4, 7, 6], [1, 2, 1]
-    args = (tts.talker, tts.predictor, prompts, settings, caps, EOS)
-    want = generate_batch(*args, seeds=seeds, return_logits=True, cuda_graphs=False)
-    got = generate_batch(*args, seeds=seeds, return_logits=True, static_step=True)
+
+    def run(**kw):
+        rows = [Row(p, c, s) for p, c, s in zip(prompts, caps, seeds)]
+        for _ in generate(tts.talker, tts.predictor, rows, settings, EOS, record_logits=True, **kw):
+            pass
+        return [r.result() for r in rows]
+
+    want, got = run(cuda_graphs=False), run(static=True)
     for g, w in zip(got, want):
         _assert_same((g.codes, g.stop_reason, g.talker_logits, g.cp_logits),
                      (w.codes, w.stop_reason, w.talker_logits, w.cp_logits))
@@ -105,11 +106,11 @@ def test_cuda_graph_replay_equals_eager(tiny_checkpoint):
     tts = load_tts(tiny_checkpoint("0.6B-CustomVoice"), device="cuda", dtype="float32")
     settings = tts.sampling(greedy=True)
     p = _prompt(tts)
-    want = _run(iter_frames, tts, p, settings, 20, cuda_graphs=False)
-    got = _run(iter_frames, tts, p, settings, 20, cuda_graphs=True)
+    want = _run(tts, p, settings, 20, cuda_graphs=False)
+    got = _run(tts, p, settings, 20, cuda_graphs=True)
     _assert_same(got, want, tol=1e-3)
     assert len(tts.talker._static_step.graphs) >= 2
-    seeded = [_run(iter_frames, tts, p, tts.sampling(), 12, seed=7, cuda_graphs=True)[0] for _ in range(2)]
+    seeded = [_run(tts, p, tts.sampling(), 12, seed=7, cuda_graphs=True)[0] for _ in range(2)]
     assert torch.equal(*seeded)
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from qwen3tts_cli.codec import CodecDecoder
-from qwen3tts_cli.engine.tts import SynthesisResult, load_tts
+from qwen3tts_cli.engine import SynthesisResult, load_tts
 
 
 @pytest.fixture(scope="module")
@@ -92,20 +92,19 @@ def test_bf16_talker_keeps_fp32_decoder(tiny_checkpoint):
 
 
 def test_no_frames_gives_empty_audio_and_a_warning(cv, monkeypatch):
-    from qwen3tts_cli.engine import tts as engine
-    def no_frames(*a, **k):
-        return "eos"
-        yield
-
-    monkeypatch.setattr(engine, "iter_frames", no_frames)
-    r = cv.synthesize("Hi.", greedy=True, max_frames=3)
-    assert r.audio.shape == (0,) and r.stop_reason == "eos" and "no audio" in r.warnings[-1]
+    # EOS allowed from the first code and made the favourite: the utterance ends before a frame.
+    raw = cv.talker.logits
+    monkeypatch.setattr(cv.talker, "logits", lambda h: raw(h).index_fill(-1, torch.tensor([2150]), 1e3))
+    r = cv.synthesize("Hi.", greedy=True, max_frames=3, min_new_tokens=0)
+    assert r.audio.shape == (0,) and r.frames == 0 and r.stop_reason == "eos" and "no audio" in r.warnings[-1]
+    st = cv.stream("Hi.", greedy=True, max_frames=3, min_new_tokens=0)
+    assert list(st) == [] and st.result.finished and "no audio" in st.result.warnings[-1]
 
 
 def test_parse_device_indexes_cuda(monkeypatch):
     # Tensors on CUDA report cuda:N; an unindexed "cuda" must become the same, or cache checks
     # comparing devices never match. Without CUDA, asking for it is a usage error.
-    from qwen3tts_cli.engine.tts import parse_device
+    from qwen3tts_cli.engine import parse_device
     from qwen3tts_cli.errors import InputError
 
     assert parse_device("cpu") == torch.device("cpu")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from qwen3tts_cli.io.audio import pcm16
-from qwen3tts_cli.engine.tts import DEFAULT_STREAM_SCHEDULE, load_tts
+from qwen3tts_cli.engine import DEFAULT_STREAM_SCHEDULE, load_tts
 from qwen3tts_cli.errors import InputError
 
 HOP = 1920

@@ -8,11 +8,9 @@ kernel with SDPA."""
 import pytest
 import torch
 
+from qwen3tts_cli.engine import load_tts
 from qwen3tts_cli.model import cuda_graphs, layers
-from qwen3tts_cli.model.batch import generate_batch
-from qwen3tts_cli.model.cuda_graphs import iter_frames_static
-from qwen3tts_cli.engine.tts import load_tts
-from qwen3tts_cli.model.generate import FrameLog, iter_frames
+from qwen3tts_cli.model.frames import Row, generate
 from qwen3tts_cli.model.layers import Attention, CacheSpan, KVCache, attention_mask, rope_cos_sin
 
 EOS = 2150
@@ -75,11 +73,16 @@ def test_attention_with_a_span_equals_the_masked_sdpa(flash):
     assert out["flash"].abs().max() > 0.1  # real values, not zeros
 
 
-def _frames(fn, tts, prompt, settings, n, **kw):
-    log = FrameLog()
-    it = fn(tts.talker, tts.predictor, prompt.embeds, prompt.trailing, prompt.pad, settings, n, EOS,
-            seed=3, log=log, **kw)
-    return torch.stack(list(it)), torch.cat(log.talker)
+def _rows(tts, prompts, settings, caps, seed=None, **kw):
+    rows = [Row(p, c, seed) for p, c in zip(prompts, caps)]
+    for _ in generate(tts.talker, tts.predictor, rows, settings, EOS, record_logits=True, **kw):
+        pass
+    return [r.result() for r in rows]
+
+
+def _frames(tts, prompt, settings, n, **kw):
+    r = _rows(tts, [prompt], settings, [n], seed=3, **kw)[0]
+    return r.codes, r.talker_logits
 
 
 @pytest.fixture(scope="module")
@@ -91,11 +94,11 @@ def test_talker_prefill_and_graph_step_through_flash(tts, monkeypatch):
     monkeypatch.setattr(cuda_graphs, "BUCKET", 4)  # masked buckets: the graph step's span
     p = tts.prompt("Hello there, world.", language="english", speaker="ryan")
     greedy = tts.sampling(greedy=True)
-    want = _frames(iter_frames, tts, p, greedy, 10, cuda_graphs=False)
-    sdpa_static = _frames(iter_frames_static, tts, p, greedy, 10, capture=False)
+    want = _frames(tts, p, greedy, 10, cuda_graphs=False)
+    sdpa_static = _frames(tts, p, greedy, 10, static=True)
     fn = StandIn()
     monkeypatch.setattr(layers, "flash_attention_for", lambda q, span, enabled=True: fn)
-    got = _frames(iter_frames_static, tts, p, greedy, 10, capture=False)
+    got = _frames(tts, p, greedy, 10, static=True)
     layers_n = len(tts.talker.model.layers)
     assert fn.calls == layers_n * 11  # the prefill and every frame's talker step
     assert torch.equal(got[0], want[0]) and torch.equal(got[0], sdpa_static[0])
@@ -107,14 +110,13 @@ def test_left_padded_batch_through_flash(tts, monkeypatch):
                for t in ("Hi.", "A much longer line of text for the second row.", "Hello there.")]
     settings = tts.sampling(greedy=True)
     caps = [5, 7, 6]
-    alone = [_frames(iter_frames, tts, q, settings, c, cuda_graphs=False) for q, c in zip(prompts, caps)]
+    alone = [_frames(tts, q, settings, c, cuda_graphs=False) for q, c in zip(prompts, caps)]
     fn = StandIn()
     monkeypatch.setattr(layers, "flash_attention_for", lambda q, span, enabled=True: fn)
-    args = (tts.talker, tts.predictor, prompts, settings, caps, EOS)
-    eager = generate_batch(*args, return_logits=True, cuda_graphs=False)
+    eager = _rows(tts, prompts, settings, caps, cuda_graphs=False)
     layers_n = len(tts.talker.model.layers)
     assert fn.calls == layers_n * 7  # prefill + 6 steps (the 7th frame's step is not needed)
-    static = generate_batch(*args, return_logits=True, static_step=True)
+    static = _rows(tts, prompts, settings, caps, static=True)
     assert fn.calls > layers_n * 7
     for e, s, a in zip(eager, static, alone):
         assert torch.equal(e.codes, a[0]) and torch.equal(s.codes, a[0])

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from qwen3tts_cli.engine.tts import load_tts
+from qwen3tts_cli.engine import load_tts
 from qwen3tts_cli.errors import InputError, ModelError
 
 EOS = 2150

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from qwen3tts_cli.engine import tts as engine
-from qwen3tts_cli.engine.tts import load_tts
+from qwen3tts_cli.engine import load_tts
 from qwen3tts_cli.engine.guard import DEFAULT_SETTINGS, GuardSettings, RunawayGuard, frame_budget, spoken_units
 
 
@@ -168,23 +167,21 @@ def test_engine_keeps_audio_before_a_budget_trip(cv):
 
 
 def test_engine_trims_a_loop_and_names_the_chunk(cv, monkeypatch):
-    real = engine.iter_frames
-
-    def looping(*a, **k):  # the real first frames, then one frame over and over
-        it = real(*a, **k)
-        first = [next(it) for _ in range(2)]
-        it.close()
-        yield from first
-        while True:
-            yield first[1].clone()
-
-    monkeypatch.setattr(engine, "iter_frames", looping)
+    # A model stuck on one first code: every talker step after the prefill picks code 100.
+    raw = cv.talker.logits
+    prefill = {"now": False}
+    hook = cv.talker.register_forward_pre_hook(lambda m, args: prefill.update(now=args[0].shape[1] > 1))
+    monkeypatch.setattr(cv.talker, "logits",
+                        lambda h: raw(h) if prefill["now"] else raw(h).index_fill(-1, torch.tensor([100]), 1e3))
     loop = GuardSettings(check_every=4, loop_min_frames=8, loop_max_period=2, loop_repeats=2)
-    r = cv.synthesize("One sentence here. Another sentence here.", max_chars=25, greedy=True, guard=loop)
+    try:
+        r = cv.synthesize("One sentence here. Another sentence here.", max_chars=25, greedy=True, guard=loop)
+    finally:
+        hook.remove()
     assert r.chunks == 2 and r.stop_reason == "loop"
     assert r.truncated.startswith("chunk 1 of 2: generation fell into a loop") and "chunk 2 of 2" in r.truncated
     # Each chunk keeps its first real frame plus one period of the loop: 2 frames.
-    assert r.codes.shape == (4, 16)
+    assert r.codes.shape == (4, 16) and r.codes[1, 0] == r.codes[3, 0] == 100 and r.codes[0, 0] != 100
 
 
 def test_engine_flags_the_models_frame_limit(cv, monkeypatch):
@@ -194,15 +191,8 @@ def test_engine_flags_the_models_frame_limit(cv, monkeypatch):
     assert "limit of 3 frames" in r.truncated
 
 
-def test_guarded_frames_is_iter_frames_when_nothing_trips(cv):
-    prompt = cv.prompt("Hello there.", speaker="ryan")
-    settings = cv.sampling(greedy=True)
-    it = cv.guarded_frames(prompt, "Hello there.", settings, max_frames=4)
-    frames = []
-    while True:
-        try:
-            frames.append(next(it))
-        except StopIteration as stop:
-            assert stop.value == ("max_frames", None)
-            break
-    assert torch.equal(torch.stack(frames), torch.stack(list(cv.iter_frames(prompt, settings, 4))))
+def test_the_guard_changes_nothing_when_nothing_trips(cv):
+    guarded = cv.synthesize("Hello there.", speaker="ryan", greedy=True, max_frames=4, split=False)
+    plain = cv.generate_codes("Hello there.", speaker="ryan", greedy=True, max_frames=4)
+    assert guarded.truncated is None and guarded.stop_reason == plain.stop_reason == "max_frames"
+    assert torch.equal(guarded.codes, plain.codes) and guarded.frames == 4

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qwen3tts_cli.engine.tts import load_tts
+from qwen3tts_cli.engine import load_tts
 from qwen3tts_cli.model.linear import Int8Linear, PackedLinear, W8A8Linear, accelerate_cpu, weight_bytes
 
 MODEL = "0.6B-CustomVoice"

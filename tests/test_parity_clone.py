@@ -33,7 +33,7 @@ def signals():
 
 @pytest.fixture(scope="module")
 def engines(tiny_checkpoint):
-    from qwen3tts_cli.engine.tts import load_tts
+    from qwen3tts_cli.engine import load_tts
 
     cache = {}
 

@@ -36,7 +36,7 @@ def test_parity_goldens_present():
 
 @pytest.fixture(scope="module")
 def engines(tiny_checkpoint, full_checkpoint):
-    from qwen3tts_cli.engine.tts import load_tts
+    from qwen3tts_cli.engine import load_tts
 
     cache = {}
 

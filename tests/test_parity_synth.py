@@ -50,7 +50,7 @@ def test_goldens_present_and_small():
 
 @pytest.fixture(scope="module")
 def engines(tiny_checkpoint):
-    from qwen3tts_cli.engine.tts import load_tts
+    from qwen3tts_cli.engine import load_tts
 
     cache = {}
 

@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from qwen3tts_cli.io.config import ModelConfig
+from qwen3tts_cli.engine.prompt import XVECTOR, build_prompt, instruct_text
+from qwen3tts_cli.engine.request import SpeechRequest
 from qwen3tts_cli.errors import InputError
-from qwen3tts_cli.engine.prompt import XVECTOR, SynthesisRequest, build_prompt, instruct_text
+from qwen3tts_cli.io.config import ModelConfig
 from qwen3tts_cli.io.repos import metadata_dir
 from qwen3tts_cli.text.tokenizer import TextTokenizer
+from qwen3tts_cli.voice.clone import VoicePrompt
 
 META = metadata_dir()
 GOLDENS = Path(__file__).parent / "fixtures" / "goldens" / "generator"
@@ -50,6 +52,26 @@ class FakeModel:
 FAKE = FakeModel()
 
 
+class FakeVoice(VoicePrompt):
+    """A voice for the fake model's 8-wide rows: fits any config (the real check is tested in test_voice)."""
+
+    def check_model(self, cfg) -> None:
+        pass
+
+
+def request(text, xvector=None, ref_codes=None, ref_text=None, **kw) -> SpeechRequest:
+    """A request spoken as given; x-vector (and ICL) pieces become its voice."""
+    voice = None
+    if xvector is not None:
+        voice = FakeVoice(mode="icl" if ref_codes is not None else "xvector", xvector=xvector,
+                          ref_codes=ref_codes, ref_text=ref_text)
+    return SpeechRequest(text, voice=voice, split=False, **kw)
+
+
+def prompt_of(model, cfg, tokenizer, req: SpeechRequest):
+    return build_prompt(model, cfg, tokenizer, req.resolve(cfg), req.text)
+
+
 def T(i):
     return FAKE.embed_text(torch.tensor([i]))[0]
 
@@ -82,7 +104,7 @@ def text_ids(text):
 
 
 def build(model_name, **kw):
-    return build_prompt(FAKE, cfg_of(model_name), TOK, SynthesisRequest(**kw))
+    return prompt_of(FAKE, cfg_of(model_name), TOK, request(**kw))
 
 
 def test_custom_voice_non_streaming_layout():
@@ -212,9 +234,15 @@ def test_leading_whitespace_merges_with_template():
     assert p.token_ids["text"] == whole[3:-5]
 
 
+def test_custom_voice_speaks_as_the_default_speaker_unless_told():
+    p = build("0.6B-CustomVoice", text="Hi.")
+    q = build("0.6B-CustomVoice", text="Hi.", speaker="ryan")
+    assert p.rows == q.rows and request("Hi.").resolve(cfg_of("0.6B-CustomVoice")).speaker_defaulted
+
+
 def test_model_dtype_is_kept():
     model = FakeModel(dtype=torch.bfloat16)
-    p = build_prompt(model, cfg_of("0.6B-CustomVoice"), TOK, SynthesisRequest("Hi there.", speaker="ryan"))
+    p = prompt_of(model, cfg_of("0.6B-CustomVoice"), TOK, request("Hi there.", speaker="ryan"))
     assert p.embeds.dtype == p.trailing.dtype == p.pad.dtype == torch.bfloat16
     want = (model.embed_text(torch.tensor([P])) + model.embed_codec(torch.tensor([NOTHINK])))[0]
     assert torch.equal(p.embeds[3], want)
@@ -223,7 +251,6 @@ def test_model_dtype_is_kept():
 @pytest.mark.parametrize("model,kw,match", [
     ("0.6B-CustomVoice", dict(text="", speaker="ryan"), "empty"),
     ("0.6B-CustomVoice", dict(text=" \n\t ", speaker="ryan"), "empty"),
-    ("0.6B-CustomVoice", dict(text="Hi."), "needs a speaker.*ryan"),
     ("0.6B-CustomVoice", dict(text="Hi.", speaker="bob"), "unknown speaker 'bob'.*aiden.*vivian"),
     ("0.6B-CustomVoice", dict(text="Hi.", speaker="ryan", language="klingon"),
      "unknown language 'klingon'.*auto.*english"),
@@ -238,7 +265,8 @@ def test_model_dtype_is_kept():
     ("0.6B-Base", dict(text="Hi.", xvector=torch.zeros(7)), "speaker embedding has 7"),
     ("0.6B-Base", dict(text="Hi.", xvector=torch.zeros(8), ref_text="r",
                        ref_codes=torch.zeros(3, 15, dtype=torch.long)), "shape"),
-    ("1.7B-CustomVoice", dict(text="Hi.", speaker="ryan", xvector=torch.zeros(8)), "only Base"),
+    ("1.7B-CustomVoice", dict(text="Hi.", xvector=torch.zeros(8)), "only Base"),
+    ("1.7B-CustomVoice", dict(text="Hi.", speaker="ryan", xvector=torch.zeros(8)), "one or the other"),
 ])
 def test_invalid_requests(model, kw, match):
     with pytest.raises(InputError, match=match):
@@ -259,8 +287,8 @@ def load_golden(name):
 
 def request_of(g):
     r = g["request"]
-    return SynthesisRequest(text=r["text"], speaker=r["speaker"], language=r["language"],
-                            instruct=r["instruct"], non_streaming_mode=r["non_streaming_mode"])
+    return request(r["text"], speaker=r["speaker"], language=r["language"], instruct=r["instruct"],
+                   non_streaming_mode=r["non_streaming_mode"])
 
 
 def test_goldens_present():
@@ -271,7 +299,7 @@ def test_goldens_present():
 def test_prompt_ids_and_row_counts_match_reference(name):
     g, arrays = load_golden(name)
     cfg = cfg_of(g["model"])
-    p = build_prompt(FAKE, cfg, LOCAL_TOK, request_of(g))  # the reference's tokenizer: local-path regex
+    p = prompt_of(FAKE, cfg, LOCAL_TOK, request_of(g))  # the reference's tokenizer: local-path regex
     assert p.token_ids["target"] == g["target_ids"]
     assert p.token_ids.get("instruct") == g["instruct_ids"]
     assert p.instruct_dropped == g["instruct_dropped"]
@@ -286,7 +314,7 @@ def test_prompt_ids_and_row_counts_match_reference(name):
 
 @pytest.fixture(scope="module")
 def tiny_models(tiny_checkpoint):
-    from qwen3tts_cli.engine.tts import load_tts
+    from qwen3tts_cli.engine import load_tts
 
     cache = {}
 
@@ -304,7 +332,7 @@ def test_prompt_embeds_match_reference(name, tiny_models):
     g, arrays = load_golden(name)
     assert g["size"] == "tiny" and g["seed"] == 0
     tts = tiny_models(g["model"])
-    p = build_prompt(tts, tts.cfg, TextTokenizer.from_folder(tts.folder, regex=g["regex"]), request_of(g))
+    p = prompt_of(tts.embeddings, tts.cfg, TextTokenizer.from_folder(tts.folder, regex=g["regex"]), request_of(g))
     assert p.embeds.dtype == torch.float32
     np.testing.assert_allclose(p.embeds.numpy(), arrays["prefill_embeds"], rtol=0, atol=1e-5)
     np.testing.assert_allclose(p.trailing.numpy(), arrays["trailing"], rtol=0, atol=1e-5)

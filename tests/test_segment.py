@@ -9,7 +9,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qwen3tts_cli.engine.tts import load_tts
+from qwen3tts_cli.engine import load_tts
 from qwen3tts_cli.errors import InputError
 from qwen3tts_cli.text.segment import DEFAULT_MAX_CHARS, normalize_text, split_text, text_weight
 from qwen3tts_cli.text.tokenizer import TextTokenizer

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from qwen3tts_cli.io.config import ModelConfig
-from qwen3tts_cli.engine.tts import load_tts
+from qwen3tts_cli.engine import load_tts
 from qwen3tts_cli.model.talker import Talker
 from qwen3tts_cli.io.weights import expected_model_tensors, load_safetensors, safetensors_files
 

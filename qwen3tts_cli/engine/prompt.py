@@ -1,4 +1,4 @@
-"""Talker prompt construction: from a synthesis request to the prefill rows and the trailing text.
+"""Talker prompt construction: from a resolved request to the prefill rows and the trailing text.
 
 Every talker input row is the sum of a text-track vector T(id) (projected text embedding) and a
 codec-track vector C(id) (codec embedding), either of which may be absent
@@ -23,9 +23,10 @@ from typing import Any
 
 import torch
 
-from ..io.config import ModelConfig
 from ..errors import InputError, ModelError
+from ..io.config import ModelConfig
 from ..text.tokenizer import TextTokenizer
+from .request import ResolvedRequest
 
 # Row descriptions for Prompt.rows: (text id or None, codec part or None). The codec part is a
 # codec id, XVECTOR for the raw speaker embedding, or ("frame", k) for reference frame k (ICL).
@@ -42,22 +43,6 @@ def ref_text_template(text: str) -> str:
 
 def instruct_text(instruct: str) -> str:
     return f"<|im_start|>user\n{instruct}<|im_end|>\n"
-
-
-@dataclass
-class SynthesisRequest:
-    text: str
-    speaker: str | None = None
-    language: str | None = "auto"
-    instruct: str | None = None
-    # None: the reference's default for the model type (True for CustomVoice and VoiceDesign,
-    # False for Base voice clone).
-    non_streaming_mode: bool | None = None
-    # Voice clone (Base models): the speaker-encoder x-vector [H], and for ICL also the reference
-    # audio's codes [K, 16] with its transcript.
-    xvector: torch.Tensor | None = None
-    ref_codes: torch.Tensor | None = None
-    ref_text: str | None = None
 
 
 @dataclass
@@ -90,70 +75,17 @@ def _device(model) -> torch.device:
     return torch.device("cpu")
 
 
-def _check_choice(kind: str, value: str, valid: list[str]) -> str:
-    v = value.strip().lower()
-    if v not in valid:
-        raise InputError(f"unknown {kind} '{value}'; valid {kind}s: {', '.join(valid)}")
-    return v
-
-
-def _validate(cfg: ModelConfig, req: SynthesisRequest) -> tuple[str, str | None, str | None, bool, str]:
-    """Returns (language, speaker, instruct, instruct_dropped, mode) after checking the request."""
-    if not isinstance(req.text, str) or not req.text.strip():
-        raise InputError("text is empty")
-    model_type = cfg.tts_model_type
-    language = _check_choice("language", req.language or "auto", cfg.languages)
-
-    speaker = req.speaker if req.speaker not in (None, "") else None
-    if model_type == "custom_voice":
-        if speaker is None:
-            raise InputError(f"this CustomVoice model needs a speaker; valid speakers: {', '.join(cfg.speakers)}")
-        speaker = _check_choice("speaker", speaker, cfg.speakers)
-    elif speaker is not None:
-        raise InputError(f"speaker '{speaker}' given, but only CustomVoice models have built-in speakers "
-                         f"(this model is {model_type})")
-
-    instruct = req.instruct if req.instruct is not None and req.instruct.strip() else None
-    dropped = False
-    if model_type == "voice_design" and instruct is None:
-        raise InputError("a VoiceDesign model needs an instruction describing the voice")
-    if model_type == "base" and instruct is not None:
-        raise InputError("Base (voice clone) models take no instruction")
-    # The reference tests `tts_model_size in "0b6"` (a substring test) and then drops the
-    # instruction; we follow it so that the same request gives the same audio.
-    if model_type == "custom_voice" and instruct is not None and cfg.tts_model_size in "0b6":
-        instruct, dropped = None, True
-
-    clone = (req.xvector, req.ref_codes, req.ref_text)
-    if model_type != "base":
-        if any(x is not None for x in clone):
-            raise InputError(f"reference audio / transcript given, but only Base models clone voices "
-                             f"(this model is {model_type})")
-        mode = model_type
-    else:
-        if req.xvector is None:
-            raise InputError("a Base model needs a reference voice (speaker embedding) to clone")
-        has_text = req.ref_text is not None and req.ref_text.strip() != ""
-        if req.ref_codes is not None and not has_text:
-            raise InputError("voice clone with reference audio codes (ICL) needs the reference transcript")
-        if has_text and req.ref_codes is None:
-            raise InputError("a reference transcript was given without the reference audio codes")
-        mode = "icl" if req.ref_codes is not None else "xvector"
-    return language, speaker, instruct, dropped, mode
-
-
-def build_prompt(model, cfg: ModelConfig, tokenizer: TextTokenizer, request: SynthesisRequest) -> Prompt:
-    """Prefill rows and trailing text rows for one request (reference-architecture.md §3.5–§3.7).
+def build_prompt(model, cfg: ModelConfig, tokenizer: TextTokenizer, plan: ResolvedRequest, text: str) -> Prompt:
+    """Prefill rows and trailing text rows for one chunk ``text`` of a resolved request
+    (reference-architecture.md §3.5–§3.7); a Base model's voice is ``plan.voice``, a VoicePrompt.
 
     `model` needs `embed_text(ids) -> [..., H]` and `embed_codec(ids) -> [..., H]`; ICL also needs
     `embed_frame(codes [K, 16]) -> [K, H]` (the 16-term codebook sum of each frame).
     """
-    language, speaker, instruct, dropped, mode = _validate(cfg, request)
     tk = cfg.talker
-    non_streaming = request.non_streaming_mode
-    if non_streaming is None:
-        non_streaming = mode in ("custom_voice", "voice_design")
-    non_streaming = bool(non_streaming)
+    mode, speaker, instruct, language_id = plan.mode, plan.speaker, plan.instruct, plan.language_id
+    non_streaming = plan.non_streaming
+    voice = plan.voice
     device = _device(model)
 
     def ids_tensor(ids: list[int]) -> torch.Tensor:
@@ -165,14 +97,11 @@ def build_prompt(model, cfg: ModelConfig, tokenizer: TextTokenizer, request: Syn
     def C(ids: list[int]) -> torch.Tensor:
         return model.embed_codec(ids_tensor(ids))
 
-    target = tokenizer.encode(assistant_text(request.text))
+    target = tokenizer.encode(assistant_text(text))
     text_ids = target[3:-5]
     if not text_ids:
         raise InputError("text has no tokens to speak")
     token_ids: dict[str, list[int]] = {"target": target, "text": text_ids}
-    warnings: list[str] = []
-    if dropped:
-        warnings.append("this 0.6B CustomVoice model ignores instructions; the instruction was dropped")
 
     segments: list[torch.Tensor] = []
     rows: list[tuple[int | None, Any]] = []
@@ -186,16 +115,8 @@ def build_prompt(model, cfg: ModelConfig, tokenizer: TextTokenizer, request: Syn
     segments.append(T(target[:3]))
     rows += [(i, None) for i in target[:3]]
 
-    # Tag list: 3-tag "nothink" form for auto, 4-tag "think" form with a language id. A dialect
-    # speaker turns chinese/auto into its dialect, which always uses the 4-tag form.
-    language_id = None if language == "auto" else tk.codec_language_id[language]
-    if speaker is not None and language in ("chinese", "auto"):
-        dialect = tk.spk_is_dialect.get(speaker, False)
-        if dialect:
-            if str(dialect).lower() not in tk.codec_language_id:
-                raise ModelError(f"config.json: speaker '{speaker}' has dialect '{dialect}' "
-                                 "which is not in codec_language_id")
-            language_id = tk.codec_language_id[str(dialect).lower()]
+    # Tag list: 3-tag "nothink" form for auto, 4-tag "think" form with a language id (a dialect
+    # speaker's dialect included: ResolvedRequest.language_id).
     if language_id is None:
         tags = [tk.codec_nothink_id, tk.codec_think_bos_id, tk.codec_think_eos_id]
     else:
@@ -211,7 +132,7 @@ def build_prompt(model, cfg: ModelConfig, tokenizer: TextTokenizer, request: Syn
         control.append(C([tk.spk_id[speaker]]))
         control_rows.append(tk.spk_id[speaker])
     elif mode in ("xvector", "icl"):
-        xv = request.xvector.to(device=device, dtype=P.dtype).reshape(1, -1)
+        xv = voice.xvector.to(device=device, dtype=P.dtype).reshape(1, -1)
         if xv.shape[1] != P.shape[0]:
             raise InputError(f"speaker embedding has {xv.shape[1]} values, this model needs {P.shape[0]}")
         control.append(xv)
@@ -226,7 +147,7 @@ def build_prompt(model, cfg: ModelConfig, tokenizer: TextTokenizer, request: Syn
 
     if mode == "icl":
         body, body_rows, trailing, trailing_ids = _icl_body(
-            model, tokenizer, request, text_ids, T, C, Eo, P, cfg, non_streaming, token_ids)
+            model, tokenizer, voice, text_ids, T, C, Eo, P, cfg, non_streaming, token_ids)
     elif non_streaming:
         n = len(text_ids)
         text_rows = torch.cat([T(text_ids), Eo[None]], dim=0)
@@ -246,14 +167,15 @@ def build_prompt(model, cfg: ModelConfig, tokenizer: TextTokenizer, request: Syn
     assert embeds.shape[0] == len(rows)
     return Prompt(embeds=embeds, trailing=trailing, pad=P, token_ids=token_ids, rows=rows,
                   trailing_ids=trailing_ids, non_streaming_mode=non_streaming, mode=mode,
-                  language_id=language_id, instruct_dropped=dropped, warnings=warnings)
+                  language_id=language_id, instruct_dropped=plan.instruct_dropped,
+                  warnings=list(plan.warnings))
 
 
-def _icl_body(model, tokenizer, request, text_ids, T, C, Eo, P, cfg, non_streaming, token_ids):
+def _icl_body(model, tokenizer, voice, text_ids, T, C, Eo, P, cfg, non_streaming, token_ids):
     """Voice-clone ICL body: reference transcript + target text against the reference frames."""
     tk = cfg.talker
     pad_id, eos_id = cfg.tts_pad_token_id, cfg.tts_eos_token_id
-    codes = torch.as_tensor(request.ref_codes).to(dtype=torch.long, device=P.device)
+    codes = torch.as_tensor(voice.ref_codes).to(dtype=torch.long, device=P.device)
     groups = tk.num_code_groups
     if codes.ndim != 2 or codes.shape[1] != groups or codes.shape[0] == 0:
         raise InputError(f"reference codes must have shape [frames, {groups}], got {list(codes.shape)}")
@@ -262,7 +184,7 @@ def _icl_body(model, tokenizer, request, text_ids, T, C, Eo, P, cfg, non_streami
     if not hasattr(model, "embed_frame"):
         raise ModelError("this model object cannot embed reference frames (no embed_frame)")
 
-    ref = tokenizer.encode(ref_text_template(request.ref_text))
+    ref = tokenizer.encode(ref_text_template(voice.ref_text))
     token_ids["ref"] = ref
     ref_ids = ref[3:-2]
     x_ids = ref_ids + text_ids

@@ -80,14 +80,15 @@ class CodePredictor(nn.Module):
     @torch.inference_mode()
     def predict(self, past_hidden: torch.Tensor, c0_emb: torch.Tensor, do_sample: bool = False,
                 temperature: float = 0.9, top_k: int = 50, top_p: float = 1.0,
-                generator: torch.Generator | None = None, return_logits: bool = False
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                generator: torch.Generator | None = None, return_logits: bool = False,
+                forced: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """One frame's residual codes, without host syncs.
 
         past_hidden [B, H]: the talker's final-normed state at the position that produced c0;
         c0_emb [B, H]: the talker's codec embedding of c0.
         Returns codes [B, G-1], the frame embedding F = C(c0) + sum_g E_g(c_g) [B, H] (one summation
         in the model dtype, as the reference) and, if asked, fp32 logits [B, G-1, V].
+        ``forced`` [B, G-1]: teacher forcing, these codes instead of the picks (logits still computed).
         """
         self.setup_cache(past_hidden.shape[0], past_hidden.device, past_hidden.dtype)
         h = self(torch.stack((past_hidden, c0_emb), dim=1), 0)[:, -1]
@@ -98,7 +99,7 @@ class CodePredictor(nn.Module):
             logits = self.lm_head[g - 1](h)
             if return_logits:
                 logits_out.append(logits.float())
-            c = pick(logits, do_sample, temperature, top_k, top_p, generator)
+            c = pick(logits, do_sample, temperature, top_k, top_p, generator) if forced is None else forced[:, g - 1]
             codes.append(c)
             embs.append(self.model.codec_embedding[g - 1](c))
         frame = torch.stack(embs, dim=1).sum(1)

@@ -10,27 +10,27 @@ over static buffers, so it can be captured once and replayed:
     outputs  codes, h_next, logits, cp_logits [B, 15, cp_V]
 
 The first code's sampler (its branches depend on a host step counter) runs eagerly between
-replays, and the only host sync per frame is the EOS check of the first code (``_HostFlag``).
+replays, and the only host sync per frame is the EOS check of the first code (frames.HostFlag).
 
 Attention reads the KV cache in buckets of ``BUCKET`` slots (one graph per bucket in use), with
 the not-yet-written slots masked on the device: a fixed key count per graph, without reading the
 whole cache every step. The cache is allocated at its final size up front (no growing: a graph
 holds the buffers' addresses).
 
-The same step runs eagerly (``capture=False``) on any device; CPU tests use that to check the
-static-buffer loop against the normal one. Opt out of graphs with ``cuda_graphs=False`` or the
-environment variable QWEN3TTS_CUDA_GRAPHS=0.
+``GraphStep`` plugs this into the one frame loop (frames.py). The same step runs eagerly
+(``capture=False``) on any device; CPU tests use that to check the static-buffer loop against the
+eager one. Opt out of graphs with RuntimeSettings(cuda_graphs=False) (QWEN3TTS_CUDA_GRAPHS=0).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 
 from .code_predictor import CodePredictor
-from .sampling import FirstCodeSampler, SamplingSettings
+from .sampling import SamplingSettings
 from .talker import Talker
 
 BUCKET = 256
@@ -55,9 +55,9 @@ def _seed(generators, seeds) -> None:
 
 
 class StaticFrameStep:
-    """The per-frame work over static buffers for ``batch`` rows (see module doc). ``batched``: the
-    path of batch.generate_batch (left-padded rows, one random generator per row); otherwise one
-    unpadded prompt and one generator, as generate.iter_frames."""
+    """The per-frame work over static buffers for ``batch`` rows (see module doc). ``batched``:
+    several rows (left padding, one random generator per row); otherwise one unpadded prompt and
+    one generator, as the eager batch-1 step."""
 
     def __init__(self, talker: Talker, predictor: CodePredictor, batch: int, settings: SamplingSettings,
                  device: torch.device, dtype: torch.dtype, batched: bool, capture: bool):
@@ -192,88 +192,37 @@ def prepare_frame_graphs(talker: Talker, predictor: CodePredictor, settings: Sam
     return step
 
 
-@torch.inference_mode()
-def iter_frames_static(talker: Talker, predictor: CodePredictor, prompt_embeds: torch.Tensor,
-                       trailing: torch.Tensor, pad: torch.Tensor, settings: SamplingSettings, max_frames: int,
-                       eos_id: int, seed: int | None = None, log=None, capture: bool = True) -> Iterator[torch.Tensor]:
-    """``generate.iter_frames`` over a StaticFrameStep: same frames, same stop reason, same random
-    draws in the same order; ``capture`` replays CUDA graphs (CUDA only), else runs eagerly."""
-    from .generate import _HostFlag
+class GraphStep:
+    """The step of ``frames.frame_loop`` over a StaticFrameStep: the frame's work as one CUDA-graph
+    replay (``capture``), or the same static-buffer work run eagerly (any device)."""
 
-    if max_frames < 1:
-        raise ValueError("max_frames must be >= 1")
-    device, dtype = prompt_embeds.device, prompt_embeds.dtype
-    L = prompt_embeds.shape[0]
-    talker.setup_cache(1, cache_room(L + max_frames), device, dtype)
-    predictor.setup_cache(1, device, dtype)
-    step = frame_step(talker, predictor, 1, settings, device, dtype, False, capture)
-    generator = step.generators[0]
-    _seed([generator], [seed])
-    sampler = FirstCodeSampler(settings, talker.cfg.vocab_size, eos_id, 1, device, generator)
-    n_cp_logits = 0 if log is None else (max_frames if log.cp_frames is None else log.cp_frames)
+    def __init__(self, talker: Talker, predictor: CodePredictor, settings: SamplingSettings, capture: bool = True):
+        self.talker, self.predictor, self.settings, self.capture = talker, predictor, settings, capture
 
-    positions = torch.arange(L + max_frames, device=device)
-    h = talker(prompt_embeds[None], positions[:L], kv_len=L)[:, -1]
-    logits = talker.logits(h)
-    if log is not None:
-        log.talker.append(logits.float())
-    step.h.copy_(h)
-    step.z.copy_(sampler(logits))
-    flag = _HostFlag(device)
-    pos, m = L, trailing.shape[0]
-    for s in range(max_frames):
-        flag.start(step.z)
-        step.text.copy_(trailing[s] if s < m else pad)
-        step.slot.copy_(positions[pos:pos + 1])
-        step.run(pos)  # on the last frame its talker step is wasted work, but harmless
-        if flag.read() == eos_id:
-            return "eos"
-        if s < n_cp_logits:
-            log.cp.append(step.cp_logits[0].clone())
-        yield torch.cat((step.z[:, None], step.codes), dim=1)[0]
-        if s == max_frames - 1:
-            break
-        if log is not None:
-            log.talker.append(step.logits.float().clone())  # the buffer is overwritten next frame
-        pos += 1
-        step.h.copy_(step.h_next)
-        step.z.copy_(sampler(step.logits))
-    return "max_frames"
+    def start(self, batch: int, prompt_len: int, steps: int, seeds: Sequence[int | None],
+              left_pad: torch.Tensor | None, device: torch.device, dtype: torch.dtype) -> list[torch.Generator]:
+        # The whole cache up front: a graph holds the buffers' addresses, so nothing may grow.
+        self.talker.setup_cache(batch, cache_room(prompt_len + steps), device, dtype)
+        self.predictor.setup_cache(batch, device, dtype)
+        self.static = frame_step(self.talker, self.predictor, batch, self.settings, device, dtype, batch > 1,
+                                 self.capture)
+        if left_pad is None:
+            self.static.left_pad.zero_()
+        else:
+            self.static.left_pad.copy_(left_pad)
+        self.slots = torch.arange(prompt_len + steps, device=device)
+        _seed(self.static.generators, seeds)
+        return self.static.generators
 
-
-def run_batch_static(talker: Talker, predictor: CodePredictor, x: torch.Tensor, left_pad: torch.Tensor,
-                     text: torch.Tensor, settings: SamplingSettings, steps: int, eos_id: int,
-                     seeds: Sequence[int | None], return_logits: bool, capture: bool):
-    """``batch.lockstep_frames`` over a StaticFrameStep: the same yields, from graph replays
-    (``capture``) or the same static-buffer step run eagerly."""
-    from .generate import _HostFlag
-
-    B, L = x.shape[0], x.shape[1]
-    device, dtype = x.device, x.dtype
-    talker.setup_cache(B, cache_room(L + steps), device, dtype)
-    predictor.setup_cache(B, device, dtype)
-    step = frame_step(talker, predictor, B, settings, device, dtype, True, capture)
-    _seed(step.generators, seeds)
-    sampler = FirstCodeSampler(settings, talker.cfg.vocab_size, eos_id, B, device, step.generators)
-    slots = torch.arange(L + steps, device=device)
-    h = talker(x, slots[:L], kv_len=L, left_pad=left_pad)[:, -1]
-    logits = talker.logits(h).float()
-    step.left_pad.copy_(left_pad)
-    step.h.copy_(h)
-    step.z.copy_(sampler(logits))
-    flag = _HostFlag(device, B)
-    last_text = text.shape[1] - 1
-    for s in range(steps):
-        flag.start(step.z)
-        step.text.copy_(text[:, min(s, last_text)])
-        step.slot.copy_(slots[L + s:L + s + 1])
-        step.run(L + s)
-        first = flag.read_all()
-        frame = torch.cat((step.z[:, None], step.codes), dim=1)
-        yield (first, frame, logits if return_logits else None,
-               step.cp_logits.clone() if return_logits else None)
-        if s == steps - 1:
-            break
-        logits = step.logits.float().clone() if return_logits else step.logits
-        step.h.copy_(step.h_next)
-        step.z.copy_(sampler(step.logits))
+    def __call__(self, h, z, text, pos: int, last: bool, want_cp: bool, forced=None):
+        if forced is not None:
+            raise ValueError("teacher forcing runs on the eager step")
+        st = self.static
+        st.h.copy_(h)
+        st.z.copy_(z)
+        st.text.copy_(text)
+        st.slot.copy_(self.slots[pos:pos + 1])
+        st.run(pos)  # on the last frame its talker step is wasted work, but harmless
+        # The buffers are overwritten by the next replay: the loop reads h_next and the logits
+        # before that (to sample), the codes are copied into the frame it yields.
+        return st.codes, st.h_next, st.logits, st.cp_logits.clone() if want_cp else None

@@ -9,22 +9,24 @@ Random draws come from a ``torch.Generator`` seeded from the user's seed.
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Sequence
 
 import torch
 
-from ..io.config import GenerationConfig
 from ..errors import InputError
+from ..io.config import GenerationConfig
 
 
+@dataclass(frozen=True)
 class SamplingSettings(GenerationConfig):
     """generation_config.json's sampling values after the user's overrides (same fields, one place)."""
 
-    OVERRIDABLE = tuple(f.name for f in fields(GenerationConfig) if f.name != "max_new_tokens")
-    # EOS is blocked until this many first codes exist (the reference's value). Not a sampling
-    # option: `bench` subclasses it to force a fixed frame count.
-    min_new_tokens = 2
+    # EOS is blocked until this many first codes exist: the reference's value; `bench` raises it
+    # to make every run the same number of frames.
+    min_new_tokens: int = 2
+
+    OVERRIDABLE = tuple(f.name for f in fields(GenerationConfig) if f.name != "max_new_tokens") + ("min_new_tokens",)
 
     @classmethod
     def resolve(cls, gen: GenerationConfig | None = None, greedy: bool = False,
@@ -32,7 +34,7 @@ class SamplingSettings(GenerationConfig):
         """generation_config.json values, then user overrides (None = keep); ``greedy`` turns off
         sampling for both the first code and the code predictor."""
         gen = gen or GenerationConfig()
-        s = cls(**{k: getattr(gen, k) for k in cls.OVERRIDABLE})
+        s = cls(**{f.name: getattr(gen, f.name) for f in fields(GenerationConfig) if f.name != "max_new_tokens"})
         unknown = sorted(k for k in overrides if k not in cls.OVERRIDABLE)
         if unknown:
             raise InputError(f"unknown sampling option(s): {', '.join(unknown)}")
@@ -55,6 +57,8 @@ class SamplingSettings(GenerationConfig):
                 raise InputError(f"{prefix}top_p must be in (0, 1] (got {p})")
         if not self.repetition_penalty > 0:
             raise InputError(f"repetition_penalty must be > 0 (got {self.repetition_penalty})")
+        if self.min_new_tokens < 0:
+            raise InputError(f"min_new_tokens must be >= 0 (got {self.min_new_tokens})")
 
 
 def make_generator(seed: int | None, device: torch.device | str) -> torch.Generator:
@@ -116,7 +120,7 @@ class FirstCodeSampler:
                  device: torch.device | str, generator: torch.Generator | None, min_new_tokens: int | None = None):
         self.s = settings
         self.eos_id = eos_id
-        self.min_new_tokens = getattr(settings, "min_new_tokens", 2) if min_new_tokens is None else min_new_tokens
+        self.min_new_tokens = settings.min_new_tokens if min_new_tokens is None else min_new_tokens
         self.generator = generator
         self.seen = torch.zeros(batch, vocab_size, dtype=torch.bool, device=device)
         # ids [vocab - 1024, vocab) are control/speaker/language rows, never audio; EOS stays allowed.

@@ -10,8 +10,7 @@ Voice files are safetensors (never pickle): tensor ``xvector`` (F32 [H]) and, fo
 ``ref_codes`` (I64 [K, 16]); the header's ``__metadata__`` holds the strings listed in
 ``_METADATA_KEYS`` (format, mode, transcript, the model the voice was made for, tool version).
 
-Reference audio is accepted when it lasts at least ``MIN_REF_SECONDS`` and its RMS level is at
-least ``SILENCE_DBFS`` (dB relative to full scale): quieter than that it is treated as silence.
+What reference audio is accepted, and the options of a clone, are in reference.py.
 """
 
 from __future__ import annotations
@@ -24,16 +23,13 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..io.config import ModelConfig
 from ..errors import InputError, ModelError
+from ..io.config import ModelConfig
+from .reference import MIN_REF_SECONDS, SILENCE_DBFS, CloneReference, reference_waveform  # noqa: F401
 
 FORMAT = "qwen3tts-voice"
 FORMAT_VERSION = 1
 MODES = ("xvector", "icl")
-MIN_REF_SECONDS = 1.0
-# -60 dBFS RMS: far below any usable recording (speech is typically -30..-15 dBFS), well above
-# the dither floor of 16-bit "digital silence".
-SILENCE_DBFS = -60.0
 CODEC_SAMPLE_RATE = 24000
 
 _METADATA_KEYS = ("format", "format_version", "mode", "ref_text", "model_type", "model_size", "hidden_size",
@@ -191,45 +187,6 @@ def load_voice(path: str | Path) -> VoicePrompt:
 # Making a voice
 # ---------------------------------------------------------------------------------------------
 
-def reference_waveform(ref_audio) -> tuple[np.ndarray, int]:
-    """A file path or ``(samples, sample_rate)`` -> (mono float32, rate), checked for use as a
-    reference: readable, finite, at least MIN_REF_SECONDS long, not silent."""
-    from ..io.resample import load_audio
-
-    if isinstance(ref_audio, (str, Path)):
-        wav, sr = load_audio(ref_audio)
-        where = f"{ref_audio}: "
-    elif isinstance(ref_audio, tuple) and len(ref_audio) == 2 and isinstance(ref_audio[0], (np.ndarray, torch.Tensor)):
-        wav, sr = ref_audio
-        wav = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else wav
-        where = "reference audio: "
-        if not isinstance(sr, (int, np.integer)) or int(sr) <= 0:
-            raise InputError(f"{where}sample rate must be a positive integer, got {sr!r}")
-        if wav.ndim == 2:  # [samples, channels], as soundfile reads it
-            wav = wav.mean(axis=-1)
-        if wav.ndim != 1 or not np.issubdtype(wav.dtype, np.floating):
-            raise InputError(f"{where}expected float samples [samples] or [samples, channels], "
-                             f"got {wav.dtype} {list(wav.shape)}")
-        if wav.size == 0:
-            raise InputError(f"{where}no samples")
-        if not np.isfinite(wav).all():
-            raise InputError(f"{where}contains NaN or infinite samples")
-        wav, sr = np.ascontiguousarray(wav, dtype=np.float32), int(sr)
-    else:
-        raise InputError("reference audio must be a file path or a (samples, sample_rate) tuple")
-    seconds = len(wav) / sr
-    if seconds < MIN_REF_SECONDS:
-        raise InputError(f"{where}{seconds:.2f} s is too short for a reference voice (at least "
-                         f"{MIN_REF_SECONDS:g} s; 3-10 s of clear speech work best)")
-    rms = math.sqrt(float(np.mean(np.square(wav, dtype=np.float64))))
-    level = 20 * math.log10(rms) if rms > 0 else -math.inf
-    if level < SILENCE_DBFS:
-        shown = "-inf" if level == -math.inf else f"{level:.0f}"
-        raise InputError(f"{where}silent (RMS level {shown} dBFS, below {SILENCE_DBFS:g} dBFS): "
-                         "a reference voice needs audible speech")
-    return wav, sr
-
-
 class VoiceMaker:
     """Turns reference audio into a VoicePrompt with a Base model folder's speaker encoder and
     codec encoder, each loaded on first use (the talker is not needed).
@@ -272,15 +229,8 @@ class VoiceMaker:
         cfg = self.cfg
         if cfg.tts_model_type != "base" or cfg.speaker_encoder is None:
             raise InputError(f"voice cloning needs a Base model; this model is {cfg.tts_model_type}")
-        has_text = ref_text is not None and ref_text.strip() != ""
-        if xvector_only and has_text:
-            raise InputError("a reference transcript is only used for in-context cloning: give the "
-                             "transcript or x-vector-only mode, not both")
-        if not xvector_only and not has_text:
-            raise InputError("in-context voice cloning needs the transcript of the reference audio: give "
-                             "--ref-text \"...\" (ref_text=), or use --xvector-only (xvector_only=True) to "
-                             "clone from the speaker embedding alone")
-        wav, sr = reference_waveform(ref_audio)
+        ref = CloneReference(ref_audio, ref_text=ref_text, xvector_only=xvector_only)  # the options' rules
+        wav, sr = ref.read().audio
         spk = cfg.speaker_encoder
         if spk.enc_dim != cfg.talker.hidden_size:
             raise ModelError(f"{self.folder}: speaker encoder dim {spk.enc_dim} differs from the talker "

@@ -1,0 +1,172 @@
+"""Text to audio, written once: plan -> frames -> audio.
+
+    plan     a resolved request's text chunks, each one row of the frame loop: its prompt (built
+             when the chunk starts), its seed (seed + i), its frame cap and its runaway guard
+    frames   model.frames.generate: one chunk at a time (``synthesize``, ``stream``), or every chunk
+             of every request together (``synthesize_batch``)
+    audio    ``StreamedAudio``: the streaming codec decoder fed on the request's schedule, as frames
+             come (``stream``) or once a chunk has ended (``synthesize``, batches: the same cuts,
+             so the same samples)
+
+Each consumer joins a request's chunks through results.Utterance: codes, stop reasons,
+truncation notes and warnings are handled there, once.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..model.frames import Row
+from .request import ResolvedRequest
+from .results import SpeechStream, StreamResult, SynthesisResult, Utterance
+
+
+def chunk_row(tts, plan: ResolvedRequest, i: int) -> Row:
+    """Chunk i of a request as a row of the frame loop (its prompt is built now)."""
+    from .guard import RunawayGuard
+
+    text = plan.chunks[i]
+    watch = None if plan.guard is None else RunawayGuard.for_text(text, plan.guard)
+    return Row(tts.build_prompt(plan, text), cap=plan.row_cap(i), seed=plan.seed(i), watch=watch)
+
+
+class StreamedAudio:
+    """One text chunk's frames in as they come, audio out on the schedule: a fresh streaming
+    decoder per chunk; an ICL voice's reference codes go in first (the official decode grid starts
+    at them) and their audio is set aside in ``reference``."""
+
+    def __init__(self, decoder, schedule: Sequence[int], ref_codes: torch.Tensor | None = None):
+        from ..codec.streaming import StreamingDecoder
+
+        self.dec = StreamingDecoder(decoder)
+        self.schedule = list(schedule)
+        self.frames: list[torch.Tensor] = []
+        self.sent = 0  # frames decoded so far
+        self.pushes = 0
+        self.reference = None if ref_codes is None else self.dec.push(ref_codes.to(torch.long).cpu()).numpy()
+
+    def add(self, frame: torch.Tensor) -> np.ndarray | None:
+        """Take one frame; the audio of the next scheduled chunk once it is complete."""
+        self.frames.append(frame)
+        if len(self.frames) - self.sent >= self.schedule[min(self.pushes, len(self.schedule) - 1)]:
+            return self._push(len(self.frames))
+        return None
+
+    def flush(self, upto: int | None = None) -> np.ndarray | None:
+        """The audio of the frames not yet decoded, up to frame ``upto`` (default: all)."""
+        upto = len(self.frames) if upto is None else upto
+        return self._push(upto) if upto > self.sent else None
+
+    def _push(self, upto: int) -> np.ndarray:
+        audio = self.dec.push(torch.stack(self.frames[self.sent:upto])).numpy()
+        self.sent, self.pushes = upto, self.pushes + 1
+        return audio
+
+
+def synthesize(tts, plan: ResolvedRequest, progress: Callable[[int], None] | None = None,
+               decode: bool = True) -> SynthesisResult:
+    """The chunks one after another, each decoded once it has ended, joined by the pause.
+    ``progress(n)``: frames over all chunks so far; ``decode=False``: codes only."""
+    utt = Utterance(plan)
+    done = 0
+    for i in range(len(plan.chunks)):
+        row = chunk_row(tts, plan, i)
+        utt.warn(row.prompt.warnings)
+        for _, frame in tts.generate([row], plan.sampling):
+            if frame is not None and progress is not None:
+                progress(done + len(row.frames))
+        codes = row.codes()
+        utt.chunk_done(i, codes, row.stop_reason, row.trip)
+        done += codes.shape[0]
+        if decode:
+            utt.audio.append(tts.decode_for(codes, plan.voice, plan.request.schedule))
+    return utt.result()
+
+
+def stream(tts, plan: ResolvedRequest, progress: Callable[[int], None] | None = None) -> SpeechStream:
+    """Audio while frames are generated (see TTS.stream). The first chunk's prompt is built and
+    the codec decoder loaded now, so that their errors come before the first frame."""
+    decoder = tts.decoder
+    first = chunk_row(tts, plan, 0)
+    ref_codes = getattr(plan.voice, "ref_codes", None)
+    utt = Utterance(plan)
+    result = StreamResult(codes=torch.empty(0, tts.cfg.talker.num_code_groups, dtype=torch.long),
+                          sample_rate=tts.sample_rate, warnings=utt.warnings)
+
+    @torch.inference_mode()
+    def produce():
+        done = 0
+        for i in range(len(plan.chunks)):
+            if i:
+                gap = utt.gap()
+                result.samples += len(gap)
+                yield gap
+            row = first if i == 0 else chunk_row(tts, plan, i)
+            utt.warn(row.prompt.warnings)
+            audio = StreamedAudio(decoder, plan.request.schedule, ref_codes)  # the schedule starts again
+            for _, frame in tts.generate([row], plan.sampling):
+                if frame is None:
+                    continue
+                if progress is not None:
+                    progress(done + len(row.frames))
+                out = audio.add(frame)
+                if out is not None:
+                    result.samples += len(out)
+                    yield out
+            played = audio.sent - row.kept  # frames of a runaway stretch already streamed
+            out = audio.flush(row.kept)
+            if out is not None:
+                result.samples += len(out)
+                yield out
+            extra = f" (the stream had already played {played} frames of it)" if row.trip is not None and played > 0 else ""
+            utt.chunk_done(i, row.codes(), row.stop_reason, row.trip, extra)
+            done += row.kept
+            result.codes, result.chunks = utt.all_codes(), utt.chunks
+        result.stop_reason, result.truncated, result.finished = utt.stop_reason, utt.truncated, True
+
+    return SpeechStream(produce(), result)
+
+
+def synthesize_batch(tts, plans: Sequence[ResolvedRequest],
+                     on_result: Callable[[int, SynthesisResult], None] | None = None,
+                     progress: Callable[[int], None] | None = None) -> list[SynthesisResult]:
+    """Every chunk of every request as one row of one batched generation (the requests share
+    their sampling settings). A chunk is decoded as soon as its row ends; a request's result goes
+    to ``on_result(i, result)`` once all its chunks have, while the other rows go on.
+    ``progress(n)``: frames of the longest row so far."""
+    rows: list[Row] = []
+    owner: list[tuple[int, int]] = []  # (request, chunk) of each row
+    for t, plan in enumerate(plans):
+        for i in range(len(plan.chunks)):
+            rows.append(chunk_row(tts, plan, i))
+            owner.append((t, i))
+    finished: list[dict[int, tuple[Row, np.ndarray]]] = [{} for _ in plans]
+    out: list[SynthesisResult | None] = [None] * len(plans)
+    longest = 0
+    if not rows:
+        return []
+    for b, frame in tts.generate(rows, plans[0].sampling):
+        row = rows[b]
+        if frame is not None:
+            if progress is not None and len(row.frames) > longest:
+                longest = len(row.frames)
+                progress(longest)
+            continue
+        t, i = owner[b]
+        plan = plans[t]
+        codes = row.codes()
+        finished[t][i] = (row, tts.decode_for(codes, plan.voice, plan.request.schedule))
+        if len(finished[t]) == len(plan.chunks):
+            utt = Utterance(plan)
+            for k in range(len(plan.chunks)):
+                done, audio = finished[t][k]
+                utt.warn(done.prompt.warnings)
+                utt.chunk_done(k, done.codes(), done.stop_reason, done.trip)
+                utt.audio.append(audio)
+            out[t] = utt.result()
+            if on_result is not None:
+                on_result(t, out[t])
+    return out
