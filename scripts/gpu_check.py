@@ -31,10 +31,9 @@ from pathlib import Path
 
 import torch
 
-from qwen3tts_cli.model.batch import generate_batch
-from qwen3tts_cli.io.checkpoint import build_checkpoint
 from qwen3tts_cli.engine import load_tts
-from qwen3tts_cli.model.generate import FrameLog, iter_frames
+from qwen3tts_cli.io.checkpoint import build_checkpoint
+from qwen3tts_cli.model.frames import Row, generate
 from qwen3tts_cli.runtime import RuntimeSettings
 
 FRAME_S = 0.08
@@ -50,17 +49,21 @@ def voice_kw(tts) -> dict:
     raise SystemExit("gpu_check needs a CustomVoice or VoiceDesign model")
 
 
-def run(tts, prompt, settings, frames, graphs, seed=None):
-    log = FrameLog()
-    it = iter_frames(tts.talker, tts.predictor, prompt.embeds, prompt.trailing, prompt.pad, settings, frames,
-                     tts.cfg.talker.codec_eos_token_id, seed=seed, log=log, cuda_graphs=graphs)
-    out = []
-    while True:
-        try:
-            out.append(next(it))
-        except StopIteration as stop:
-            codes = torch.stack(out).cpu() if out else torch.empty(0, 16, dtype=torch.long)
-            return codes, stop.value, torch.cat(log.talker).float().cpu(), torch.stack(log.cp).float().cpu()
+def run_rows(tts, prompts, settings, caps, graphs, seeds=None, record=False):
+    """Results of prompts run together through the frame loop (graph replays or the eager step)."""
+    seeds = seeds or [None] * len(prompts)
+    rows = [Row(p, c, s) for p, c, s in zip(prompts, caps, seeds)]
+    for _ in generate(tts.talker, tts.predictor, rows, settings, tts.cfg.talker.codec_eos_token_id,
+                      cuda_graphs=graphs, record_logits=record):
+        pass
+    return [r.result() for r in rows]
+
+
+def run(tts, prompt, settings, frames, graphs, seed=None, record=True):
+    """(codes, stop reason, talker logits, cp logits) of one prompt; the logits only with ``record``."""
+    r = run_rows(tts, [prompt], settings, [frames], graphs, [seed], record)[0]
+    logits = (r.talker_logits.float(), r.cp_logits.float()) if record else (None, None)
+    return (r.codes, r.stop_reason, *logits)
 
 
 def suppress_eos(tts):
@@ -133,9 +136,8 @@ def tiny_checks(report, model, root):
     check(report, f"{model} tiny forced EOS with graphs", f[1] == "eos" and f[0].shape[0] == 2)
     prompts = [tts.prompt(t, language="english", **kw) for t in TEXTS]
     caps = [30, 45, 20, 38]
-    args = (tts.talker, tts.predictor, prompts, greedy, caps, tts.cfg.talker.codec_eos_token_id)
-    bg = generate_batch(*args, cuda_graphs=True)
-    be = generate_batch(*args, cuda_graphs=False)
+    bg = run_rows(tts, prompts, greedy, caps, True)
+    be = run_rows(tts, prompts, greedy, caps, False)
     alone = [run(tts, q, greedy, n, False)[0] for q, n in zip(prompts, caps)]
     check(report, f"{model} tiny batch graphs == eager == batch 1",
           all(torch.equal(x.codes, y.codes) and torch.equal(x.codes, z) for x, y, z in zip(bg, be, alone)),
@@ -205,8 +207,8 @@ def fusion_checks(report, model, folder, fused_run, frames) -> float:
           is not None)
     suppress_eos(tts)
     sampled = tts.sampling()
-    run(tts, p, sampled, frames, True, seed=0)  # warm-up and capture
-    _, dt = timed(lambda: run(tts, p, sampled, frames, True, seed=0))
+    run(tts, p, sampled, frames, True, seed=0, record=False)  # warm-up and capture
+    _, dt = timed(lambda: run(tts, p, sampled, frames, True, seed=0, record=False))
     tts = None
     torch.cuda.empty_cache()
     return 1000 * dt / frames
@@ -246,21 +248,21 @@ def full_checks(report, model, root, frames, batch):
     for graphs, flash in variants:
         if timings["flash_attn"]:
             set_flash(tts, flash)
-        run(tts, p, sampled, frames, graphs, seed=0)  # warm-up (and capture of every bucket used)
-        (codes, *_), dt = timed(lambda: run(tts, p, sampled, frames, graphs, seed=0))
+        run(tts, p, sampled, frames, graphs, seed=0, record=False)  # warm-up (and capture of every bucket used)
+        (codes, *_), dt = timed(lambda: run(tts, p, sampled, frames, graphs, seed=0, record=False))
         key = ("graphs" if graphs else "eager") + ("_sdpa" if timings["flash_attn"] and not flash else "")
         timings[f"{key}_ms_per_frame"] = 1000 * dt / frames
         timings[f"{key}_xrt_generation"] = frames * FRAME_S / dt
         save(report)
     timings["graphs_op_by_op_ms_per_frame"] = unfused_ms
-    timings["capture_s"] = getattr(getattr(tts.talker, "_static_step", None), "capture_s", 0.0)
+    timings["capture_s"] = tts.graph_capture_seconds()
     _, dt = timed(lambda: tts.decode(codes))
     timings["codec_ms_per_frame"] = 1000 * dt / frames
     timings["xrt_end_to_end_graphs"] = frames * FRAME_S / (timings["graphs_ms_per_frame"] * frames / 1000 + dt)
     prompts = [tts.prompt(TEXTS[i % len(TEXTS)], language="english", **kw) for i in range(batch)]
-    args = (tts.talker, tts.predictor, prompts, sampled, frames, tts.cfg.talker.codec_eos_token_id)
-    generate_batch(*args, seeds=list(range(batch)))  # warm-up and capture
-    _, dt = timed(lambda: generate_batch(*args, seeds=list(range(batch))))
+    caps, seeds = [frames] * batch, list(range(batch))
+    run_rows(tts, prompts, sampled, caps, True, seeds)  # warm-up and capture
+    _, dt = timed(lambda: run_rows(tts, prompts, sampled, caps, True, seeds))
     timings[f"batch{batch}_aggregate_xrt_generation"] = batch * frames * FRAME_S / dt
     timings[f"batch{batch}_ms_per_step"] = 1000 * dt / frames
     save(report)

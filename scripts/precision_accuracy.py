@@ -5,14 +5,14 @@
 
 CKPT: a model folder, e.g. the random real-shape one from
 ``python scripts/make_checkpoint.py --model 0.6B-CustomVoice --size full OUT``. Prints one JSON
-object per dtype (see qwen3tts_cli.bench.precision_error for the fields).
+object per dtype (see qwen3tts_cli.bench.accuracy.precision_error for the fields).
 """
 
 import argparse
 import json
 import sys
 
-from qwen3tts_cli.bench.speed import precision_error
+from qwen3tts_cli.bench.accuracy import precision_error
 from qwen3tts_cli.engine import load_tts, parse_precision
 
 

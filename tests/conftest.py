@@ -44,7 +44,7 @@ def reuse_loaded_models(request, monkeypatch):
     """CLI tests: every run would load its tiny model again (~1 s of tokenizer setup); reuse them.
 
     The cache lives for one test unless the module defines ``_loaded_models = {}`` to share it."""
-    from qwen3tts_cli.engine import tts as engine
+    import qwen3tts_cli.engine as engine
 
     cache = getattr(request.module, "_loaded_models", None)
     if cache is None:
@@ -58,3 +58,25 @@ def reuse_loaded_models(request, monkeypatch):
         return cache[key]
 
     monkeypatch.setattr(engine, "load_tts", cached)
+
+
+def interrupt_generation(monkeypatch, at_frame: int, in_call: int = 1) -> list:
+    """Ctrl-C (KeyboardInterrupt) while the frame loop makes frame ``at_frame`` of its
+    ``in_call``-th run (one run per text chunk); returns the list of runs so far."""
+    from qwen3tts_cli.engine import TTS
+
+    real = TTS.generate
+    calls: list = []
+
+    def generate(self, rows, settings, **kw):
+        calls.append(1)
+        call, frames = len(calls), 0
+        for b, frame in real(self, rows, settings, **kw):
+            if frame is not None:
+                frames += 1
+                if call == in_call and frames == at_frame:
+                    raise KeyboardInterrupt
+            yield b, frame
+
+    monkeypatch.setattr(TTS, "generate", generate)
+    return calls

@@ -8,7 +8,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from qwen3tts_cli.bench.speed import copy_bandwidth, load_random, precision_error, weight_bytes_per_frame
+from qwen3tts_cli.bench.accuracy import precision_error
+from qwen3tts_cli.bench.speed import copy_bandwidth, load_random, weight_bytes_per_frame
 from qwen3tts_cli.cli.main import app
 from qwen3tts_cli.io.config import ModelConfig
 from qwen3tts_cli.engine import load_tts
@@ -107,11 +108,11 @@ def test_random_weights_equal_the_checkpoint_of_the_same_seed(folder):
 def test_random_weights_cli_with_an_official_name_needs_no_files():
     """A known repo's real config from the packaged metadata (0.6B at full size would take GBs;
     its shapes are checked without building the weights)."""
-    from qwen3tts_cli.bench.speed import _config_source
+    from qwen3tts_cli.engine import model_files
 
-    config, tok, gen, codec = _config_source(MODEL)
-    assert config.is_file() and (tok / "vocab.json").is_file() and codec.is_file()
-    assert ModelConfig.from_file(config).talker.hidden_size == 1024
+    files = model_files(MODEL)
+    assert files.config.is_file() and (files.tokenizer / "vocab.json").is_file() and files.codec_config.is_file()
+    assert files.model_config().talker.hidden_size == 1024 and files.generation().max_new_tokens > 0
 
 
 def test_random_weights_cli_on_a_tiny_config(folder):
@@ -161,17 +162,17 @@ def test_precision_error_of_identical_models_is_zero(folder):
 
 def test_teacher_forcing_reproduces_the_greedy_run(folder):
     """Fed its own greedy codes, a model's logits are those of the free run (same argmaxes)."""
-    from qwen3tts_cli.bench.speed import _bench_settings, _prompt_kwargs, _teacher_forced
-    from qwen3tts_cli.model.generate import generate_frames
-
     tts = load_tts(folder, "cpu", "float32")
-    p = tts.prompt("Teacher forcing.", **_prompt_kwargs(tts))
-    run = generate_frames(tts.talker, tts.predictor, p.embeds, p.trailing, p.pad, _bench_settings(tts), 5,
-                          tts.cfg.talker.codec_eos_token_id, return_logits=True)
-    t, c = _teacher_forced(tts, p, run.codes)
+    run = tts.generate_codes("Teacher forcing.", speaker="ryan", greedy=True, max_frames=5, return_logits=True)
+    forced = tts.teacher_force("Teacher forcing.", run.codes, speaker="ryan")
+    t, c = forced.talker_logits, forced.cp_logits
+    assert t.shape[0] == c.shape[0] == run.frames == 5
     torch.testing.assert_close(t[:run.talker_logits.shape[0]], run.talker_logits, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(c, run.cp_logits, rtol=1e-5, atol=1e-5)
-    assert torch.equal(c.argmax(-1), run.codes[:, 1:])
+    assert torch.equal(c.argmax(-1), run.codes[:, 1:]) and torch.equal(forced.codes, run.codes)
+    # Other codes fed in give other logits from the second step on: the run follows the codes given.
+    other = tts.teacher_force("Teacher forcing.", (run.codes + 1) % 2048, speaker="ryan")
+    assert torch.equal(other.talker_logits[0], t[0]) and not torch.equal(other.talker_logits[1:], t[1:])
 
 
 @pytest.mark.parametrize("mode", ["int8", "w8a8"])

@@ -2,15 +2,16 @@
 no partial output file and no traceback. Also the runaway guard's exit status 3."""
 
 import errno
+import os
 import shutil
 
 import numpy as np
 import pytest
+from conftest import interrupt_generation
 import soundfile as sf
 from typer.testing import CliRunner
 
-from qwen3tts_cli.cli import main as cli
-from qwen3tts_cli.engine import tts as engine, guard
+from qwen3tts_cli.engine import guard
 from qwen3tts_cli.cli.main import app
 from qwen3tts_cli.engine import load_tts
 from qwen3tts_cli.text.segment import split_text
@@ -153,8 +154,8 @@ def test_malformed_config_json(cv_path, tmp_path, content):
 def test_output_folder_not_writable(cv_path, tmp_path, monkeypatch):
     locked = tmp_path / "locked"
     locked.mkdir()
-    real = cli.os.access
-    monkeypatch.setattr(cli.os, "access", lambda p, mode: False if str(p) == str(locked) else real(p, mode))
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(locked) else real(p, mode))
     one_error(synth(TEXT, "-m", cv_path, "-o", str(locked / "out.wav")), 2, "not writable")
     monkeypatch.undo()
 
@@ -186,17 +187,7 @@ def test_disk_full_leaves_no_file(cv_path, tmp_path, monkeypatch):
 
 
 def test_ctrl_c_during_a_split_synthesis(cv_path, tmp_path, monkeypatch):
-    real = engine.iter_frames
-    calls = []
-
-    def interrupted(*a, **k):
-        calls.append(1)
-        for n, frame in enumerate(real(*a, **k), 1):
-            if len(calls) == 2 and n == 2:  # inside the second chunk
-                raise KeyboardInterrupt
-            yield frame
-
-    monkeypatch.setattr(engine, "iter_frames", interrupted)
+    calls = interrupt_generation(monkeypatch, at_frame=2, in_call=2)  # inside the second chunk
     out = tmp_path / "out.wav"
     r = synth("First sentence is here. Second sentence is here.", "-m", cv_path, "--max-chars", "25",
               "--max-frames", "3", "-o", str(out), "--save-codes", str(tmp_path / "c.npy"))

@@ -8,10 +8,10 @@ import types
 
 import numpy as np
 import pytest
+from conftest import interrupt_generation
 import soundfile as sf
 from typer.testing import CliRunner
 
-from qwen3tts_cli.engine import tts as engine
 from qwen3tts_cli.io.audio import pcm16
 from qwen3tts_cli.cli.main import app
 from qwen3tts_cli.engine import load_tts
@@ -173,15 +173,7 @@ def test_no_sound_device_is_one_clear_line(cv_path, monkeypatch):
 
 
 def interrupt_at_frame(monkeypatch, n):
-    real = engine.iter_frames
-
-    def interrupted(*a, **k):
-        for i, frame in enumerate(real(*a, **k), 1):
-            if i == n:
-                raise KeyboardInterrupt
-            yield frame
-
-    monkeypatch.setattr(engine, "iter_frames", interrupted)
+    interrupt_generation(monkeypatch, at_frame=n)
 
 
 def test_ctrl_c_leaves_a_valid_wav_of_what_was_streamed(cv_path, tmp_path, monkeypatch):

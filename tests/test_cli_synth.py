@@ -6,12 +6,12 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import interrupt_generation
 import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from qwen3tts_cli.cli import main as cli
-from qwen3tts_cli.engine import tts as engine
+from qwen3tts_cli.cli import output
 from qwen3tts_cli.io.audio import pcm16
 from qwen3tts_cli.cli.main import app
 from qwen3tts_cli.engine import load_tts
@@ -179,7 +179,7 @@ class FakeDevice:
 def test_plays_when_a_device_exists(cv_path, cv, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     dev = FakeDevice()
-    monkeypatch.setattr(cli, "_output_device", lambda: dev)
+    monkeypatch.setattr(output, "output_device", lambda: dev)
     r = synth(TEXT, "-m", cv_path, "--greedy", "--max-frames", "4")
     assert r.exit_code == 0, r.output
     assert list(tmp_path.iterdir()) == []
@@ -190,7 +190,7 @@ def test_plays_when_a_device_exists(cv_path, cv, tmp_path, monkeypatch):
 
 def test_default_file_when_no_playback(cv_path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "_output_device", lambda: None)
+    monkeypatch.setattr(output, "output_device", lambda: None)
     (tmp_path / "qwen3tts-output.wav").write_bytes(b"keep me")
     r = synth(TEXT, "-m", cv_path, "--greedy", "--max-frames", "3")
     assert r.exit_code == 0, r.output
@@ -198,7 +198,7 @@ def test_default_file_when_no_playback(cv_path, tmp_path, monkeypatch):
     assert (tmp_path / "qwen3tts-output.wav").read_bytes() == b"keep me"
     assert sf.info(tmp_path / "qwen3tts-output-2.wav").frames == 3 * 1920
     # A failing device falls back to the next free name.
-    monkeypatch.setattr(cli, "_output_device", lambda: FakeDevice(fail=True))
+    monkeypatch.setattr(output, "output_device", lambda: FakeDevice(fail=True))
     r = synth(TEXT, "-m", cv_path, "--greedy", "--max-frames", "3")
     assert r.exit_code == 0 and "playback failed" in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["qwen3tts-output-2.wav", "qwen3tts-output-3.wav",
@@ -207,7 +207,7 @@ def test_default_file_when_no_playback(cv_path, tmp_path, monkeypatch):
 
 def test_output_device_probe_without_sounddevice(monkeypatch):
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # import raises ImportError
-    assert cli._output_device() is None
+    assert output.output_device() is None
 
 
 # -- refusals, failures, interruption ----------------------------------------------------------------
@@ -219,12 +219,12 @@ def test_refuses_binary_audio_on_a_terminal(cv_path, monkeypatch):
     try:
         with os.fdopen(os.dup(slave), "w") as tty:
             monkeypatch.setattr(sys, "stdout", tty)
-            assert cli._stdout_is_terminal()
+            assert output.stdout_is_terminal()
             monkeypatch.undo()
     finally:
         os.close(master)
         os.close(slave)
-    monkeypatch.setattr(cli, "_stdout_is_terminal", lambda: True)
+    monkeypatch.setattr(output, "stdout_is_terminal", lambda: True)
     for args in (["--raw"], ["-o", "-"]):
         r = synth(TEXT, "-m", cv_path, "--max-frames", "2", *args)
         assert r.exit_code == 2 and r.stdout_bytes == b""
@@ -260,15 +260,7 @@ def test_unwritable_destinations(cv_path, tmp_path):
 
 
 def test_ctrl_c_during_generation_exits_130(cv_path, tmp_path, monkeypatch):
-    real = engine.iter_frames
-
-    def interrupted(*a, **k):
-        for n, frame in enumerate(real(*a, **k), 1):
-            if n == 3:
-                raise KeyboardInterrupt
-            yield frame
-
-    monkeypatch.setattr(engine, "iter_frames", interrupted)
+    interrupt_generation(monkeypatch, at_frame=3)
     out = tmp_path / "out.wav"
     r = synth(TEXT, "-m", cv_path, "--greedy", "--max-frames", "8", "-o", str(out), "--save-codes", str(tmp_path / "c.npy"))
     assert r.exit_code == 130 and "interrupted" in r.stderr

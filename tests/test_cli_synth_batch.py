@@ -4,7 +4,8 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from qwen3tts_cli.cli.main import _complete_wav, app
+from qwen3tts_cli.cli.main import app
+from qwen3tts_cli.cli.output import complete_wav as _complete_wav
 from qwen3tts_cli.engine import TTS
 
 runner = CliRunner()
@@ -60,7 +61,7 @@ def test_resume_skips_complete_files_and_redoes_broken_ones(ck, lines, reference
     assert not _complete_wav(tmp_path / "0003.wav") and not _complete_wav(tmp_path / "0004.wav")
     seen = []
     real = TTS.synthesize_batch
-    monkeypatch.setattr(TTS, "synthesize_batch", lambda self, texts, **kw: seen.extend(texts) or real(self, texts, **kw))
+    monkeypatch.setattr(TTS, "synthesize_batch", lambda self, texts, **kw: seen.extend(r.text for r in texts) or real(self, texts, **kw))
     r = run(ck, lines, tmp_path, "--batch-size", "2", "--resume")
     assert r.exit_code == 0, r.output
     assert sorted(seen) == sorted(["A second, rather longer line of text to speak.", "Third one.", "Four."])
@@ -75,15 +76,15 @@ def test_resume_skips_complete_files_and_redoes_broken_ones(ck, lines, reference
 
 def test_ctrl_c_keeps_finished_files_only(ck, lines, reference, tmp_path, monkeypatch):
     calls = []
-    real = TTS._to_audio
+    real = TTS.decode_for
 
-    def interrupt_second_row(self, gen, voice=None):
+    def interrupt_second_row(self, *a, **k):  # decoding the second row to finish
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(self, gen, voice)
+        return real(self, *a, **k)
 
-    monkeypatch.setattr(TTS, "_to_audio", interrupt_second_row)
+    monkeypatch.setattr(TTS, "decode_for", interrupt_second_row)
     r = run(ck, lines, tmp_path, "--batch-size", "4")
     assert r.exit_code == 130
     files = list(tmp_path.iterdir())

@@ -3,9 +3,10 @@
     result = run_bench("0.6B-CustomVoice", random_weights=True, device="cpu", frames=25)
 
 A run: load (timed), warm-up frames, then ``frames`` frames of greedy generation with EOS
-suppressed (so every run does the same work), timed per part with hooks on the talker and the
-code predictor; then the codec decodes those frames (the offline decode ``synth`` uses); then the
-time to first audio of ``TTS.stream`` (one-frame first chunk). ``floor_fraction`` compares the
+suppressed (so every run does the same work), timed per part with forward hooks on the talker and
+the code predictor; then the codec decodes those frames (as ``synth`` decodes); then the time to
+first audio of ``TTS.stream`` (one-frame first chunk). Everything goes through the engine's public
+interface (``TTS``) and PyTorch's module hooks. ``floor_fraction`` compares the
 per-frame time with the memory-bandwidth floor: the weight bytes a frame reads (one talker step,
 15 code-predictor passes) over a copy bandwidth measured here (STREAM convention: bytes read plus
 bytes written per second).
@@ -100,53 +101,39 @@ def peak_rss_mb() -> float:
 # Loading
 # ---------------------------------------------------------------------------------------------
 
-def _config_source(model: str) -> tuple[Path, Path, Path | None, Path]:
-    """(config.json, text tokenizer folder, generation_config.json or None, codec config.json) of a
-    local folder or a known official repo (packaged metadata: no network)."""
-    local = Path(model).expanduser()
-    if local.is_dir():
-        gen = local / "generation_config.json"
-        return (local / "config.json", local, gen if gen.is_file() else None,
-                local / "speech_tokenizer" / "config.json")
-    from ..io.repos import find_repo, repo_metadata_files
-
-    repo = find_repo(model)
-    if repo is None or repo.kind != "model":
-        raise InputError(f"--random-weights needs a model folder or an official model repo id / short name "
-                         f"(e.g. 0.6B-CustomVoice), got {model!r}")
-    files = repo_metadata_files(repo)
-    return (files["config.json"], files["vocab.json"].parent, files["generation_config.json"],
-            files["speech_tokenizer/config.json"])
-
-
 def load_random(model: str, device: torch.device, dtype: torch.dtype | None, quantize: str | None,
                 seed: int = 0):
     """A TTS with random weights at the model's real shapes, built in memory."""
-    from ..io.checkpoint import random_tensor
     from ..codec import CodecDecoder
-    from ..io.config import CodecConfig, GenerationConfig, ModelConfig
-    from ..engine.tts import build_tts
+    from ..engine.load import build_tts, default_dtype, model_files
+    from ..io.checkpoint import random_tensor
+    from ..io.config import CodecConfig
     from ..io.weights import expected_codec_tensors, expected_model_tensors
+    from ..runtime import RuntimeSettings
 
-    config, tok_folder, gen_path, codec_config = _config_source(model)
-    if not config.is_file():
-        raise InputError(f"{config}: not found")
-    cfg = ModelConfig.from_file(config)
-    gen = GenerationConfig.from_file(gen_path) if gen_path else GenerationConfig()
-    dt = dtype or (torch.bfloat16 if device.type == "cuda" or quantize == "int8" else torch.float32)
+    files = model_files(model)
+    if files is None:
+        raise InputError(f"--random-weights needs a model folder or an official model repo id / short name "
+                         f"(e.g. 0.6B-CustomVoice), got {model!r}")
+    if not files.config.is_file():
+        raise InputError(f"{files.config}: not found")
+    cfg = files.model_config()
+    dt = dtype or default_dtype(device, quantize)
+    runtime = RuntimeSettings.from_env()
+    codec_cfg = CodecConfig.from_file(files.codec_config)
+    codec = {n: random_tensor(n, s, seed).to(device=device, dtype=torch.float32)
+             for n, s in expected_codec_tensors(codec_cfg).items() if n.startswith("decoder.")}
+    decoder = CodecDecoder.from_tensors(codec_cfg, codec, where=str(files.codec_config), runtime=runtime)
+    del codec
     # Published dtypes (BF16 talker, F32 codec) first, as in a checkpoint file, then the run dtype.
     tensors = {n: random_tensor(n, s, seed).to(device=device, dtype=dt)
                for n, s in expected_model_tensors(cfg).items() if n.startswith("talker.")}
-    tts = build_tts(config.parent, cfg, gen, tensors, tok_folder, device, dt, quantize)
-    del tensors
-    codec_cfg = CodecConfig.from_file(codec_config)
-    codec = {n: random_tensor(n, s, seed).to(device=device, dtype=torch.float32)
-             for n, s in expected_codec_tensors(codec_cfg).items() if n.startswith("decoder.")}
-    tts._decoder = CodecDecoder.from_tensors(codec_cfg, codec, where=str(codec_config), runtime=tts.runtime)
-    return tts
+    return build_tts(files.config.parent, cfg, files.generation(), tensors, files.tokenizer, device, dt, quantize,
+                     runtime, decoder=decoder)
 
 
-def _prompt_kwargs(tts) -> dict:
+def request_options(tts) -> dict:
+    """Who speaks in a benchmark: the default speaker, or a described voice."""
     kind = tts.model_type
     if kind == "custom_voice":
         return dict(speaker=tts.default_speaker, language="english")
@@ -160,70 +147,61 @@ def _prompt_kwargs(tts) -> dict:
 # Timing
 # ---------------------------------------------------------------------------------------------
 
+# EOS never allowed: every run makes exactly the frames asked for.
+NO_EOS = 1 << 30
+
+
 class _PartTimer:
-    """Wall time spent in talker steps (forward + codec head) and code-predictor calls, via hooks.
+    """Wall time of talker steps (forward + codec head) and of the code predictor, from forward
+    hooks: the predictor's work of a frame runs from its first pass to the talker step that follows.
 
     On CUDA each part is synchronized (only in the split run). When CUDA graphs replay a frame,
-    neither hook fires: the split is then unknown (None)."""
+    no hook fires: the split is then unknown (None)."""
 
     def __init__(self, tts, device: torch.device):
-        self.device = device
-        self._tts = tts
-        self._orig_predict = tts.predictor.predict
-        self._handles = []
-        self._t = 0.0
         self.reset()
+        self._t = self._cp_start = None
 
-        def pre(*_a, **_k):
+        def talker_pre(module, args):
             _sync(device)
-            self._t = time.perf_counter()
+            now = time.perf_counter()
+            if module is tts.talker and self._cp_start is not None:
+                self.cp += now - self._cp_start
+                self.cp_calls += 1
+                self._cp_start = None
+            self._t = now
 
-        def post(module, *_a, **_k):
+        def talker_post(module, args, out):
             _sync(device)
             self.talker += time.perf_counter() - self._t
             self.talker_steps += module is tts.talker
 
+        def predictor_pre(module, args):
+            if args[1] == 0:  # a frame's first pass
+                _sync(device)
+                self._cp_start = time.perf_counter()
+
+        self._handles = [tts.predictor.register_forward_pre_hook(predictor_pre)]
         for m in (tts.talker, tts.talker.codec_head):
-            self._handles.append(m.register_forward_pre_hook(pre))
-            self._handles.append(m.register_forward_hook(post))
-
-        def predict(*a, **k):
-            _sync(device)
-            t = time.perf_counter()
-            out = self._orig_predict(*a, **k)
-            _sync(device)
-            self.cp += time.perf_counter() - t
-            self.cp_calls += 1
-            return out
-
-        tts.predictor.predict = predict
+            self._handles += [m.register_forward_pre_hook(talker_pre), m.register_forward_hook(talker_post)]
 
     def reset(self) -> None:
         self.talker = self.cp = 0.0
         self.talker_steps = self.cp_calls = 0
+        self._cp_start = None
 
     def close(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
-        self._tts.predictor.__dict__.pop("predict", None)  # back to the class method
 
 
-def _bench_settings(tts):
-    from ..model.sampling import SamplingSettings
-
-    class FixedLength(SamplingSettings):
-        min_new_tokens = 1 << 30  # EOS never allowed: every run makes exactly the frames asked for
-
-    return FixedLength.resolve(tts.generation_config, greedy=True)
-
-
-def _run_frames(tts, prompt, settings, n: int, on_start=None) -> tuple[float, float, torch.Tensor]:
-    """(seconds for the prefill + frame 0, seconds for frames 1..n-1, all codes [n, 16] on the CPU).
-    The steady-state clock starts after frame 0."""
+def _run_frames(tts, text: str, kw: dict, n: int, on_start=None) -> tuple[float, float, torch.Tensor]:
+    """(seconds for the prompt, prefill and frame 0, seconds for frames 1..n-1, all codes [n, 16] on
+    the CPU). The steady-state clock starts after frame 0."""
     _sync(tts.device)
     t = time.perf_counter()
-    it = tts.iter_frames(prompt, settings, max_frames=n, seed=0)
+    it = tts.iter_frames(text, greedy=True, seed=0, max_frames=n, min_new_tokens=NO_EOS, **kw)
     frames = [next(it)]
     _sync(tts.device)
     first_s = time.perf_counter() - t
@@ -236,28 +214,22 @@ def _run_frames(tts, prompt, settings, n: int, on_start=None) -> tuple[float, fl
     return first_s, time.perf_counter() - t, torch.stack(frames).cpu()
 
 
-def _ttfa(tts, text: str, kw: dict) -> float | None:
+def _ttfa(tts, text: str, kw: dict) -> float:
     """Seconds from the ``stream`` call to its first audio chunk (first chunk of one frame)."""
-    if not hasattr(tts, "stream"):
-        return None
     t = time.perf_counter()
     stream = tts.stream(text, schedule=(1,), greedy=True, max_frames=2, guard=False, **kw)
     try:
-        for chunk in stream:
-            if len(chunk):
-                return time.perf_counter() - t
+        next(stream)
+        return time.perf_counter() - t
     finally:
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
-    return None
+        stream.close()
 
 
 def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dtype: str | None = None,
               frames: int = 25, batch: int = 1, warmup: int = 3, threads: int | None = None, seed: int = 0,
               text: str = DEFAULT_TEXT) -> dict:
     """Benchmark one model; returns a JSON-ready dict (see the module docstring and docs/benchmarks.md)."""
-    from ..engine.tts import load_tts, parse_device, parse_precision, resolve_model_folder
+    from ..engine.load import load_tts, parse_device, parse_precision, resolve_model_folder
 
     if frames < 3:
         raise InputError("--frames must be at least 3")
@@ -285,8 +257,7 @@ def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dty
     _sync(dev)
     load_s = time.perf_counter() - t0
 
-    kw = _prompt_kwargs(tts)
-    settings = _bench_settings(tts)
+    kw = request_options(tts)
     prompt = tts.prompt(text, **kw)
     if dev.type == "cuda":
         warmup = max(warmup, frames)  # see the warm-up below
@@ -302,23 +273,22 @@ def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dty
     # the measured frame count: the cache is sized for it and every bucket's graph is captured
     # (a shorter warm-up would leave re-allocation and captures inside the timed run).
     t = time.perf_counter()
-    _run_frames(tts, prompt, settings, max(2, warmup))
+    _run_frames(tts, text, kw, max(2, warmup))
     _sync(dev)
-    warm_s = time.perf_counter() - t
-    out["warmup_s"] = warm_s
+    out["warmup_s"] = time.perf_counter() - t
 
     if batch > 1:
-        out.update(_bench_batch(tts, text, kw, settings, frames, batch))
+        out.update(_bench_batch(tts, text, kw, frames, batch))
     else:
         timer = _PartTimer(tts, dev)
         try:
             if dev.type == "cuda":  # the synchronizing split run must not slow the clean one
                 timer.close()
-                first_s, lm_s, codes = _run_frames(tts, prompt, settings, frames)
+                first_s, lm_s, codes = _run_frames(tts, text, kw, frames)
                 timer = _PartTimer(tts, dev)
-                _, split_s, _ = _run_frames(tts, prompt, settings, frames, on_start=timer.reset)
+                _, split_s, _ = _run_frames(tts, text, kw, frames, on_start=timer.reset)
             else:  # hooks cost microseconds here: one run gives both
-                first_s, lm_s, codes = _run_frames(tts, prompt, settings, frames, on_start=timer.reset)
+                first_s, lm_s, codes = _run_frames(tts, text, kw, frames, on_start=timer.reset)
                 split_s = lm_s
         finally:
             timer.close()
@@ -329,7 +299,8 @@ def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dty
         cp_ms = 1000 * timer.cp / timer.cp_calls if timer.cp_calls else None
         host_ms = None
         if talker_ms is not None and cp_ms is not None:
-            host_ms = max(0.0, 1000 * (split_s - timer.talker - timer.cp) / n_steady)
+            # The last frame's predictor work is not in cp (no talker step closes it): add its average.
+            host_ms = max(0.0, (1000 * (split_s - timer.talker - timer.cp) - cp_ms) / n_steady)
         if dev.type == "cuda":  # the first streaming calls capture the codec's graphs
             tts.decode_for(codes)
             _sync(dev)
@@ -339,7 +310,7 @@ def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dty
         total_ms = frame_ms + codec_ms
         codec_s = codec_ms * frames / 1000
         out.update({
-            # One whole utterance as `synth` makes it: prefill, all frames, offline decode.
+            # One whole utterance as `synth` makes it: prefill, all frames, decode.
             "generate_s": first_s + lm_s, "e2e_s": first_s + lm_s + codec_s,
             "e2e_frames_per_s": frames / (first_s + lm_s), "e2e_xrt": frames * FRAME_SECONDS / (first_s + lm_s + codec_s),
             "frames_per_s": 1000 / frame_ms,
@@ -349,14 +320,12 @@ def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dty
         })
         if dev.type == "cuda":
             _ttfa(tts, text, kw)  # warm: graphs for the prompt's cache bucket and the 1-frame push
-        ttfa = _ttfa(tts, text, kw)
-        out["ttfa_ms"] = 1000 * ttfa if ttfa is not None else None
-        out["ttfa_method"] = "stream, first chunk of 1 frame" if ttfa is not None else None
+        out["ttfa_ms"] = 1000 * _ttfa(tts, text, kw)
+        out["ttfa_method"] = "stream, first chunk of 1 frame"
 
-    # CUDA graphs are captured on first use: per KV bucket for the frame step (cuda_graphs.py), per
-    # state and push length for the streaming codec (codec/streaming.py).
-    captures = (getattr(tts.talker, "_static_step", None), getattr(tts.decoder, "_stream_states", None))
-    out["capture_s"] = sum(float(getattr(c, "capture_s", 0.0)) for c in captures) if dev.type == "cuda" else 0.0
+    # CUDA graphs are captured on first use: per KV bucket for the frame step, per state and push
+    # length for the streaming codec.
+    out["capture_s"] = tts.graph_capture_seconds() if dev.type == "cuda" else 0.0
     bw = copy_bandwidth(dev)
     wb = weight_bytes_per_frame(tts)
     out["weight_bytes_per_frame"] = wb
@@ -369,20 +338,15 @@ def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dty
     return out
 
 
-def _bench_batch(tts, text: str, kw: dict, settings, frames: int, batch: int) -> dict:
-    """``batch`` copies of the prompt generated together (engine.generate_codes_batch)."""
-    if not hasattr(tts, "generate_codes_batch"):
-        raise InputError("--batch needs batched generation, which this version does not have")
-    from ..model.batch import generate_batch
-
-    prompts = [tts.prompt(text, **kw) for _ in range(batch)]
-    eos = tts.cfg.talker.codec_eos_token_id
+def _bench_batch(tts, text: str, kw: dict, frames: int, batch: int) -> dict:
+    """``batch`` copies of the prompt generated together (TTS.generate_codes_batch)."""
+    texts = [text] * batch
+    opts = dict(greedy=True, seed=0, min_new_tokens=NO_EOS, **kw)
     # Warm this batch size (on CUDA with the measured frame count: cache size and every graph).
-    generate_batch(tts.talker, tts.predictor, prompts, settings, frames if tts.device.type == "cuda" else 2, eos,
-                   seeds=0)
+    tts.generate_codes_batch(texts, max_frames=frames if tts.device.type == "cuda" else 2, **opts)
     _sync(tts.device)
     t = time.perf_counter()
-    results = generate_batch(tts.talker, tts.predictor, prompts, settings, frames, eos, seeds=0)
+    results = tts.generate_codes_batch(texts, max_frames=frames, **opts)
     _sync(tts.device)
     lm_s = time.perf_counter() - t
     made = sum(r.frames for r in results)
@@ -424,68 +388,3 @@ def summary_lines(r: dict) -> list[str]:
         f"{r['floor_ms_per_frame']:.1f} ms/frame; reached {100 * (r['floor_fraction'] or 0):.0f}%",
     ]
     return lines
-
-
-# ---------------------------------------------------------------------------------------------
-# Accuracy of a reduced-precision mode against fp32
-# ---------------------------------------------------------------------------------------------
-
-@torch.inference_mode()
-def _teacher_forced(tts, prompt, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raw talker logits [T, V] and code-predictor logits [T, G-1, V'] of ``tts`` fed the given
-    codes [T, G] (teacher forcing: every step sees the same context whatever the model predicts)."""
-    talker, cp = tts.talker, tts.predictor
-    dev = tts.device
-    codes = codes.to(dev)
-    L, T = prompt.embeds.shape[0], codes.shape[0]
-    talker.setup_cache(1, L + T, dev, prompt.embeds.dtype)
-    cp.setup_cache(1, dev, prompt.embeds.dtype)
-    pos = torch.arange(L + T, device=dev)
-    h = talker(prompt.embeds[None], pos[:L], kv_len=L)[:, -1]
-    t_logits, cp_logits = [], []
-    for s in range(T):
-        t_logits.append(talker.logits(h).float()[0])
-        c = codes[s:s + 1]
-        x = cp(torch.stack((h, talker.embed_codec(c[:, 0])), dim=1), 0)[:, -1]
-        row = []
-        for g in range(1, cp.n_groups):
-            if g > 1:
-                x = cp(cp.model.codec_embedding[g - 2](c[:, g - 1])[:, None], g)[:, -1]
-            row.append(cp.lm_head[g - 1](x).float()[0])
-        cp_logits.append(torch.stack(row))
-        text = prompt.trailing[s] if s < prompt.trailing.shape[0] else prompt.pad
-        x = tts.embed_frame(c) + text
-        h = talker(x[:, None], pos[L + s:L + s + 1], kv_len=L + s + 1)[:, -1]
-    return torch.stack(t_logits).cpu(), torch.stack(cp_logits).cpu()
-
-
-def precision_error(reference, candidate, text: str = DEFAULT_TEXT, frames: int = 50) -> dict:
-    """Accuracy of ``candidate`` (e.g. int8) against ``reference`` (fp32) on the same prompt.
-
-    The reference generates ``frames`` frames greedily (EOS suppressed); both models are then fed
-    exactly those codes (teacher forcing), so every step compares the two on the same context.
-    Reported: max / mean absolute error of the raw talker logits (and their mean magnitude), the same
-    for the code predictor, and how often each picks the same code (argmax over the audio ids) --
-    the per-step greedy code agreement. (Free-running runs are not compared code by code: on random
-    weights one differing code sends the two utterances different ways.)"""
-    from ..model.generate import generate_frames
-
-    prompt = reference.prompt(text, **_prompt_kwargs(reference))
-    codes = generate_frames(reference.talker, reference.predictor, prompt.embeds, prompt.trailing, prompt.pad,
-                            _bench_settings(reference), frames, reference.cfg.talker.codec_eos_token_id,
-                            seed=0).codes
-    ta, ca = _teacher_forced(reference, prompt, codes)
-    tb, cb = _teacher_forced(candidate, candidate.prompt(text, **_prompt_kwargs(candidate)), codes)
-    audio = reference.cfg.talker.vocab_size - 1024  # first-code ids below this are audio codes
-    t_err, c_err = (ta - tb).abs(), (ca - cb).abs()
-    return {
-        "frames": int(codes.shape[0]),
-        "talker_logit_max_abs_err": float(t_err.max()),
-        "talker_logit_mean_abs_err": float(t_err.mean()),
-        "talker_logit_mean_abs": float(ta.abs().mean()),
-        "cp_logit_max_abs_err": float(c_err.max()),
-        "cp_logit_mean_abs_err": float(c_err.mean()),
-        "cp_logit_mean_abs": float(ca.abs().mean()),
-        "first_code_agreement": float((ta[:, :audio].argmax(-1) == tb[:, :audio].argmax(-1)).float().mean()),
-        "residual_code_agreement": float((ca.argmax(-1) == cb.argmax(-1)).float().mean()),
-    }

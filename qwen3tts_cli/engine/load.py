@@ -155,8 +155,9 @@ def load_tts(path_or_folder: str | Path, device: str | torch.device = "cpu",
 
 def build_tts(folder: Path, cfg: ModelConfig, gen: GenerationConfig, tensors: dict[str, torch.Tensor],
               tokenizer_folder: Path, device: torch.device, dtype: torch.dtype, quantize: str | None = None,
-              runtime: RuntimeSettings | None = None):
-    """A TTS from checkpoint tensors already in memory (``load_tts``; ``bench --random-weights``).
+              runtime: RuntimeSettings | None = None, decoder=None):
+    """A TTS from checkpoint tensors already in memory (``load_tts``; ``bench --random-weights``,
+    which brings its own codec ``decoder``; otherwise it is loaded from the folder on first use).
 
     On CPU the bias-free linears are switched to faster kernels (linear.py; same weights unless
     ``quantize``); ``runtime.cpu_kernels`` off keeps plain ``nn.Linear``. On CUDA in fp16/bf16,
@@ -186,7 +187,7 @@ def build_tts(folder: Path, cfg: ModelConfig, gen: GenerationConfig, tensors: di
     for net in (talker, predictor):
         apply_runtime(net, device, dtype, fused=runtime.fused_ops, flash_attn=runtime.flash_attn)
     tokenizer = TextTokenizer.from_folder(tokenizer_folder)
-    return TTS(folder, cfg, gen, talker, predictor, tokenizer, device, dtype, runtime, quantize)
+    return TTS(folder, cfg, gen, talker, predictor, tokenizer, device, dtype, runtime, quantize, decoder)
 
 
 def _split_state(tensors: dict[str, torch.Tensor]) -> tuple[dict, dict]:

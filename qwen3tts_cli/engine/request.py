@@ -48,6 +48,13 @@ def default_speaker(speakers: list[str]) -> str | None:
     return DEFAULT_SPEAKER if DEFAULT_SPEAKER in speakers else sorted(speakers)[0]
 
 
+def check_speaker_or_voice(speaker: str | None, has_voice: bool) -> None:
+    """A built-in speaker or a cloned voice, not both."""
+    if has_voice and speaker not in (None, ""):
+        raise RequestError("speaker picks a built-in voice of a CustomVoice model and voice clones one with a "
+                           "Base model: give one or the other", "speaker", "speaker_and_voice")
+
+
 def _is_voice_prompt(voice) -> bool:
     return hasattr(voice, "xvector") and hasattr(voice, "check_model")
 
@@ -86,9 +93,7 @@ class SpeechRequest:
         if self.voice is not None and not (isinstance(self.voice, CloneReference) or _is_voice_prompt(self.voice)):
             raise RequestError("voice must be a VoicePrompt (TTS.create_voice, voice.load_voice) or a "
                                f"CloneReference, not {type(self.voice).__name__}", "voice", "voice_type")
-        if self.voice is not None and self.speaker not in (None, ""):
-            raise RequestError("speaker picks a built-in voice of a CustomVoice model and voice clones one with a "
-                               "Base model: give one or the other", "speaker", "speaker_and_voice")
+        check_speaker_or_voice(self.speaker, self.voice is not None)
         if not self.pause >= 0:
             raise RequestError(f"pause must be 0 or more seconds (got {self.pause})", "pause", "pause_range")
         if self.max_frames is not None and int(self.max_frames) < 1:

@@ -127,4 +127,9 @@ class Utterance:
                                truncated=self.truncated, chunks=self.chunks)
 
     def gap(self) -> np.ndarray:
-        return np.zeros(round(self.plan.request.pause * SAMPLE_RATE), dtype=np.float32)
+        return silence(self.plan.request.pause)
+
+
+def silence(seconds: float) -> np.ndarray:
+    """The pause between two chunks (or two lines of a stream): float32 zeros at SAMPLE_RATE."""
+    return np.zeros(round(seconds * SAMPLE_RATE), dtype=np.float32)

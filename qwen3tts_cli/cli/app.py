@@ -1,0 +1,80 @@
+"""The Typer app, the stderr console, and the one place where failures become exit codes.
+
+Exit codes: 0 success, 1 runtime/model failure, 2 bad usage or input, 3 audio cut short by the
+runaway guard (synth; the audio is still written; --allow-truncation makes it 0), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ..errors import Qwen3TTSError, RequestError
+
+app = typer.Typer(
+    name="qwen3tts",
+    help="Qwen3-TTS 12 Hz text-to-speech: download, verify, synthesize, stream, encode, decode, bench.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int) -> None:
+    """One clear line on stderr, then exit with ``code``."""
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+# The engine names a request's fields; here they are worded in terms of this tool's flags.
+_FLAG_WORDING = {
+    "ref_text_missing": lambda e: "in-context cloning needs the transcript of the reference audio: add --ref-text "
+                                  "\"...\", or use --xvector-only to clone from the speaker embedding alone",
+    "ref_text_with_xvector_only": lambda e: "--ref-text is for in-context cloning: give --ref-text or "
+                                            "--xvector-only, not both",
+    "speaker_and_voice": lambda e: "--speaker picks a built-in voice of a CustomVoice model; --ref-audio/--voice "
+                                   "clone a voice with a Base model: use one or the other",
+    "voice_unsupported": lambda e: f"--ref-audio/--voice clone a voice and need a Base model; this model is "
+                                   f"{e.context['model_type']} (use --speaker or --instruct instead)",
+    "voice_required": lambda e: "a Base model speaks in a cloned voice: give --ref-audio AUDIO with --ref-text "
+                                "\"...\" (or --xvector-only), or --voice FILE from `qwen3tts voice create`",
+    "speaker_unsupported": lambda e: (
+        "a Base model has no built-in speakers: clone a voice with --ref-audio (and --ref-text or --xvector-only) "
+        "or --voice FILE instead of --speaker" if e.context.get("model_type") == "base" else str(e)),
+}
+
+
+def message(e: Qwen3TTSError) -> str:
+    """The line shown for an engine error (a request error in this tool's terms)."""
+    if isinstance(e, RequestError) and e.code in _FLAG_WORDING:
+        return _FLAG_WORDING[e.code](e)
+    return str(e)
+
+
+def guarded(fn):
+    """Run a command body so that no failure escapes as a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except Qwen3TTSError as e:
+            fail(message(e), e.exit_code)
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130)
+        except OSError as e:  # disk full, permissions, I/O: the system's own words, with the file
+            fail(f"{e.filename}: {e.strerror}" if e.filename and e.strerror else f"{e.strerror or e}", 1)
+        except Exception as e:
+            if os.environ.get("QWEN3TTS_DEBUG"):
+                raise
+            fail(f"internal error: {type(e).__name__}: {e} (set QWEN3TTS_DEBUG=1 for a traceback)", 1)
+
+    return wrapper

@@ -1,0 +1,41 @@
+"""`qwen3tts bench`: speed and memory of one model on one device (the measuring is in bench/)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+from rich.markup import escape
+
+from .app import err
+
+
+def bench(
+    model: str = typer.Option(..., "--model", "-m",
+                              help="Model folder, or an official repo id / short name (e.g. 0.6B-CustomVoice)."),
+    random_weights: bool = typer.Option(False, "--random-weights",
+                                        help="Random weights at the model's real shapes, built in memory from "
+                                             "its config (an official name works offline): no download."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    dtype: Optional[str] = typer.Option(None, "--dtype",
+                                        help="float32, bfloat16; on CPU also w8a8 (int8 weights and "
+                                             "activations: fastest) or int8 (int8 weights, bf16 "
+                                             "activations). Default: float32 on CPU, bfloat16 on CUDA."),
+    frames: int = typer.Option(25, "--frames", "-n", help="Timed frames (EOS suppressed; at least 3)."),
+    batch: int = typer.Option(1, "--batch", "-b", help="Streams generated together."),
+    warmup: int = typer.Option(3, "--warmup", help="Warm-up frames before timing."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: torch's choice)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of the report."),
+) -> None:
+    """Measure speed and memory: ms per frame (talker, code predictor, codec, host), x real time,
+    time to first audio, load and capture time, peak memory, share of the memory-bandwidth floor."""
+    from ..bench.speed import run_bench, summary_lines, to_json
+
+    result = run_bench(model, random_weights=random_weights, device=device, dtype=dtype, frames=frames,
+                       batch=batch, warmup=warmup, threads=threads)
+    if json_out:
+        sys.stdout.write(to_json(result) + "\n")
+    else:
+        for line in summary_lines(result):
+            err.print(escape(line), soft_wrap=True)

@@ -1,0 +1,415 @@
+"""Where audio goes and where text comes from: files (atomic or progressive WAV, .npy codes),
+stdout (WAV or raw PCM), the sound device, standard input; and the live progress line.
+
+Only audio goes to stdout; everything a person reads goes to stderr (``app.err``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from ..errors import InputError
+from .app import err, fail
+
+RAW_FORMAT = "stdout (raw s16le, 24000 Hz, mono)"
+SOUND_DEVICE = "the sound device"
+PLAY_HINT = ("use -o FILE.wav, or pipe raw audio to a player: "
+             "qwen3tts stream \"...\" --raw | aplay -r 24000 -f S16_LE -c 1 -t raw")
+
+
+def say_to_stderr(quiet: bool):
+    """The function commands print their notes with: nothing when ``quiet``."""
+    return (lambda *a, **k: None) if quiet else (lambda msg: err.print(msg, soft_wrap=True))
+
+
+# -- text in -----------------------------------------------------------------------------------
+
+def read_stdin() -> str:
+    # Bytes, decoded strictly: a text stream may be set to replace or smuggle invalid bytes
+    # (surrogateescape under a C locale) instead of saying the input is not text.
+    stream = getattr(sys.stdin, "buffer", None)
+    data = stream.read() if stream is not None else sys.stdin.read()
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"standard input is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
+
+
+def stdin_lines():
+    """Non-empty lines of standard input, each as soon as it arrives (strict UTF-8)."""
+    from ..text.segment import normalize_text
+
+    source = getattr(sys.stdin, "buffer", sys.stdin)
+    for n, line in enumerate(iter(source.readline, b"" if source is not sys.stdin else ""), 1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputError(f"standard input line {n} is not UTF-8 text") from None
+        if normalize_text(line):
+            yield line.strip()
+
+
+def read_lines(source: str) -> list[tuple[int, str]]:
+    """(line number, text) of every non-empty line of FILE or '-' (stdin)."""
+    if source == "-":
+        content = read_stdin()
+    else:
+        try:
+            content = Path(source).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InputError(f"{source}: file not found") from None
+        except UnicodeDecodeError:
+            raise InputError(f"{source}: not UTF-8 text") from None
+        except OSError as e:
+            raise InputError(f"{source}: cannot read ({e.strerror})") from None
+    lines = [(n, line.strip()) for n, line in enumerate(content.splitlines(), 1) if line.strip()]
+    if not lines:
+        raise InputError(f"{source}: no text (every line is empty)")
+    return lines
+
+
+def check_text(text: str) -> None:
+    """A text with something to speak (before any weights load)."""
+    from ..text.segment import normalize_text
+
+    if not normalize_text(text):
+        raise InputError("text is empty" if not text.strip() else "text has nothing to speak (only control characters)")
+
+
+# -- files and stdout --------------------------------------------------------------------------
+
+def stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def refuse_terminal() -> None:
+    if stdout_is_terminal():
+        raise InputError("refusing to write binary audio to a terminal: use -o FILE.wav, or pipe it "
+                         "(e.g. --raw | aplay -r 24000 -f S16_LE -c 1 -t raw)")
+
+
+def write_stdout(data: bytes) -> None:
+    sys.stdout.flush()
+    out = typer.get_binary_stream("stdout")
+    view = memoryview(data)
+    try:
+        while view:  # an unbuffered stream may take only part of it (a pipe whose reader left)
+            view = view[out.write(view) or 0:]
+        out.flush()
+    except BrokenPipeError:
+        # The reader went away: keep Python's exit-time flush of stdout from failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        fail("standard output was closed before all audio was written", 1)
+
+
+def check_writable_parent(path: Path | None) -> None:
+    if path is not None and not path.parent.is_dir():
+        raise InputError(f"{path.parent}: folder does not exist")
+    if path is not None and not os.access(path.parent, os.W_OK | os.X_OK):
+        raise InputError(f"{path.parent}: folder is not writable")
+
+
+def write_wav(path: Path, audio) -> Path:
+    """audio.write_wav (atomic), with a failed write (disk full, I/O error) named after its file."""
+    from ..io.audio import write_wav
+
+    try:
+        return write_wav(path, audio)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+
+
+def save_npy(path: Path, codes) -> None:
+    """Codec codes as int64 .npy, written atomically."""
+    import numpy as np
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, codes.numpy().astype(np.int64))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def default_output(folder: Path) -> Path:
+    """qwen3tts-output.wav, or the first free qwen3tts-output-N.wav: never an existing file."""
+    path, n = folder / "qwen3tts-output.wav", 2
+    while path.exists():
+        path, n = folder / f"qwen3tts-output-{n}.wav", n + 1
+    return path
+
+
+def complete_wav(path: Path) -> bool:
+    """True for a readable WAV whose RIFF header accounts for the whole file (not a truncated one)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(12)
+        import soundfile as sf
+
+        info = sf.info(str(path))
+    except Exception:
+        return False
+    return (head[:4] == b"RIFF" and head[8:12] == b"WAVE" and int.from_bytes(head[4:8], "little") + 8 == size
+            and info.format == "WAV")
+
+
+# -- whole utterances (synth) --------------------------------------------------------------------
+
+class UtteranceOutput:
+    """Where synth puts each finished utterance; ``put`` says where it went (for the summary line).
+
+    kind: "files" (the job's own path), "stdout-wav", "raw", "codes-only", or "play" (falls back to
+    a new default file when there is no sound device, or when playback fails)."""
+
+    def __init__(self, kind: str, say):
+        self.kind, self.say = kind, say
+        self.sd = output_device() if kind == "play" else None
+        if kind == "play" and self.sd is None:
+            self.kind = "default-file"
+
+    @property
+    def decodes(self) -> bool:
+        return self.kind != "codes-only"
+
+    def put(self, audio, path: Path | None) -> str | None:
+        from ..io.audio import pcm16, wav_bytes
+
+        if self.kind == "files":
+            return str(write_wav(path, audio))
+        if self.kind == "stdout-wav":
+            write_stdout(wav_bytes(audio))
+            return "stdout (WAV)"
+        if self.kind == "raw":
+            write_stdout(pcm16(audio))
+            return RAW_FORMAT
+        if self.kind == "play":
+            if play(self.sd, audio, self.say):
+                return SOUND_DEVICE
+            self.kind = "default-file"
+        if self.kind == "default-file":
+            where = write_wav(default_output(Path(".")), audio)
+            reason = "playback failed" if self.sd is not None else "no sound device to play on"
+            self.say(f"no -o given and {reason}: writing {escape(str(where))} (use -o FILE.wav to choose the name)")
+            return str(where)
+        return None
+
+
+def output_device():
+    """The sounddevice module when it can play here; None when it is not installed, PortAudio is
+    missing, or there is no output device."""
+    try:
+        import sounddevice as sd
+    except (ImportError, OSError):  # OSError: the PortAudio library itself is missing
+        return None
+    try:
+        sd.query_devices(kind="output")
+    except Exception:
+        return None
+    return sd
+
+
+def play(sd, audio, say) -> bool:
+    """Play and wait; False (after one line) when the device fails, so that the caller saves a file."""
+    from ..io.audio import SAMPLE_RATE
+
+    if len(audio) == 0:
+        return True
+    try:
+        sd.play(audio, SAMPLE_RATE)
+        sd.wait()
+    except KeyboardInterrupt:
+        sd.stop()
+        raise
+    except Exception as e:
+        say(f"[yellow]warning:[/] playback failed ({escape(str(e))})")
+        return False
+    return True
+
+
+# -- audio as it is made (stream) ----------------------------------------------------------------
+
+def stream_device(device: str | None):
+    """sounddevice, checked to have an output device, before any weights load; else one line, exit 1."""
+    try:
+        import sounddevice as sd
+    except ImportError:
+        fail(f"live playback needs sounddevice (pip install 'qwen3tts-cli\\[play]'); or {PLAY_HINT}", 1)
+    except OSError:  # the PortAudio library itself is missing
+        fail(f"live playback needs the PortAudio library (e.g. apt install libportaudio2); or {PLAY_HINT}", 1)
+    try:
+        sd.query_devices(int(device) if device is not None and device.isdigit() else device, kind="output")
+    except Exception as e:
+        what = f"output device {device!r}" if device is not None else "a default output device"
+        fail(f"no sound device to play on ({what}: {e}); {PLAY_HINT}", 1)
+    return sd
+
+
+class StreamSink:
+    """Where stream's chunks go, as they come: the sound device (through a writer thread, so that
+    generation runs ahead of playback), a progressively written WAV, or stdout."""
+
+    def __init__(self, sd, device, out_path, raw: bool, to_stdout: bool, rate: int):
+        from ..io.audio import ProgressiveWavWriter, wav_header
+
+        self.player = self.file = None
+        if raw:
+            self.mode = "raw"
+        elif to_stdout:
+            self.mode = "stdout-wav"
+            write_stdout(wav_header(None, rate))
+        elif out_path is not None:
+            self.mode = "file"
+            self.file = ProgressiveWavWriter(out_path, rate)
+        else:
+            self.mode = "play"
+            self.player = Player(sd, device, rate)
+
+    @property
+    def where(self) -> str:
+        return {"raw": RAW_FORMAT, "stdout-wav": "stdout (WAV)", "play": SOUND_DEVICE}.get(
+            self.mode, str(getattr(self.file, "path", "")))
+
+    def write(self, chunk) -> None:
+        if len(chunk) == 0:
+            return
+        if self.player is not None:
+            self.player.write(chunk)
+        elif self.file is not None:
+            self.file.write(chunk)
+        else:
+            from ..io.audio import pcm16
+
+            write_stdout(pcm16(chunk))
+
+    def finish(self) -> None:
+        """Wait until everything was played."""
+        if self.player is not None:
+            self.player.finish()
+
+    def close(self) -> None:
+        """Stop now (after finish: just release); a file keeps what it has, with a valid header."""
+        if self.player is not None:
+            self.player.abort()
+        if self.file is not None:
+            self.file.close()
+
+
+class Player:
+    """A sounddevice OutputStream fed by a thread with blocking writes of queued chunks."""
+
+    def __init__(self, sd, device, rate: int):
+        import queue
+        import threading
+
+        dev = int(device) if device is not None and device.isdigit() else device
+        self.stream = sd.OutputStream(samplerate=rate, channels=1, dtype="float32", device=dev)
+        self.queue: queue.Queue = queue.Queue()
+        self.error: Exception | None = None
+        self.closed = False
+        self.stream.start()
+        self.thread = threading.Thread(target=self._run, name="qwen3tts-playback", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import numpy as np
+
+        while True:
+            chunk = self.queue.get()
+            if chunk is None:
+                return
+            try:
+                self.stream.write(np.ascontiguousarray(chunk, dtype=np.float32).reshape(-1, 1))
+            except Exception as e:  # the device went away: reported by the next write/finish
+                self.error = e
+                return
+
+    def _check(self) -> None:
+        if self.error is not None:
+            fail(f"playback failed ({self.error})", 1)
+
+    def write(self, chunk) -> None:
+        self._check()
+        self.queue.put(chunk)
+
+    def finish(self) -> None:
+        self.queue.put(None)
+        while self.thread.is_alive():  # a short timeout keeps Ctrl-C responsive
+            self.thread.join(0.1)
+        self._check()
+        self.stream.stop()  # returns once the device has played what it holds
+
+    def abort(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        while True:  # drop what is not yet playing
+            try:
+                self.queue.get_nowait()
+            except Exception:
+                break
+        self.queue.put(None)
+        try:
+            self.stream.abort()
+        finally:
+            self.stream.close()
+        self.thread.join(1.0)
+
+
+# -- progress --------------------------------------------------------------------------------------
+
+class SynthProgress:
+    """A live line on stderr while frames are generated: frames, seconds of audio, speed."""
+
+    def __init__(self, live: bool, cap: int, count: int):
+        self.live, self.cap, self.count = live, cap, count
+        self.progress = None
+        self.task = None
+
+    def __enter__(self) -> "SynthProgress":
+        if self.live:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(),
+                TextColumn("{task.completed} frames, {task.fields[audio]:.1f} s audio, {task.fields[speed]}"),
+                TimeElapsedColumn(), console=err, transient=True)
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def callback(self, index: int, path):
+        if self.progress is None:
+            return None
+        import time
+
+        label = f"{index + 1}/{self.count} {path.name}" if self.count > 1 and path is not None else "generating"
+        self.task = self.progress.add_task(escape(label), total=self.cap, audio=0.0, speed="")
+        start = time.perf_counter()
+
+        def on_frame(n: int) -> None:
+            audio = n * 0.08
+            speed = f"{audio / max(time.perf_counter() - start, 1e-9):.2f}× RT"
+            self.progress.update(self.task, completed=n, audio=audio, speed=speed)
+
+        return on_frame
+
+    def done(self) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
