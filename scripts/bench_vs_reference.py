@@ -46,7 +46,8 @@ def run(cmd: list[str], env: dict | None = None) -> dict:
 
 
 def ensure_checkpoint(model: str, folder: Path) -> Path:
-    from qwen3tts_cli.io.checkpoint import MANIFEST_NAME, build_checkpoint
+    from qwen3tts_cli.io.checkpoint import build_checkpoint
+    from qwen3tts_cli.io.manifest import MANIFEST_NAME
 
     if (folder / MANIFEST_NAME).is_file():
         return folder

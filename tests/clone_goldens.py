@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qwen3tts_cli.io.checkpoint import MANIFEST_NAME
+from qwen3tts_cli.io.manifest import MANIFEST_NAME
 
 GOLDENS = Path(__file__).parent / "fixtures" / "goldens" / "clone"
 META = json.loads((GOLDENS / "meta.json").read_text())

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from qwen3tts_cli.io.checkpoint import MANIFEST_NAME, MODELS, build_checkpoint
+from qwen3tts_cli.io.checkpoint import MODELS, build_checkpoint
+from qwen3tts_cli.io.manifest import MANIFEST_NAME
 from qwen3tts_cli.io.config import CodecConfig, ModelConfig
 from qwen3tts_cli.io.repos import get_repo, repo_metadata_files
 from qwen3tts_cli.io.weights import (expected_codec_tensors, expected_model_tensors, load_safetensors,

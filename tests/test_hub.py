@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save as save_safetensors
 
-from qwen3tts_cli.io import hub
+from qwen3tts_cli.io import hub, transfer
 from qwen3tts_cli.errors import DownloadError, ModelError
 
 REPO = "tester/Tiny-TTS"
@@ -169,7 +169,7 @@ def fake_hub(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(hub, "RETRY_DELAY_S", 0.0)
+    monkeypatch.setattr(transfer, "RETRY_DELAY_S", 0.0)
     yield server
     server.close()
 
@@ -241,12 +241,12 @@ def test_interrupted_download_resumes_with_range(fake_hub, tmp_path):
     part = tmp_path / "m" / hub.PARTIAL_DIR / (fake_hub.sha[rel] + hub.PARTIAL_SUFFIX)
     kept = part.stat().st_size
     # One first try and RETRIES in-run resumes, each cut after 300 000 bytes.
-    assert kept == 300_000 * (hub.RETRIES + 1) < size
+    assert kept == 300_000 * (transfer.RETRIES + 1) < size
     assert part.read_bytes() == fake_hub.files[rel][:kept]
     assert not (tmp_path / "m" / rel).exists()
     assert not (tmp_path / "m" / hub.MANIFEST_NAME).exists()
     ranges = [r["range"] for r in fake_hub.data_gets() if r["path"] == f"/cdn/{fake_hub.sha[rel]}"]
-    assert ranges == [None] + [f"bytes={300_000 * k}-" for k in range(1, hub.RETRIES + 1)]
+    assert ranges == [None] + [f"bytes={300_000 * k}-" for k in range(1, transfer.RETRIES + 1)]
 
     del fake_hub.cut_after[rel]
     fake_hub.log.clear()

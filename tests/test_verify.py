@@ -12,11 +12,12 @@ import pytest
 from typer.testing import CliRunner
 
 from qwen3tts_cli.io import repos as repos_mod
-from qwen3tts_cli.io import verify as verify_mod
+from qwen3tts_cli.io import checksums
 from qwen3tts_cli.cli.main import app
 from qwen3tts_cli.errors import InputError
 from qwen3tts_cli.io.repos import CODEC_WEIGHTS_SIZE, KnownRepo, PublishedFile, metadata_dir
-from qwen3tts_cli.io.verify import MANIFEST_NAME, verify_folder
+from qwen3tts_cli.io.manifest import MANIFEST_NAME
+from qwen3tts_cli.io.verify import verify_folder
 from qwen3tts_cli.io.config import ModelConfig
 from qwen3tts_cli.io.weights import TensorSpec, expected_model_tensors, load_safetensors, write_safetensors
 
@@ -327,10 +328,10 @@ def test_published_hash_shared_with_manifest(copy_of, monkeypatch, right_hash):
     published = sha if right_hash else "ab" * 32
     fake = KnownRepo("Qwen/Qwen3-TTS-Tokenizer-12Hz", "tokenizer", "Tokenizer-12Hz",
                      PublishedFile("model.safetensors", weights.stat().st_size, published))
-    monkeypatch.setattr(verify_mod, "KNOWN_REPOS", (fake,))
+    monkeypatch.setattr(checksums, "KNOWN_REPOS", (fake,))
     calls: list[Path] = []
-    real = verify_mod.sha256_file
-    monkeypatch.setattr(verify_mod, "sha256_file", lambda p: calls.append(p) or real(p))
+    real = checksums.sha256_file
+    monkeypatch.setattr(checksums, "sha256_file", lambda p: calls.append(p) or real(p))
     report = verify_folder(folder)
     assert calls.count(weights) == 1  # one read serves the manifest and the published check
     assert len(calls) == len(set(calls))
@@ -423,10 +424,10 @@ def test_path_errors_are_input_errors(tmp_path):
 def test_hash_files_parallel_matches_hashlib(tiny_checkpoint, monkeypatch, tmp_path):
     folder = tiny_checkpoint("0.6B-Base")
     files = sorted(p for p in folder.rglob("*") if p.is_file())
-    monkeypatch.setattr(verify_mod, "_PARALLEL_FROM", 1 << 20)  # the two weights files go to threads
+    monkeypatch.setattr(checksums, "_PARALLEL_FROM", 1 << 20)  # the two weights files go to threads
     monkeypatch.setattr(repos_mod, "HASH_CHUNK", 1 << 16)  # many chunks per file
     gone = tmp_path / "gone.bin"
-    digests = verify_mod.hash_files(files + [files[0], gone])
+    digests = checksums.hash_files(files + [files[0], gone])
     assert set(digests) == set(files) | {gone}
     for p in files:
         assert digests[p] == hashlib.sha256(p.read_bytes()).hexdigest()

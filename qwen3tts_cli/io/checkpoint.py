@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 import zlib
 from pathlib import Path
@@ -24,10 +23,10 @@ import numpy as np
 import torch
 
 from .config import CodecConfig, ModelConfig
+from .manifest import MANIFEST_NAME, write_manifest
 from .repos import get_repo, metadata_dir, repo_metadata_files, sha256_file
 from .weights import DTYPES, TensorSpec, expected_codec_tensors, expected_model_tensors, write_safetensors
 
-MANIFEST_NAME = ".qwen3tts-manifest.json"
 MODELS = ("0.6B-Base", "0.6B-CustomVoice", "1.7B-Base", "1.7B-CustomVoice", "1.7B-VoiceDesign", "Tokenizer-12Hz")
 SIZES = ("tiny", "full")
 
@@ -174,14 +173,11 @@ def build_checkpoint(model: str, size: str, seed: int, out_dir: str | Path) -> P
                           make=lambda n, s: random_tensor(n, s, seed), metadata=meta)
     listed = sorted(p for p in out.rglob("*") if p.is_file() and p.name != MANIFEST_NAME)
     manifest = {
-        "format": 1,
         "source": "make_checkpoint",
         "model": repo.short,
         "size": size,
         "seed": seed,
         "files": {p.relative_to(out).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in listed},
     }
-    tmp = out / (MANIFEST_NAME + ".partial")
-    _dump_json(manifest, tmp)
-    os.replace(tmp, out / MANIFEST_NAME)
+    write_manifest(out, manifest)
     return out

@@ -18,51 +18,20 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import http.client
-import json
 import os
 import re
 import shutil
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from ..errors import DownloadError, InputError, ModelError
+from .manifest import MANIFEST_FORMAT, MANIFEST_NAME, manifest_complete, read_manifest, write_manifest
 from .repos import find_repo, sha256_file
+from .transfer import (OFFLINE_HINT, TIMEOUT_S, Progress, RemoteFile, download_file, git_blob_sha1, reason,
+                       verify_part)
 
-MANIFEST_NAME = ".qwen3tts-manifest.json"
-MANIFEST_FORMAT = 1
 PARTIAL_DIR = ".qwen3tts-partial"  # local_dir mode; the cache mode keeps partials in blobs/
 PARTIAL_SUFFIX = ".qwen3tts-part"
-
-CHUNK = 1 << 20
-TIMEOUT_S = 30.0  # per socket operation: a stalled connection fails and is retried from where it stopped
-RETRIES = 3  # connection failures inside one run; each retry resumes with a Range request
-RETRY_DELAY_S = 2.0
-
-# progress(event, path, done, total). Events: "plan" (path = repo id, total = bytes of all files),
-# "skip" (already complete), "start" (done = bytes already on disk), "advance", "verify", "done".
-Progress = Callable[[str, str, int, int], None]
-
-_OFFLINE_HINT = "to work offline, pass a local model folder instead of a repo id"
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    path: str
-    size: int
-    sha256: Optional[str]  # the hub's LFS sha256; None for small files stored in git
-    blob_id: Optional[str]  # git blob sha1
-
-    @property
-    def etag(self) -> str:
-        # What the hub sends as ETag and what huggingface_hub names its cache blobs after.
-        return self.sha256 or self.blob_id or ""
-
 
 # ---------------------------------------------------------------------------------------------
 # Environment, read at call time: huggingface_hub reads these once at import.
@@ -114,40 +83,6 @@ def cached_snapshot(repo_id: str, revision: Optional[str] = None) -> Optional[Pa
 
 
 # ---------------------------------------------------------------------------------------------
-# Manifest
-# ---------------------------------------------------------------------------------------------
-
-def read_manifest(folder: Path) -> Optional[dict]:
-    try:
-        data = json.loads((Path(folder) / MANIFEST_NAME).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT or not isinstance(data.get("files"), dict):
-        return None
-    return data
-
-
-def manifest_complete(folder: Path) -> bool:
-    """Every file the manifest names is there with its recorded size (cheap: no hashing)."""
-    m = read_manifest(folder)
-    if not m or not m["files"]:
-        return False
-    for rel, entry in m["files"].items():
-        try:
-            if (Path(folder) / rel).stat().st_size != entry.get("size"):
-                return False
-        except OSError:
-            return False
-    return True
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-
-
-# ---------------------------------------------------------------------------------------------
 # Listing (huggingface_hub)
 # ---------------------------------------------------------------------------------------------
 
@@ -165,7 +100,7 @@ def _network_error_types() -> tuple[type, ...]:
 def _unreachable(endpoint: str, reason: object) -> DownloadError:
     return DownloadError(
         f"cannot reach the Hugging Face hub at {endpoint} ({reason}); check the network connection "
-        f"or HF_ENDPOINT, or {_OFFLINE_HINT}")
+        f"or HF_ENDPOINT, or {OFFLINE_HINT}")
 
 
 def list_repo(repo_id: str, revision: Optional[str], endpoint: str) -> tuple[str, list[RemoteFile]]:
@@ -190,9 +125,9 @@ def list_repo(repo_id: str, revision: Optional[str], endpoint: str) -> tuple[str
         raise DownloadError(f"the hub at {endpoint} refused to list {repo_id} (HTTP {status})") from None
     except OfflineModeIsEnabled:
         raise DownloadError(f"cannot download {repo_id}: offline mode is on (HF_HUB_OFFLINE); "
-                            f"{_OFFLINE_HINT}") from None
+                            f"{OFFLINE_HINT}") from None
     except _network_error_types() as e:
-        raise _unreachable(endpoint, _reason(e)) from None
+        raise _unreachable(endpoint, reason(e)) from None
     except ValueError as e:  # a malformed answer (not JSON, missing fields)
         raise DownloadError(f"unexpected answer from {endpoint} for {repo_id}: {e}") from None
 
@@ -215,165 +150,6 @@ def _safe_relpath(rel: str) -> str:
     if p.is_absolute() or ".." in p.parts or not rel or "\\" in rel:
         raise DownloadError(f"refusing unsafe file name from the hub: {rel!r}")
     return rel
-
-
-def _reason(e: BaseException) -> str:
-    # urllib wraps the socket error; dig for the errno text ("Connection refused", "Name or service...").
-    inner = getattr(e, "reason", None)
-    if isinstance(inner, BaseException):
-        e = inner
-    text = getattr(e, "strerror", None) or str(e) or type(e).__name__
-    return text
-
-
-# ---------------------------------------------------------------------------------------------
-# Hashing
-# ---------------------------------------------------------------------------------------------
-
-def _git_blob_sha1(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------
-# Ranged HTTP GET
-# ---------------------------------------------------------------------------------------------
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # We follow redirects ourselves so that the token is not sent to the CDN host.
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirect())
-
-
-class _Retryable(Exception):
-    """A connection-level failure: the partial file is kept and the next attempt resumes."""
-
-
-def _open(url: str, headers: dict[str, str], rel: str):
-    auth_host = urllib.parse.urlsplit(url).netloc
-    for _ in range(10):
-        h = dict(headers)
-        if urllib.parse.urlsplit(url).netloc != auth_host:
-            h.pop("authorization", None)
-            h.pop("Authorization", None)
-        try:
-            return _opener.open(urllib.request.Request(url, headers=h), timeout=TIMEOUT_S)
-        except urllib.error.HTTPError as e:
-            if e.code in (301, 302, 303, 307, 308) and e.headers.get("Location"):
-                url = urllib.parse.urljoin(url, e.headers["Location"])
-                e.close()
-                continue
-            if e.code == 416:
-                return e  # the caller decides: our partial is longer than the file
-            e.close()
-            if e.code in (401, 403):
-                raise DownloadError(f"access denied to {rel} (HTTP {e.code}): the repo is gated or private; "
-                                    f"accept its conditions on the hub and set HF_TOKEN") from None
-            if e.code == 404:
-                raise DownloadError(f"file not found on the hub: {rel} (HTTP 404)") from None
-            if e.code in (408, 429) or e.code >= 500:
-                raise _Retryable(f"HTTP {e.code}") from None
-            raise DownloadError(f"download of {rel} failed: HTTP {e.code}") from None
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-            raise _Retryable(_reason(e)) from None
-    raise DownloadError(f"download of {rel} failed: too many redirects")
-
-
-def _fetch(url: str, part: Path, f: RemoteFile, headers: dict[str, str], progress: Progress) -> str:
-    """Bring ``part`` to the full size of ``f`` and return its sha256 (one attempt)."""
-    h = hashlib.sha256()
-    have = part.stat().st_size if part.exists() else 0
-    if have > f.size:
-        part.unlink()
-        have = 0
-    if have:
-        sha256_file(part, h)  # hash the prefix now so the new bytes are hashed as they arrive
-    progress("start", f.path, have, f.size)
-    if have == f.size:
-        return h.hexdigest()
-
-    req = dict(headers)
-    if have:
-        req["Range"] = f"bytes={have}-"
-    resp = _open(url, req, f.path)
-    try:
-        status = getattr(resp, "status", None) or resp.getcode()
-        if status == 416:
-            # We asked beyond the end although our partial is shorter than the listed size: the
-            # partial belongs to other content. Start over on the next attempt.
-            part.unlink(missing_ok=True)
-            raise _Retryable("server rejected the resume range (HTTP 416)")
-        if status == 206:
-            m = re.match(r"bytes (\d+)-", resp.headers.get("Content-Range", ""))
-            if not m or int(m.group(1)) != have:
-                part.unlink(missing_ok=True)
-                raise _Retryable("server answered a different range than asked")
-            mode = "ab"
-        elif status == 200:
-            # The server ignored the Range header: the body is the whole file, start from zero.
-            have, h, mode = 0, hashlib.sha256(), "wb"
-            progress("start", f.path, 0, f.size)
-        else:
-            raise DownloadError(f"download of {f.path} failed: unexpected HTTP {status}")
-        done = have
-        with open(part, mode) as out:
-            while done < f.size:
-                try:
-                    chunk = resp.read(min(CHUNK, f.size - done))
-                except (OSError, http.client.HTTPException) as e:
-                    raise _Retryable(_reason(e)) from None
-                if not chunk:
-                    break
-                out.write(chunk)
-                h.update(chunk)
-                done += len(chunk)
-                progress("advance", f.path, done, f.size)
-            out.flush()
-            os.fsync(out.fileno())
-        if done < f.size:
-            raise _Retryable(f"connection closed after {done} of {f.size} bytes")
-        if resp.read(1):
-            part.unlink(missing_ok=True)
-            raise DownloadError(f"{f.path}: the hub sent more than the listed {f.size} bytes")
-        return h.hexdigest()
-    finally:
-        resp.close()
-
-
-def _download_file(url: str, part: Path, f: RemoteFile, headers: dict[str, str], progress: Progress) -> str:
-    """Download with a few in-run resumes; a final failure keeps the partial file for the next run."""
-    for attempt in range(RETRIES + 1):
-        try:
-            return _fetch(url, part, f, headers, progress)
-        except _Retryable as e:
-            if attempt == RETRIES:
-                kept = part.stat().st_size if part.exists() else 0
-                raise DownloadError(
-                    f"download of {f.path} interrupted ({e}); {kept} of {f.size} bytes kept, run the same "
-                    f"command again to resume (check the network or HF_ENDPOINT; {_OFFLINE_HINT})") from None
-            time.sleep(RETRY_DELAY_S * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
-def _verify_part(part: Path, f: RemoteFile, sha256: str) -> str:
-    """Check a complete partial file against the listing; return its sha256 or raise (deleting it)."""
-    def bad(what: str) -> DownloadError:
-        part.unlink(missing_ok=True)
-        return DownloadError(f"{f.path}: {what}; the bad download was deleted, run the command again")
-
-    size = part.stat().st_size
-    if size != f.size:
-        raise bad(f"size {size} does not match the hub's {f.size}")
-    if f.sha256 is not None:
-        if sha256 != f.sha256:
-            raise bad(f"SHA-256 mismatch (hub {f.sha256}, got {sha256})")
-    elif f.blob_id:
-        data = part.read_bytes()  # small git files only
-        if _git_blob_sha1(data) != f.blob_id:
-            raise bad(f"git blob SHA-1 mismatch (hub {f.blob_id})")
-    return sha256
 
 
 # ---------------------------------------------------------------------------------------------
@@ -458,7 +234,7 @@ def _already_there(layout: _Layout, f: RemoteFile, old: dict) -> Optional[str]:
             sha = f.sha256
         else:
             data = p.read_bytes()
-            if f.blob_id and _git_blob_sha1(data) != f.blob_id:
+            if f.blob_id and git_blob_sha1(data) != f.blob_id:
                 continue
             sha = hashlib.sha256(data).hexdigest()
         if p != target:
@@ -486,7 +262,7 @@ def download(repo_id: str, revision: Optional[str] = None, local_dir: Optional[P
         raise InputError(f"not a Hugging Face repo id (org/name): {repo_id}")
     endpoint = hub_endpoint()
     if _offline():
-        raise DownloadError(f"cannot download {repo_id}: offline mode is on (HF_HUB_OFFLINE); {_OFFLINE_HINT}")
+        raise DownloadError(f"cannot download {repo_id}: offline mode is on (HF_HUB_OFFLINE); {OFFLINE_HINT}")
 
     commit, files = list_repo(repo_id, revision, endpoint)
     layout = _Layout(repo_id, commit, revision, Path(local_dir).expanduser() if local_dir is not None else None)
@@ -498,7 +274,7 @@ def download(repo_id: str, revision: Optional[str] = None, local_dir: Optional[P
         layout.folder.mkdir(parents=True, exist_ok=True)
         layout.lock_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise DownloadError(f"cannot create {layout.folder}: {_reason(e)}") from None
+        raise DownloadError(f"cannot create {layout.folder}: {reason(e)}") from None
     lock = FileLock(str(layout.lock_path))
     try:
         lock.acquire(timeout=0)
@@ -552,15 +328,15 @@ def _download_locked(repo_id: str, endpoint: str, layout: _Layout, files: list[R
         for f in todo:
             part = layout.part_path(f)
             url = hf_hub_url(repo_id, f.path, revision=layout.commit, endpoint=endpoint)
-            sha = _download_file(url, part, f, headers, progress)
+            sha = download_file(url, part, f, headers, progress)
             progress("verify", f.path, f.size, f.size)
-            shas[f.path] = _verify_part(part, f, sha)
+            shas[f.path] = verify_part(part, f, sha)
             layout.place(part, f)
             progress("done", f.path, f.size, f.size)
 
     layout.write_ref()
     manifest = {
-        "format": MANIFEST_FORMAT,
+        "format": MANIFEST_FORMAT,  # in the comparison with the old one below
         "source": "hub",
         "repo_id": repo_id,
         "revision": layout.commit,
@@ -572,7 +348,7 @@ def _download_locked(repo_id: str, endpoint: str, layout: _Layout, files: list[R
             and {k: v for k, v in old_manifest.items() if k != "created"}
             == {k: v for k, v in manifest.items() if k != "created"})
     if not same:
-        _write_json_atomic(manifest_path, manifest)
+        write_manifest(layout.folder, manifest)
 
 
 # ---------------------------------------------------------------------------------------------

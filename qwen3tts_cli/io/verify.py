@@ -8,18 +8,16 @@ GIL), and the digest serves both the manifest and the published checksums.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .config import CodecConfig, GenerationConfig, ModelConfig, read_json
 from ..errors import InputError, ModelError
-from .repos import KNOWN_REPOS, KnownRepo, PublishedFile, metadata_dir, published_files, sha256_file
+from .config import CodecConfig, GenerationConfig, ModelConfig, read_json
+from .checksums import check_manifest, check_published, file_size, hash_files, manifest_entries, plan_published, safe_rel
+from .manifest import load_manifest
 from .weights import TensorSpec, check_tensor_set, expected_codec_tensors, expected_model_tensors, read_headers
 
-MANIFEST_NAME = ".qwen3tts-manifest.json"
-MANIFEST_FORMAT = 1
 
 MODEL_TYPE = "qwen3_tts"
 TOKENIZER_TYPE = "qwen3_tts_tokenizer_12hz"
@@ -32,8 +30,6 @@ MODEL_REQUIRED = (
     "speech_tokenizer/model.safetensors",
 )
 TOKENIZER_REQUIRED = ("config.json", "preprocessor_config.json", "model.safetensors")
-
-_PARALLEL_FROM = 1 << 26  # files above 64 MiB are hashed in their own thread
 
 OK, FAIL, SKIP = "ok", "fail", "skip"
 
@@ -85,38 +81,6 @@ class VerifyReport:
 
 
 # --------------------------------------------------------------------------------------------
-# Hashing
-# --------------------------------------------------------------------------------------------
-
-def hash_files(paths: list[Path], workers: int = 2) -> dict[Path, str | OSError]:
-    """SHA-256 of each file; an unreadable file maps to its OSError instead of stopping the rest."""
-    def one(p: Path) -> str | OSError:
-        try:
-            return sha256_file(p)
-        except OSError as e:
-            return e
-
-    unique = list(dict.fromkeys(paths))
-    big = [p for p in unique if _size(p) >= _PARALLEL_FROM]
-    out: dict[Path, str | OSError] = {p: one(p) for p in unique if p not in big}
-    if len(big) > 1 and workers > 1:
-        # Largest first, so the longest hash starts at once and the others fill the second core.
-        big.sort(key=_size, reverse=True)
-        with ThreadPoolExecutor(max_workers=min(workers, len(big))) as pool:
-            out.update(zip(big, pool.map(one, big)))
-    else:
-        out.update((p, one(p)) for p in big)
-    return out
-
-
-def _size(p: Path) -> int:
-    try:
-        return p.stat().st_size
-    except OSError:
-        return -1
-
-
-# --------------------------------------------------------------------------------------------
 # The checks
 # --------------------------------------------------------------------------------------------
 
@@ -132,7 +96,7 @@ def verify_folder(path: str | Path, progress: Callable[[str], None] | None = Non
         raise InputError(f"{root}: not a folder (give the model folder, not a file inside it)")
     say = progress or (lambda msg: None)
 
-    manifest, manifest_error = _read_manifest(root)
+    manifest, manifest_error = load_manifest(root)
     kind, kind_detail = _detect_kind(root, manifest)
     report = VerifyReport(root, kind)
 
@@ -145,45 +109,22 @@ def verify_folder(path: str | Path, progress: Callable[[str], None] | None = Non
         _check_weights(report, root, kind, model_cfg, codec_cfg)
 
     # Which files to hash, for which check, decided before hashing so each is read once.
-    published_plan = _plan_published(root, kind, manifest)
+    published_plan = plan_published(root, kind, manifest)
     to_hash: list[Path] = []
     if manifest is not None:
-        to_hash += [root / rel for rel, info in _manifest_entries(manifest)
-                    if _safe_rel(rel) and (root / rel).is_file() and _size(root / rel) == info.get("size")]
+        to_hash += [root / rel for rel, info in manifest_entries(manifest)
+                    if safe_rel(rel) and (root / rel).is_file() and file_size(root / rel) == info.get("size")]
     if not isinstance(published_plan, str):
-        to_hash += [root / rel for rel, pf in published_plan[1] if _size(root / rel) == pf.size]
+        to_hash += [root / rel for rel, pf in published_plan[1] if file_size(root / rel) == pf.size]
     if to_hash:
-        total = sum(_size(p) for p in set(to_hash))
+        total = sum(file_size(p) for p in set(to_hash))
         say(f"hashing {len(set(to_hash))} file(s), {total / 1e9:.2f} GB")
     digests = hash_files(to_hash)
 
-    _check_manifest(report, root, manifest, manifest_error, digests)
-    _check_published(report, root, published_plan, digests)
+    manifest_error = None if manifest_error is None else _strip_root(manifest_error, root)
+    report.add("manifest", *check_manifest(root, manifest, manifest_error, digests))
+    report.add("published checksums", *check_published(root, published_plan, digests))
     return report
-
-
-def _read_manifest(root: Path) -> tuple[dict | None, str | None]:
-    p = root / MANIFEST_NAME
-    if not p.exists():
-        return None, None
-    try:
-        m = read_json(p)
-    except ModelError as e:
-        return None, str(e)
-    if m.get("format") != MANIFEST_FORMAT:
-        return None, f"{p}: unsupported manifest format {m.get('format')!r} (expected {MANIFEST_FORMAT})"
-    if not isinstance(m.get("files"), dict):
-        return None, f"{p}: manifest has no 'files' object"
-    return m, None
-
-
-def _manifest_entries(manifest: dict) -> list[tuple[str, dict]]:
-    return sorted((rel, info if isinstance(info, dict) else {}) for rel, info in manifest["files"].items())
-
-
-def _safe_rel(rel: str) -> bool:
-    parts = Path(rel).parts
-    return bool(parts) and not Path(rel).is_absolute() and ".." not in parts and "\\" not in rel
 
 
 def _config_model_type(path: Path) -> str | None:
@@ -377,7 +318,7 @@ def _check_one_weights(report: VerifyReport, root: Path, sub: str, cfg_name: str
         report.add(header_item, FAIL, _strip_root(str(e), root))
         report.add(tensors_item, SKIP, "header did not parse")
         return
-    size = sum(_size(f) for f in files)
+    size = sum(file_size(f) for f in files)
     shards = f" in {len(files)} shards" if len(files) > 1 else ""
     report.add(header_item, OK, f"{len(headers)} tensors{shards}, {size:,} bytes")
     if cfg is None:
@@ -417,146 +358,3 @@ def _weight_files(folder: Path) -> list[Path]:
     if shards is None:
         raise ModelError(f"{index}: malformed (no weight_map)")
     return [folder / s for s in shards]
-
-
-# --------------------------------------------------------------------------------------------
-# Checksums: the folder's own manifest, and the published files of the official repos
-# --------------------------------------------------------------------------------------------
-
-def _check_manifest(report: VerifyReport, root: Path, manifest: dict | None, error: str | None,
-                    digests: dict[Path, str | OSError]) -> None:
-    name = "manifest"
-    if error is not None:
-        report.add(name, FAIL, _strip_root(error, root))
-        return
-    if manifest is None:
-        report.add(name, SKIP, f"no {MANIFEST_NAME}; file checksums are not recorded for this folder")
-        return
-    problems: list[str] = []
-    entries = _manifest_entries(manifest)
-    for rel, info in entries:
-        p = root / rel
-        want_size, want_sha = info.get("size"), info.get("sha256")
-        if not _safe_rel(rel):
-            problems.append(f"{rel}: path outside the folder")
-        elif not isinstance(want_size, int) or not isinstance(want_sha, str):
-            problems.append(f"{rel}: manifest entry lacks size or sha256")
-        elif not p.is_file():
-            problems.append(f"{rel}: missing")
-        elif _size(p) != want_size:
-            problems.append(f"{rel}: {_size(p):,} bytes, manifest says {want_size:,}")
-        else:
-            got = digests.get(p)
-            if isinstance(got, OSError):
-                problems.append(f"{rel}: cannot read ({got.strerror})")
-            elif got != want_sha.lower():
-                problems.append(f"{rel}: SHA-256 mismatch (got {got[:12]}…, manifest {want_sha[:12]}…)")
-    if problems:
-        report.add(name, FAIL, f"{len(problems)} of {len(entries)} files differ from {MANIFEST_NAME}: "
-                   + "; ".join(problems))
-        return
-    report.add(name, OK, f"{len(entries)} files match (size, SHA-256); {_describe_source(manifest)}")
-
-
-def _describe_source(m: dict) -> str:
-    if m.get("source") == "hub":
-        rev = m.get("revision")
-        return f"downloaded from {m.get('repo_id')}" + (f" @ {str(rev)[:12]}" if rev else "")
-    if m.get("source") == "make_checkpoint":
-        return f"make_checkpoint {m.get('model')} {m.get('size')} seed {m.get('seed')}"
-    return f"source {m.get('source')!r}"
-
-
-def _known_repo_by_id(repo_id) -> KnownRepo | None:
-    if not isinstance(repo_id, str):
-        return None
-    return next((r for r in KNOWN_REPOS if r.repo_id.lower() == repo_id.strip().lower()), None)
-
-
-def _official_config(repo: KnownRepo) -> Path:
-    if repo.kind == "tokenizer":
-        return metadata_dir() / "common" / "speech_tokenizer" / "config.json"
-    return metadata_dir() / repo.name / "config.json"
-
-
-def _same_bytes(a: Path, b: Path) -> bool:
-    try:
-        return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
-    except OSError:
-        return False
-
-
-def _plan_published(root: Path, kind: str, manifest: dict | None) -> tuple[str, list, list[str]] | str:
-    """(who claims, [(rel, PublishedFile)], notes) for files that claim to be official, or the
-    reason (a str) why no file does."""
-    if manifest is not None:
-        source = manifest.get("source")
-        if source == "make_checkpoint":
-            return "random-weight checkpoint (make_checkpoint): not compared with the published weights"
-        if source == "hub":
-            repo = _known_repo_by_id(manifest.get("repo_id"))
-            if repo is None:
-                return f"{manifest.get('repo_id')} is not one of the official repos: no published checksums"
-            return (f"downloaded from {repo.repo_id}", [(f.path, f) for f in published_files(repo)], [])
-        return f"manifest source {source!r}: no published checksums apply"
-    # No (usable) manifest: a file claims to be official when its config is byte-identical to an
-    # official config and it has exactly the published size.
-    claims: list[tuple[str, PublishedFile]] = []
-    notes: list[str] = []
-    whose: list[str] = []
-    candidates: list[tuple[str, str, KnownRepo]] = []  # (config rel, weights subfolder, repo)
-    if kind == "model":
-        for r in KNOWN_REPOS:
-            if r.kind == "model":
-                candidates.append(("config.json", "", r))
-        tok = next(r for r in KNOWN_REPOS if r.kind == "tokenizer")
-        candidates.append(("speech_tokenizer/config.json", "speech_tokenizer/", tok))
-    elif kind == "tokenizer":
-        candidates += [("config.json", "", r) for r in KNOWN_REPOS if r.kind == "tokenizer"]
-    for cfg_rel, sub, repo in candidates:
-        if not _same_bytes(root / cfg_rel, _official_config(repo)):
-            continue
-        pf = repo.weights
-        rel = sub + pf.path
-        got = _size(root / rel)
-        if got == pf.size:
-            claims.append((rel, pf))
-            whose.append(f"{rel} = {repo.repo_id}")
-        else:
-            notes.append(f"{cfg_rel} is the official {repo.name} config, but {rel} is "
-                         + (f"{got:,} bytes, not the published {pf.size:,}" if got >= 0 else "absent")
-                         + ": not compared")
-    if not claims:
-        if notes:
-            return "; ".join(notes)
-        return "no manifest and no official config.json: not an official release, no published checksums apply"
-    return ("by config and size: " + ", ".join(whose), claims, notes)
-
-
-def _check_published(report: VerifyReport, root: Path, plan, digests: dict[Path, str | OSError]) -> None:
-    name = "published checksums"
-    if isinstance(plan, str):
-        report.add(name, SKIP, plan)
-        return
-    who, claims, notes = plan
-    problems: list[str] = []
-    for rel, pf in claims:
-        p = root / rel
-        got_size = _size(p)
-        if got_size < 0:
-            problems.append(f"{rel}: missing")
-            continue
-        if got_size != pf.size:
-            problems.append(f"{rel}: {got_size:,} bytes, published {pf.size:,}")
-            continue
-        got = digests.get(p)
-        if isinstance(got, OSError):
-            problems.append(f"{rel}: cannot read ({got.strerror})")
-        elif got != pf.sha256:
-            problems.append(f"{rel}: SHA-256 {got[:12]}… differs from the published {pf.sha256[:12]}…")
-    if problems:
-        report.add(name, FAIL, f"{who}: " + "; ".join(problems))
-    else:
-        names = ", ".join(rel for rel, _ in claims)
-        extra = ("; " + "; ".join(notes)) if notes else ""
-        report.add(name, OK, f"{names} match the published size and SHA-256 ({who}){extra}")

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..io.config import CodePredictorConfig, TalkerConfig
-from .layers import DecoderBlock, KVCache, RMSNorm, attention_mask, rope_cos_sin
+from .layers import KVCache, RMSNorm, attention_mask, decoder_stack, rope_cos_sin
 from .sampling import pick
 
 
@@ -23,10 +23,7 @@ class CodePredictorModel(nn.Module):
         # Embeddings are talker-wide: they are also summed into the talker's next input.
         self.codec_embedding = nn.ModuleList(
             nn.Embedding(cfg.vocab_size, talker_hidden) for _ in range(cfg.num_code_groups - 1))
-        self.layers = nn.ModuleList(
-            DecoderBlock(cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads,
-                         cfg.num_key_value_heads, cfg.head_dim, cfg.rms_norm_eps)
-            for _ in range(cfg.num_hidden_layers))
+        self.layers = decoder_stack(cfg)
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
 

@@ -273,3 +273,12 @@ class DecoderBlock(nn.Module):
                 kv_len: int | None = None) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, input_pos, kv_len)
         return x + self.mlp(self.post_attention_layernorm(x))
+
+
+def decoder_stack(cfg) -> nn.ModuleList:
+    """``cfg.num_hidden_layers`` DecoderBlocks of a Qwen3 decoder config (the talker's, the code
+    predictor's): hidden_size, intermediate_size, attention heads, kv heads, head_dim, rms_norm_eps."""
+    return nn.ModuleList(
+        DecoderBlock(cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.num_key_value_heads,
+                     cfg.head_dim, cfg.rms_norm_eps)
+        for _ in range(cfg.num_hidden_layers))

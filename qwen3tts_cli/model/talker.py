@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..io.config import TalkerConfig
-from .layers import CacheSpan, DecoderBlock, KVCache, RMSNorm, attention_mask, rope_cos_sin
+from .layers import CacheSpan, KVCache, RMSNorm, attention_mask, decoder_stack, rope_cos_sin
 
 
 class TextProjection(nn.Module):
@@ -30,10 +30,7 @@ class TalkerModel(nn.Module):
         super().__init__()
         self.text_embedding = nn.Embedding(cfg.text_vocab_size, cfg.text_hidden_size)
         self.codec_embedding = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.layers = nn.ModuleList(
-            DecoderBlock(cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads,
-                         cfg.num_key_value_heads, cfg.head_dim, cfg.rms_norm_eps)
-            for _ in range(cfg.num_hidden_layers))
+        self.layers = decoder_stack(cfg)
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
 
