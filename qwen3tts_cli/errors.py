@@ -1,5 +1,7 @@
 """The small family of exceptions the engine raises; the CLI maps them to exit codes."""
 
+from contextlib import contextmanager
+
 
 class Qwen3TTSError(Exception):
     """Base class. ``exit_code`` is what the command-line tool exits with."""
@@ -38,3 +40,19 @@ class TruncatedError(Qwen3TTSError):
     """The runaway guard cut an utterance short; its audio so far was still delivered."""
 
     exit_code = 3
+
+
+@contextmanager
+def reading(path, error: type[Qwen3TTSError], expected: str | None = None):
+    """The system's errors while reading ``path`` as one ``error`` that names the file; with
+    ``expected``, a folder in its place is said to be one ("is a directory, expected ...")."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise error(f"{path}: file not found") from None
+    except IsADirectoryError as e:
+        if expected is None:
+            raise error(f"{path}: cannot read ({e.strerror})") from None
+        raise error(f"{path}: is a directory, expected {expected}") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read ({e.strerror})") from None

@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from ..errors import InputError
+from ..errors import InputError, reading
 from .app import err, fail
 
 RAW_FORMAT = "stdout (raw s16le, 24000 Hz, mono)"
@@ -63,13 +63,10 @@ def read_lines(source: str) -> list[tuple[int, str]]:
         content = read_stdin()
     else:
         try:
-            content = Path(source).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise InputError(f"{source}: file not found") from None
+            with reading(source, InputError):
+                content = Path(source).read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise InputError(f"{source}: not UTF-8 text") from None
-        except OSError as e:
-            raise InputError(f"{source}: cannot read ({e.strerror})") from None
     lines = [(n, line.strip()) for n, line in enumerate(content.splitlines(), 1) if line.strip()]
     if not lines:
         raise InputError(f"{source}: no text (every line is empty)")

@@ -16,7 +16,7 @@ from typing import Iterable, Mapping
 import torch
 
 from .config import CodecConfig, ModelConfig
-from ..errors import ModelError
+from ..errors import ModelError, reading
 
 DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,
@@ -266,7 +266,7 @@ class SafetensorsHeader:
 def read_header(path: str | Path) -> SafetensorsHeader:
     """Parse and validate a safetensors header without reading the tensor data."""
     path = Path(path)
-    try:
+    with reading(path, ModelError, expected="a safetensors file"):
         size = path.stat().st_size
         with open(path, "rb") as f:
             head = f.read(8)
@@ -277,12 +277,6 @@ def read_header(path: str | Path) -> SafetensorsHeader:
                 raise ModelError(f"{path}: corrupt or truncated safetensors header (claims {n} bytes, "
                                  f"file has {size})")
             raw = f.read(n)
-    except FileNotFoundError:
-        raise ModelError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise ModelError(f"{path}: is a directory, expected a safetensors file") from None
-    except OSError as e:
-        raise ModelError(f"{path}: cannot read ({e.strerror})") from None
     try:
         obj = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
