@@ -13,8 +13,8 @@ from clone_goldens import golden_checkpoint, load_goldens
 
 from qwen3tts_cli.io.config import ModelConfig
 from qwen3tts_cli.errors import InputError
-from qwen3tts_cli.voice.clone import (FORMAT, MIN_REF_SECONDS, SILENCE_DBFS, VoiceMaker, VoicePrompt, cut_reference,
-                                load_voice, reference_waveform, save_voice)
+from qwen3tts_cli.voice.clone import FORMAT, VoiceMaker, VoicePrompt, cut_reference, load_voice, save_voice
+from qwen3tts_cli.voice.reference import MIN_REF_SECONDS, SILENCE_DBFS, reference_waveform
 from qwen3tts_cli.io.weights import TensorSpec, read_header, write_safetensors
 
 

@@ -15,7 +15,6 @@ What reference audio is accepted, and the options of a clone, are in reference.p
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import torch
 from .. import __version__
 from ..errors import InputError, ModelError
 from ..io.config import ModelConfig
-from .reference import MIN_REF_SECONDS, SILENCE_DBFS, CloneReference, reference_waveform  # noqa: F401
+from .reference import CloneReference
 
 FORMAT = "qwen3tts-voice"
 FORMAT_VERSION = 1

@@ -10,9 +10,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, RequestError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MIN_REF_SECONDS = 1.0
 # -60 dBFS RMS: far below any usable recording (speech is typically -30..-15 dBFS), well above

@@ -1,4 +1,5 @@
-"""TTS.stream: audio chunks while frames are generated, equal to synthesize's audio."""
+"""The pipeline (engine/pipeline.py) as TTS.stream: audio chunks while frames are generated, equal
+to synthesize's audio; the warm-up."""
 
 from __future__ import annotations
 
@@ -97,7 +98,6 @@ def test_warm_up_captures_what_the_first_stream_would(tiny_checkpoint, monkeypat
     # is tested: the warm-up covers the buckets and push sizes of a stream that follows (nothing is
     # captured during it), and the throwaway keys the captures wrote change nothing.
     from qwen3tts_cli.model import cuda_graphs
-    from qwen3tts_cli.codec import streaming
 
     tts = load_tts(tiny_checkpoint("0.6B-CustomVoice"))
     plain = list(tts.stream(TEXT, seed=4, max_frames=24))  # graphs off: the eager loop
@@ -141,3 +141,24 @@ def test_warm_up_captures_what_the_first_stream_would(tiny_checkpoint, monkeypat
     assert tts.talker._static_step is step
     assert [len(c) for c in warm] == [len(c) for c in plain]
     assert np.array_equal(np.concatenate(warm), np.concatenate(plain))
+
+
+def test_one_request_three_consumers(cv):
+    # The same SpeechRequest through synthesize, stream and a batch of one: one plan, one frame loop,
+    # one way to join the chunks (codes, stop reason, truncation notes, pauses).
+    from qwen3tts_cli.engine import SpeechRequest
+    from qwen3tts_cli.engine.guard import GuardSettings
+
+    request = SpeechRequest("A first sentence, long enough to split. Then a second one.", max_chars=40, seed=3,
+                            max_frames=9, pause=0.1, guard=GuardSettings(floor_frames=3, frames_per_unit=0.1))
+    whole = cv.synthesize(request)
+    st = cv.stream(request)
+    streamed = np.concatenate(list(st))
+    [batched] = cv.synthesize_batch([request])
+    assert whole.chunks == st.result.chunks == batched.chunks == 2
+    assert torch.equal(whole.codes, st.result.codes) and torch.equal(whole.codes, batched.codes)
+    assert whole.stop_reason == st.result.stop_reason == batched.stop_reason
+    assert whole.truncated and batched.truncated == whole.truncated
+    assert st.result.truncated.startswith(whole.truncated.split(" (the stream")[0][:40])
+    assert whole.audio.shape == batched.audio.shape and np.abs(whole.audio - batched.audio).max() < 1e-5
+    assert len(streamed) >= len(whole.audio)  # the stream also played the runaway stretch up to the trip

@@ -1,3 +1,6 @@
+"""The frame loop (model/frames.py) through TTS.generate_codes: exact frame caps, end tokens, seeds,
+the text layouts, and every model variant."""
+
 import pytest
 import torch
 
