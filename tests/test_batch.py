@@ -126,3 +126,12 @@ def test_synthesize_batch_equals_synthesize_with_split_and_guard(tiny_checkpoint
         assert torch.equal(r.codes, want.codes) and r.stop_reason == want.stop_reason
         assert r.truncated == want.truncated and r.chunks == want.chunks
         assert r.audio.shape == want.audio.shape and abs(r.audio - want.audio).max() < 1e-5
+
+
+def test_a_batch_shares_one_sampling_setup(tiny_checkpoint):
+    from qwen3tts_cli.errors import RequestError
+
+    tts = load_tts(tiny_checkpoint("0.6B-CustomVoice"))
+    greedy, warm = tts.request("Hi.", greedy=True), tts.request("Hello.", temperature=0.5)
+    with pytest.raises(RequestError, match="share their sampling"):
+        tts.synthesize_batch([greedy, warm])

@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ..errors import RequestError
 from ..model.frames import Row
 from .request import ResolvedRequest
 from .results import SpeechStream, StreamResult, SynthesisResult, Utterance
@@ -137,6 +138,9 @@ def synthesize_batch(tts, plans: Sequence[ResolvedRequest],
     their sampling settings). A chunk is decoded as soon as its row ends; a request's result goes
     to ``on_result(i, result)`` once all its chunks have, while the other rows go on.
     ``progress(n)``: frames of the longest row so far."""
+    if any(p.sampling != plans[0].sampling for p in plans):
+        raise RequestError("the requests of one batch share their sampling settings (greedy, temperature, top_k, "
+                           "top_p, repetition_penalty, ...)", "sampling", "sampling_batch")
     rows: list[Row] = []
     owner: list[tuple[int, int]] = []  # (request, chunk) of each row
     for t, plan in enumerate(plans):
