@@ -119,3 +119,15 @@ def test_parse_device_indexes_cuda(monkeypatch):
         parse_device("cuda:2")
     with pytest.raises(InputError, match="unknown device"):
         parse_device("gpu")
+
+
+def test_a_request_object_keeps_its_fields_through_every_method(cv):
+    from qwen3tts_cli.engine import SpeechRequest
+
+    request = SpeechRequest("Hello there, world.", speaker="vivian", seed=5, max_frames=4)
+    a = cv.generate_codes(request)
+    b = cv.generate_codes("Hello there, world.", speaker="vivian", seed=5, max_frames=4)
+    assert a.frames == 4 and torch.equal(a.codes, b.codes)
+    assert torch.equal(cv.synthesize(request).codes, a.codes)
+    # Keywords replace a request's fields.
+    assert cv.generate_codes(request, max_frames=2).frames == 2

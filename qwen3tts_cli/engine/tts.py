@@ -203,7 +203,7 @@ class TTS:
             return value[i] if isinstance(value, (list, tuple)) else value
 
         plans = [self._utterance(t, speaker, language, instruct,
-                                 dict(options, seed=each(seed, i), max_frames=each(max_frames, i)))
+                                 dict(options, **_given(seed=each(seed, i), max_frames=each(max_frames, i))))
                  for i, t in enumerate(texts)]
         rows = [Row(self.build_prompt(p, p.chunks[0]), cap=p.max_frames, seed=p.seed(0)) for p in plans]
         longest = 0
