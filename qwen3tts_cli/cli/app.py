@@ -43,6 +43,7 @@ _FLAG_WORDING = {
                                    f"{e.context['model_type']} (use --speaker or --instruct instead)",
     "voice_required": lambda e: "a Base model speaks in a cloned voice: give --ref-audio AUDIO with --ref-text "
                                 "\"...\" (or --xvector-only), or --voice FILE from `qwen3tts voice create`",
+    "cuda_unavailable": lambda e: "device 'cuda' requested but CUDA is not available (use --device cpu)",
     "speaker_unsupported": lambda e: (
         "a Base model has no built-in speakers: clone a voice with --ref-audio (and --ref-text or --xvector-only) "
         "or --voice FILE instead of --speaker" if e.context.get("model_type") == "base" else str(e)),

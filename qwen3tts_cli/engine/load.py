@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InputError, ModelError
+from ..errors import InputError, ModelError, RequestError
 from ..io.config import GenerationConfig, ModelConfig
 from ..io.weights import expected_model_tensors, load_safetensors, safetensors_files
 from ..model.code_predictor import CodePredictor
@@ -61,7 +61,8 @@ def parse_device(device: str | torch.device | None = None) -> torch.device:
     except (RuntimeError, TypeError):
         raise InputError(f"unknown device '{device}' (use cpu or cuda)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' requested but CUDA is not available (use --device cpu)")
+        raise RequestError("device 'cuda' requested but CUDA is not available (use the cpu device)", "device",
+                           "cuda_unavailable")
     if dev.type not in ("cpu", "cuda"):
         raise InputError(f"unsupported device '{device}' (use cpu or cuda)")
     if dev.type == "cuda":
