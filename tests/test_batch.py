@@ -135,3 +135,19 @@ def test_a_batch_shares_one_sampling_setup(tiny_checkpoint):
     greedy, warm = tts.request("Hi.", greedy=True), tts.request("Hello.", temperature=0.5)
     with pytest.raises(RequestError, match="share their sampling"):
         tts.synthesize_batch([greedy, warm])
+
+
+def test_batch_progress_counts_every_lock_step_frame(model):
+    tts, voice = model
+    steps = []
+    tts.generate_codes_batch(TEXTS, language="english", greedy=True, max_frames=[3, 5, 4], progress=steps.append,
+                             **voice)
+    assert steps == [1, 2, 3, 4, 5]
+    out = []
+    tts.synthesize_batch(TEXTS[:2], language="english", greedy=True, max_frames=4, guard=False, progress=out.append,
+                         **voice)
+    assert out == [1, 2, 3, 4]
+    from qwen3tts_cli.errors import RequestError
+
+    with pytest.raises(RequestError, match="share their sampling"):
+        tts.generate_codes_batch([tts.request("Hi.", greedy=True, **voice), tts.request("Yo.", seed=3, **voice)])

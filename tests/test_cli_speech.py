@@ -60,6 +60,8 @@ def test_clone_options_are_worded_as_flags(tiny_checkpoint, tmp_path):
         ([cv, "--ref-audio", "x.wav"], "add --ref-text \"...\", or use --xvector-only"),
         ([cv, "--ref-audio", "x.wav", "--ref-text", "Hi.", "--xvector-only"], "--ref-text is for in-context"),
         ([cv, "--ref-audio", "x.wav", "--xvector-only", "-s", "ryan"], "--speaker picks a built-in voice"),
+        ([cv, "--ref-audio", "x.wav", "-s", "ryan"], "--speaker picks a built-in voice"),  # before the transcript
+        ([cv, "--ref-audio", "x.wav", "--ref-text", "Hi.", "--xvector-only", "-s", "ryan"], "not both"),
     ]
     for args, needle in cases:
         r = runner.invoke(app, ["synth", "Hello.", "-m", *args, "-o", str(tmp_path / "o.wav"), "--device", "cpu"])

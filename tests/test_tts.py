@@ -131,3 +131,18 @@ def test_a_request_object_keeps_its_fields_through_every_method(cv):
     assert torch.equal(cv.synthesize(request).codes, a.codes)
     # Keywords replace a request's fields.
     assert cv.generate_codes(request, max_frames=2).frames == 2
+
+
+def test_keywords_on_a_request_replace_only_what_they_name(cv):
+    from qwen3tts_cli.engine import SpeechRequest
+
+    request = SpeechRequest("Hello there, world.", speaker="vivian", seed=5, max_frames=5)
+    warmer = cv.synthesize(request, temperature=0.5)  # a sampling name merges into request.sampling
+    assert warmer.frames == 5 and not torch.equal(warmer.codes, cv.synthesize(request).codes)
+    assert torch.equal(cv.synthesize(request, temperature=0.5).codes, warmer.codes)
+    # None means "not given": the request keeps its own value.
+    kept = cv.synthesize(request, max_frames=None, seed=None, speaker=None)
+    assert torch.equal(kept.codes, cv.synthesize(request).codes)
+    st = cv.stream(request, speaker=None, guard=None)
+    assert np.concatenate(list(st)).shape == (5 * 1920,) and torch.equal(st.result.codes, kept.codes)
+    assert cv.warm_up(request, progress=print) == 0.0  # stream's other keywords are welcome (CPU: nothing to do)

@@ -11,7 +11,7 @@ from typing import Optional
 from rich.markup import escape
 
 from ..engine.request import SpeechRequest, check_speaker_or_voice
-from ..errors import InputError
+from ..errors import InputError, RequestError
 from .options import DEVICE_OPTIONS, SPEECH_OPTIONS, OptionGroup
 
 
@@ -59,7 +59,12 @@ def voice_source(o: SpeechOptions):
         raise InputError("--ref-text and --xvector-only go with --ref-audio" +
                          (" (a --voice file already holds its transcript)" if o.voice_file is not None else ""))
     if o.ref_audio is not None:
-        ref = CloneReference(str(o.ref_audio), ref_text=o.ref_text, xvector_only=o.xvector_only)
+        try:
+            ref = CloneReference(str(o.ref_audio), ref_text=o.ref_text, xvector_only=o.xvector_only)
+        except RequestError as e:  # a contradiction first, then the speaker, then a missing transcript
+            if e.code == "ref_text_missing":
+                check_speaker_or_voice(o.speaker, True)
+            raise
     check_speaker_or_voice(o.speaker, o.ref_audio is not None or o.voice_file is not None)
     if o.ref_audio is not None:
         return ref.read()

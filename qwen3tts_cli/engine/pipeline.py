@@ -25,6 +25,14 @@ from .request import ResolvedRequest
 from .results import SpeechStream, StreamResult, SynthesisResult, Utterance
 
 
+def batch_sampling(plans: Sequence[ResolvedRequest]):
+    """The sampling settings requests run with as the rows of one batch: theirs, shared."""
+    if any(p.sampling != plans[0].sampling for p in plans):
+        raise RequestError("the requests of one batch share their sampling settings (greedy, temperature, top_k, "
+                           "top_p, repetition_penalty, ...)", "sampling", "sampling_batch")
+    return plans[0].sampling if plans else None
+
+
 def chunk_row(tts, plan: ResolvedRequest, i: int) -> Row:
     """Chunk i of a request as a row of the frame loop (its prompt is built now)."""
     from .guard import RunawayGuard
@@ -71,7 +79,7 @@ def synthesize(tts, plan: ResolvedRequest, progress: Callable[[int], None] | Non
                decode: bool = True) -> SynthesisResult:
     """The chunks one after another, each decoded once it has ended, joined by the pause.
     ``progress(n)``: frames over all chunks so far; ``decode=False``: codes only."""
-    utt = Utterance(plan)
+    utt = Utterance(plan, decodes=decode)
     done = 0
     for i in range(len(plan.chunks)):
         row = chunk_row(tts, plan, i)
@@ -137,10 +145,8 @@ def synthesize_batch(tts, plans: Sequence[ResolvedRequest],
     """Every chunk of every request as one row of one batched generation (the requests share
     their sampling settings). A chunk is decoded as soon as its row ends; a request's result goes
     to ``on_result(i, result)`` once all its chunks have, while the other rows go on.
-    ``progress(n)``: frames of the longest row so far."""
-    if any(p.sampling != plans[0].sampling for p in plans):
-        raise RequestError("the requests of one batch share their sampling settings (greedy, temperature, top_k, "
-                           "top_p, repetition_penalty, ...)", "sampling", "sampling_batch")
+    ``progress(n)``: after every lock-step frame."""
+    settings = batch_sampling(plans)
     rows: list[Row] = []
     owner: list[tuple[int, int]] = []  # (request, chunk) of each row
     for t, plan in enumerate(plans):
@@ -149,15 +155,9 @@ def synthesize_batch(tts, plans: Sequence[ResolvedRequest],
             owner.append((t, i))
     finished: list[dict[int, tuple[Row, np.ndarray]]] = [{} for _ in plans]
     out: list[SynthesisResult | None] = [None] * len(plans)
-    longest = 0
-    if not rows:
-        return []
-    for b, frame in tts.generate(rows, plans[0].sampling):
+    for b, frame in tts.generate(rows, settings, on_step=progress):
         row = rows[b]
         if frame is not None:
-            if progress is not None and len(row.frames) > longest:
-                longest = len(row.frames)
-                progress(longest)
             continue
         t, i = owner[b]
         plan = plans[t]

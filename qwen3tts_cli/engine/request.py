@@ -20,7 +20,7 @@ The defaults below are the only copies: front doors show and use these.
 from __future__ import annotations
 
 import types
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..errors import InputError, RequestError
@@ -46,6 +46,26 @@ def default_speaker(speakers: list[str]) -> str | None:
     if not speakers:
         return None
     return DEFAULT_SPEAKER if DEFAULT_SPEAKER in speakers else sorted(speakers)[0]
+
+
+def request_options() -> frozenset[str]:
+    """Every keyword a request takes: its fields and the sampling names."""
+    from ..model.sampling import SamplingSettings
+
+    return frozenset(f.name for f in fields(SpeechRequest)) | frozenset(SamplingSettings.OVERRIDABLE)
+
+
+def _split_options(options: dict) -> tuple[dict, dict]:
+    """Keyword options -> (SpeechRequest fields, sampling overrides); an unknown name is refused."""
+    from ..model.sampling import SamplingSettings
+
+    names = {f.name for f in fields(SpeechRequest)} - {"text", "sampling"}
+    own = {k: v for k, v in options.items() if k in names}
+    sampling = {k: v for k, v in options.items() if k not in names}
+    unknown = sorted(k for k in sampling if k not in SamplingSettings.OVERRIDABLE)
+    if unknown:
+        raise RequestError(f"unknown sampling option(s): {', '.join(unknown)}", "sampling", "sampling_unknown")
+    return own, sampling
 
 
 def check_speaker_or_voice(speaker: str | None, has_voice: bool) -> None:
@@ -112,19 +132,20 @@ class SpeechRequest:
     @classmethod
     def from_options(cls, text: str, **options) -> "SpeechRequest":
         """A request from keyword options: its own fields, and generation_config.json's sampling
-        names (temperature=0.7, top_k=..., ...) for ``sampling``; None leaves an option at its default."""
-        from ..model.sampling import SamplingSettings
-
-        names = {f.name for f in fields(cls)} - {"text", "sampling"}
-        own = {k: v for k, v in options.items() if k in names}
-        sampling = {k: v for k, v in options.items() if k not in names}
-        unknown = sorted(k for k in sampling if k not in SamplingSettings.OVERRIDABLE)
-        if unknown:
-            raise RequestError(f"unknown sampling option(s): {', '.join(unknown)}", "sampling", "sampling_unknown")
+        names (temperature=0.7, top_k=..., ...) for ``sampling``; None leaves an option at its default
+        (but ``guard=None``, as ``guard=False``, means no guard)."""
+        own, sampling = _split_options(options)
         for k in ("language", "schedule"):
-            if k in own and own[k] is None:
-                del own[k]  # the field's default
+            if own.get(k, 0) is None:
+                del own[k]
         return cls(text, sampling={k: v for k, v in sampling.items() if v is not None}, **own)
+
+    def with_options(self, **options) -> "SpeechRequest":
+        """This request with the given fields and sampling names replaced; None keeps a value."""
+        own, sampling = _split_options({k: v for k, v in options.items() if v is not None})
+        if sampling:
+            own["sampling"] = {**self.sampling, **sampling}
+        return replace(self, **own) if own else self
 
     def chunks(self) -> list[str]:
         """The pieces spoken one after another: the text normalized and cut at sentence, then

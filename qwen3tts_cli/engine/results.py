@@ -84,8 +84,9 @@ class Utterance:
     """One request's text chunks as they end, joined the same way by every consumer: codes back to
     back, the stop reasons, the truncation notes (labelled by chunk), the warnings (each once)."""
 
-    def __init__(self, plan):
+    def __init__(self, plan, decodes: bool = True):
         self.plan = plan  # a ResolvedRequest
+        self.decodes = decodes  # False: codes only (no audio, so no "no audio" warning either)
         self.codes: list[torch.Tensor] = []
         self.reasons: list[str] = []
         self.notes: list[str] = []
@@ -99,7 +100,7 @@ class Utterance:
         note = self.plan.truncation(stop_reason, trip)
         if note is not None:
             self.notes.append(self.plan.chunk_label(index, note + note_extra))
-        if codes.shape[0] == 0:
+        if codes.shape[0] == 0 and self.decodes:
             self.warn([NO_AUDIO_WARNING])
         self.reasons.append(stop_reason)
         self.codes.append(codes)

@@ -29,7 +29,8 @@ from ..model.sampling import SamplingSettings
 from ..model.talker import Talker
 from ..runtime import RuntimeSettings
 from . import pipeline
-from .request import DEFAULT_LANGUAGE, CloneReference, ResolvedRequest, SpeechRequest, default_speaker
+from .request import (DEFAULT_LANGUAGE, CloneReference, ResolvedRequest, SpeechRequest, default_speaker,
+                      request_options)
 from .results import SAMPLE_RATE, SpeechStream, SynthesisResult
 
 # Prompt rows the CUDA warm-up captures frame-step graphs for (4 buckets of 256 cache slots): a
@@ -100,9 +101,10 @@ class TTS:
     # -- requests --------------------------------------------------------------------------------
 
     def request(self, text: str | SpeechRequest, **options) -> SpeechRequest:
-        """A SpeechRequest from text and keyword options (or a request, with options replacing fields)."""
+        """A SpeechRequest from text and keyword options, or a request with the options that are not
+        None replacing its fields (sampling names included)."""
         if isinstance(text, SpeechRequest):
-            return replace(text, **options) if options else text
+            return text.with_options(**options)
         return SpeechRequest.from_options(text, **options)
 
     def resolve(self, request: SpeechRequest) -> ResolvedRequest:
@@ -197,8 +199,8 @@ class TTS:
         """``generate_codes`` for many texts at once (batched generation, model/frames.py): each
         row's codes equal ``generate_codes`` of that text alone with the same seed (greedy: up to
         float rounding of batched products). ``seed`` and ``max_frames``: one value or one per
-        text. ``on_row(i, result)`` is called as soon as text i has ended; ``progress(n)``: frames
-        of the longest row so far."""
+        text; the texts share their sampling settings. ``on_row(i, result)`` is called as soon as
+        text i has ended; ``progress(n)`` after every lock-step frame."""
         def each(value, i):
             return value[i] if isinstance(value, (list, tuple)) else value
 
@@ -206,15 +208,10 @@ class TTS:
                                  dict(options, **_given(seed=each(seed, i), max_frames=each(max_frames, i))))
                  for i, t in enumerate(texts)]
         rows = [Row(self.build_prompt(p, p.chunks[0]), cap=p.max_frames, seed=p.seed(0)) for p in plans]
-        longest = 0
-        for b, frame in self.generate(rows, plans[0].sampling if plans else self.sampling(),
-                                      record_logits=return_logits):
-            if frame is None:
-                if on_row is not None:
-                    on_row(b, rows[b].result())
-            elif progress is not None and len(rows[b].frames) > longest:
-                longest = len(rows[b].frames)
-                progress(longest)
+        for b, frame in self.generate(rows, pipeline.batch_sampling(plans), record_logits=return_logits,
+                                      on_step=progress):
+            if frame is None and on_row is not None:
+                on_row(b, rows[b].result())
         return [r.result() for r in rows]
 
     @torch.inference_mode()
@@ -283,7 +280,8 @@ class TTS:
         from ..codec.streaming import StreamStates
         from ..model.cuda_graphs import prepare_frame_graphs, use_cuda_graphs
 
-        request = self.request(text, **options)
+        # stream's other keywords (progress, ...) are welcome and play no part here.
+        request = self.request(text, **{k: v for k, v in options.items() if k in request_options()})
         if not use_cuda_graphs(self.device, self.runtime.cuda_graphs):
             return 0.0
         t0 = time.perf_counter()
@@ -342,7 +340,8 @@ class TTS:
         """
         return pipeline.stream(self, self.resolve(self.request(text, **options)), progress)
 
-    def synthesize_batch(self, texts: Sequence[str | SpeechRequest], *,
+    def synthesize_batch(self, texts: Sequence[str | SpeechRequest], speaker: str | None = None,
+                         language: str | None = None, instruct: str | None = None, *,
                          on_result: Callable[[int, SynthesisResult], None] | None = None,
                          progress: Callable[[int], None] | None = None, **options) -> list[SynthesisResult]:
         """``synthesize`` for many texts at once, with the same result per text (greedy: up to float
@@ -350,8 +349,9 @@ class TTS:
         generation (chunk i of a text samples with ``seed + i``, each row watched by its own
         runaway guard). A text is decoded as soon as all its chunks have ended and handed to
         ``on_result(i, result)`` (e.g. to write its file) while the other rows go on.
-        ``progress(n)``: frames of the longest row so far."""
-        plans = [self.resolve(self.request(t, **options)) for t in texts]
+        ``progress(n)``: after every lock-step frame. The texts share their sampling settings."""
+        given = _given(speaker=speaker, language=language, instruct=instruct)
+        plans = [self.resolve(self.request(t, **given, **options)) for t in texts]
         return pipeline.synthesize_batch(self, plans, on_result, progress)
 
 

@@ -28,7 +28,7 @@ batch-1 loop, so a row gives the codes it gives alone (up to float rounding of b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -118,10 +118,10 @@ def make_step(talker: Talker, predictor: CodePredictor, settings: SamplingSettin
     else eager module calls; ``static`` runs the graphs' static-buffer step eagerly (tests, any device)."""
     from .cuda_graphs import GraphStep, use_cuda_graphs
 
-    if use_cuda_graphs(talker.codec_head.weight.device, cuda_graphs):
-        return GraphStep(talker, predictor, settings, capture=True)
     if static:
         return GraphStep(talker, predictor, settings, capture=False)
+    if use_cuda_graphs(talker.codec_head.weight.device, cuda_graphs):
+        return GraphStep(talker, predictor, settings, capture=True)
     return EagerStep(talker, predictor, settings)
 
 
@@ -156,7 +156,9 @@ def frame_loop(talker: Talker, step, prompts: Sequence, settings: SamplingSettin
     stops it by closing it. ``forced`` [B, steps, 16]: teacher forcing, every code given."""
     x, pads, text = left_pad_batch(prompts)
     B, L = x.shape[0], x.shape[1]
-    left_pad = torch.tensor(pads, dtype=torch.long, device=x.device) if any(pads) else None
+    # A batch passes its (possibly all-zero) padding, so its attention spans stay what flash-attn runs;
+    # one row has none.
+    left_pad = torch.tensor(pads, dtype=torch.long, device=x.device) if B > 1 else None
     gens = step.start(B, L, steps, seeds, left_pad, x.device, x.dtype)
     sampler = FirstCodeSampler(settings, talker.cfg.vocab_size, eos_id, B, x.device, gens if B > 1 else gens[0])
     n_cp = 0 if not record_logits else (steps if cp_frames is None else cp_frames)
@@ -225,14 +227,16 @@ class Row:
 @torch.inference_mode()
 def generate(talker: Talker, predictor: CodePredictor, rows: Sequence[Row], settings: SamplingSettings,
              eos_id: int, cuda_graphs: bool = True, static: bool = False, record_logits: bool = False,
-             cp_frames: int | None = None, forced: torch.Tensor | None = None) -> Iterator[tuple[int, torch.Tensor | None]]:
+             cp_frames: int | None = None, forced: torch.Tensor | None = None,
+             on_step: Callable[[int], None] | None = None) -> Iterator[tuple[int, torch.Tensor | None]]:
     """Run ``rows`` together. Yields (row index, frame) for every frame a row keeps making and
     (row index, None) once when it ends (``row.stop_reason`` set: "eos", "max_frames" or a trip's
     reason); returns when every row has ended. Closing it early drops the speculative next step.
 
     ``record_logits`` fills each row's talker_logits (one per first code chosen, the step that
     chose EOS included, the step after a cap not) and cp_logits (one per kept frame, the first
-    ``cp_frames``). ``cuda_graphs``/``static``: see ``make_step``.
+    ``cp_frames``). ``cuda_graphs``/``static``: see ``make_step``. ``on_step(n)`` is called after
+    every lock-step frame with the number of frames so far (a batch's progress).
     """
     if not rows:
         return
@@ -247,7 +251,7 @@ def generate(talker: Talker, predictor: CodePredictor, rows: Sequence[Row], sett
     loop = frame_loop(talker, step, [r.prompt for r in rows], settings, eos_id, steps, [r.seed for r in rows],
                       record_logits, cp_frames, forced)
     try:
-        for first, frame, logits, cp_logits in loop:
+        for s, (first, frame, logits, cp_logits) in enumerate(loop):
             for b, row in enumerate(rows):
                 if row.done:
                     continue
@@ -269,6 +273,8 @@ def generate(talker: Talker, predictor: CodePredictor, rows: Sequence[Row], sett
                 if len(row.frames) == row.cap:
                     row.stop_reason = "max_frames"
                     yield b, None
+            if on_step is not None:
+                on_step(s + 1)
             if all(r.done for r in rows):
                 break
     finally:
