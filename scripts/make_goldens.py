@@ -13,7 +13,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-PARTS = ("generator", "codec", "clone", "synth")
+PARTS = ("generator", "codec", "clone", "synth", "formats")
 
 
 def _load(part: str):

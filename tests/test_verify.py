@@ -193,20 +193,32 @@ def test_wrong_shape_from_config_edit(copy_of, tiny_checkpoint):
     assert "config.json: " in report["manifest"].detail
 
 
-def test_wrong_dtype(copy_of):
+def test_other_float_dtypes_are_information_unless_the_files_claim_to_be_official(copy_of):
     folder = copy_of()
     name = "talker.model.layers.1.self_attn.q_norm.weight"
 
-    def retype(h):  # BF16 -> F16 keeps the byte count, so only the dtype is wrong
+    def retype(h):  # BF16 -> F16 keeps the byte count, so only the dtype differs
         assert h[name]["dtype"] == "BF16"
         h[name]["dtype"] = "F16"
 
     rewrite_header(folder / "model.safetensors", retype)
     report = verify_folder(folder)
     assert report["model.safetensors header"].status == "ok"
-    detail = report["model.safetensors tensors"].detail
+    item = report["model.safetensors tensors"]
+    assert item.status == "ok" and "stored in BF16, F16 (published: BF16): loads, cast to the run dtype" in item.detail
+    assert failing(report) == {"manifest"}  # the header edit changed the file's hash
+    # Downloaded as an official repo, the same file must be exactly the published layout.
+    _as_hub_download(folder, "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice")
+    detail = verify_folder(folder)["model.safetensors tensors"].detail
     assert detail == f"1 tensor(s) with a wrong shape or dtype: '{name}' has dtype F16, expected BF16"
-    assert failing(report) == {"model.safetensors tensors", "manifest"}
+
+
+def test_an_integer_dtype_for_a_float_tensor_fails(copy_of):
+    folder = copy_of()
+    name = "talker.model.layers.1.self_attn.q_norm.weight"
+    rewrite_header(folder / "model.safetensors", lambda h: h[name].update(dtype="I16"))
+    detail = verify_folder(folder)["model.safetensors tensors"].detail
+    assert detail == f"1 tensor(s) with a wrong shape or dtype: '{name}' has dtype I16, expected F32 or F16 or BF16"
 
 
 def test_malformed_config(copy_of):

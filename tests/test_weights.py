@@ -230,14 +230,14 @@ def test_strict_check_lists_every_problem_at_once(tmp_path):
     del expected["u8"]  # -> unexpected
     expected["missing.weight"] = TensorSpec((2,), "F32")
     expected["a.weight"] = TensorSpec((6, 4), "BF16")
-    expected["b.weight"] = TensorSpec((5, 3), "F16")
+    expected["b.weight"] = TensorSpec((5, 3), "I32")
     with pytest.raises(ModelError) as e:
         load_safetensors(p, expected=expected)
     msg = str(e.value)
     assert "1 missing tensor(s): missing.weight" in msg
     assert "1 unexpected tensor(s): u8" in msg
     assert "'a.weight' has shape [4, 6], expected [6, 4]" in msg
-    assert "'b.weight' has dtype BF16, expected F16" in msg
+    assert "'b.weight' has dtype BF16, expected I32" in msg
     # Ignored names are accepted and left out.
     expected = specs_of(tensors)
     del expected["u8"]
@@ -285,3 +285,19 @@ def test_read_header_fields(tmp_path):
     assert h.entries["w"].end - h.entries["w"].start == 24
     assert h.entries["v"].start == h.entries["w"].end  # wider dtypes first, as the library writes
     assert h.entries["v"].end == h.file_size
+
+
+def test_any_float_dtype_loads_and_is_cast(tmp_path):
+    """A checkpoint stored in float32, float16 or a mix loads against the published (bf16) layout."""
+    g = torch.Generator().manual_seed(3)
+    values = {n: torch.randn(4, 6, generator=g) for n in ("x.weight", "y.weight", "z.weight")}
+    stored = {"x.weight": values["x.weight"], "y.weight": values["y.weight"].half(),
+              "z.weight": values["z.weight"].bfloat16()}
+    p = write(tmp_path / "mixed.safetensors", stored)
+    published = {n: TensorSpec((4, 6), "BF16") for n in values}
+    loaded = load_safetensors(p, expected=published, dtype=torch.float32)
+    assert all(t.dtype == torch.float32 for t in loaded.values())
+    assert torch.equal(loaded["x.weight"], values["x.weight"])
+    assert torch.equal(loaded["y.weight"], values["y.weight"].half().float())
+    half = load_safetensors(p, expected=published, dtype=torch.bfloat16)
+    assert torch.equal(half["x.weight"], values["x.weight"].bfloat16())

@@ -25,7 +25,8 @@ import torch
 from .config import CodecConfig, ModelConfig
 from .manifest import MANIFEST_NAME, write_manifest
 from .repos import get_repo, metadata_dir, repo_metadata_files, sha256_file
-from .weights import DTYPES, TensorSpec, expected_codec_tensors, expected_model_tensors, write_safetensors
+from .weights import (DTYPE_NAMES, DTYPES, TensorSpec, expected_codec_tensors, expected_model_tensors,
+                      write_safetensors)
 
 MODELS = ("0.6B-Base", "0.6B-CustomVoice", "1.7B-Base", "1.7B-CustomVoice", "1.7B-VoiceDesign", "Tokenizer-12Hz")
 SIZES = ("tiny", "full")
@@ -180,4 +181,63 @@ def build_checkpoint(model: str, size: str, seed: int, out_dir: str | Path) -> P
         "files": {p.relative_to(out).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in listed},
     }
     write_manifest(out, manifest)
+    return out
+
+
+# The speaker id the official fine-tuning script (finetuning/sft_12hz.py) gives its one new voice.
+FINETUNE_SPEAKER_ID = 3000
+
+
+def rewrite_checkpoint(src: str | Path, out_dir: str | Path, *, dtype: str | None = None, shards: int = 1,
+                       finetune_speaker: str | None = None, seed: int = 0) -> Path:
+    """A copy of a model folder in a form users bring: the weights stored in ``dtype`` ("F32",
+    "F16" or "BF16"), split over ``shards`` files with a ``model.safetensors.index.json``, and/or a
+    Base model in the layout the official fine-tuning script writes (``finetune_speaker``):
+    tts_model_type custom_voice with that one speaker at codec id 3000 (not a dialect),
+    speaker_encoder_config kept, the speaker encoder's tensors dropped, and the speaker's codec
+    embedding row set (there: the training voice's x-vector; here: a seeded random row of the
+    table's scale)."""
+    from .weights import load_safetensors, safetensors_files
+
+    src, out = Path(src), Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty; give a new or empty folder")
+    shutil.copytree(src, out, dirs_exist_ok=True,
+                    ignore=lambda d, names: [n for n in names if n.startswith("model") and Path(d) == src
+                                             or n == MANIFEST_NAME])
+    tensors = load_safetensors(safetensors_files(src))
+    meta = {"format": "pt"}
+    if finetune_speaker is not None:
+        config = json.loads((src / "config.json").read_text(encoding="utf-8"))
+        if config.get("tts_model_type") != "base":
+            raise ValueError("the fine-tuning script starts from a Base model")
+        config["tts_model_type"] = "custom_voice"
+        config["talker_config"]["spk_id"] = {finetune_speaker: FINETUNE_SPEAKER_ID}
+        config["talker_config"]["spk_is_dialect"] = {finetune_speaker: False}
+        _dump_json(config, out / "config.json")
+        tensors = {n: t for n, t in tensors.items() if not n.startswith("speaker_encoder")}
+        table = tensors["talker.model.codec_embedding.weight"].clone()
+        g = torch.Generator().manual_seed(seed)
+        table[FINETUNE_SPEAKER_ID] = (torch.randn(table.shape[1], generator=g) * table.float().std()).to(table.dtype)
+        tensors["talker.model.codec_embedding.weight"] = table
+    if dtype is not None:
+        tensors = {n: t.to(DTYPES[dtype]) if t.is_floating_point() else t for n, t in tensors.items()}
+    names = sorted(tensors)
+    parts = [names[k::shards] for k in range(shards)]
+    for k, part in enumerate(parts):
+        name = "model.safetensors" if shards == 1 else f"model-{k + 1:05d}-of-{shards:05d}.safetensors"
+        write_safetensors(out / name, {n: TensorSpec(tuple(tensors[n].shape), DTYPE_NAMES[tensors[n].dtype])
+                                       for n in part}, tensors=tensors, metadata=meta)
+    if shards > 1:
+        total = sum(t.numel() * t.element_size() for t in tensors.values())
+        _dump_json({"metadata": {"total_size": total},
+                    "weight_map": {n: f"model-{k + 1:05d}-of-{shards:05d}.safetensors"
+                                   for k, part in enumerate(parts) for n in part}},
+                   out / "model.safetensors.index.json")
+    listed = sorted(p for p in out.rglob("*") if p.is_file() and p.name != MANIFEST_NAME)
+    write_manifest(out, {
+        "source": "make_checkpoint", "from": str(src), "dtype": dtype, "shards": shards,
+        "finetune_speaker": finetune_speaker,
+        "files": {p.relative_to(out).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in listed},
+    })
     return out

@@ -16,7 +16,8 @@ from ..errors import InputError, ModelError
 from .config import CodecConfig, GenerationConfig, ModelConfig, read_json
 from .checksums import check_manifest, check_published, file_size, hash_files, manifest_entries, plan_published, safe_rel
 from .manifest import load_manifest
-from .weights import TensorSpec, check_tensor_set, expected_codec_tensors, expected_model_tensors, read_headers
+from .weights import (TensorSpec, check_tensor_set, expected_codec_tensors, expected_model_tensors, read_headers,
+                      stored_dtypes)
 
 
 MODEL_TYPE = "qwen3_tts"
@@ -100,16 +101,18 @@ def verify_folder(path: str | Path, progress: Callable[[str], None] | None = Non
     kind, kind_detail = _detect_kind(root, manifest)
     report = VerifyReport(root, kind)
 
+    # Files that claim to be the official release are held to its exact layout (dtypes included).
+    published_plan = plan_published(root, kind, manifest)
+    official = set() if isinstance(published_plan, str) else {rel for rel, _ in published_plan[1]}
     if kind == "unknown":
         report.add("folder kind", FAIL, kind_detail)
     else:
         report.add("folder kind", OK, kind_detail)
         _check_required(report, root, kind)
         model_cfg, codec_cfg = _check_configs(report, root, kind)
-        _check_weights(report, root, kind, model_cfg, codec_cfg)
+        _check_weights(report, root, kind, model_cfg, codec_cfg, official)
 
     # Which files to hash, for which check, decided before hashing so each is read once.
-    published_plan = plan_published(root, kind, manifest)
     to_hash: list[Path] = []
     if manifest is not None:
         to_hash += [root / rel for rel, info in manifest_entries(manifest)
@@ -294,19 +297,19 @@ def _tokenizer_config(p: Path) -> tuple[dict, str]:
 
 
 def _check_weights(report: VerifyReport, root: Path, kind: str, model_cfg: ModelConfig | None,
-                   codec_cfg: CodecConfig | None) -> None:
+                   codec_cfg: CodecConfig | None, official: set[str]) -> None:
     if kind == "model":
         _check_one_weights(report, root, "", "config.json", model_cfg,
-                           lambda: expected_model_tensors(model_cfg))
+                           lambda: expected_model_tensors(model_cfg), official)
         _check_one_weights(report, root, "speech_tokenizer", "speech_tokenizer/config.json", codec_cfg,
-                           lambda: expected_codec_tensors(codec_cfg))
+                           lambda: expected_codec_tensors(codec_cfg), official)
     else:
         _check_one_weights(report, root, "", "config.json", codec_cfg,
-                           lambda: expected_codec_tensors(codec_cfg))
+                           lambda: expected_codec_tensors(codec_cfg), official)
 
 
 def _check_one_weights(report: VerifyReport, root: Path, sub: str, cfg_name: str, cfg,
-                       expected: Callable[[], dict[str, TensorSpec]]) -> None:
+                       expected: Callable[[], dict[str, TensorSpec]], official: set[str]) -> None:
     folder = root / sub if sub else root
     label = (f"{sub}/" if sub else "") + "model.safetensors"
     header_item = f"{label} header"
@@ -326,12 +329,18 @@ def _check_one_weights(report: VerifyReport, root: Path, sub: str, cfg_name: str
         return
     found = {n: (e.shape, e.dtype) for n, (h, e) in headers.items()}
     spec = expected()
-    problems = check_tensor_set(found, spec, label)
+    # Other float dtypes load (cast to the run dtype); only a claimed official file must be exact.
+    problems = check_tensor_set(found, spec, label, any_float=label not in official)
     if problems:
         report.add(tensors_item, FAIL, _summarize_tensor_problems(problems, label))
-    else:
+        return
+    other = stored_dtypes(found, spec)
+    if other is None:
         dtypes = ", ".join(sorted({s.dtype for s in spec.values()}))
         report.add(tensors_item, OK, f"all {len(spec)} tensors match {cfg_name} (names, shapes, {dtypes})")
+    else:
+        report.add(tensors_item, OK, f"all {len(spec)} tensors match {cfg_name} (names, shapes); stored in {other}: "
+                   "loads, cast to the run dtype")
 
 
 def _summarize_tensor_problems(problems: list[str], label: str, show: int = 5) -> str:

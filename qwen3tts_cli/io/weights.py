@@ -344,9 +344,13 @@ def read_headers(files: Iterable[Path]) -> dict[str, tuple[SafetensorsHeader, He
     return out
 
 
+FLOAT_DTYPES = ("F32", "F16", "BF16")
+
+
 def check_tensor_set(found: Mapping[str, tuple[tuple[int, ...], str]], expected: Mapping[str, TensorSpec],
-                     where: str, ignore: Iterable[str] = ()) -> list[str]:
-    """Compare what a file holds with what the config implies; one line per problem."""
+                     where: str, ignore: Iterable[str] = (), any_float: bool = False) -> list[str]:
+    """Compare what a file holds with what the config implies; one line per problem. With
+    ``any_float``, a floating-point tensor may be stored in any of FLOAT_DTYPES (loading casts it)."""
     ignore = set(ignore)
     problems = []
     missing = sorted(set(expected) - set(found))
@@ -360,9 +364,18 @@ def check_tensor_set(found: Mapping[str, tuple[tuple[int, ...], str]], expected:
         spec = expected[name]
         if tuple(shape) != spec.shape:
             problems.append(f"{where}: '{name}' has shape {list(shape)}, expected {list(spec.shape)}")
-        elif dtype != spec.dtype:
-            problems.append(f"{where}: '{name}' has dtype {dtype}, expected {spec.dtype}")
+        elif dtype != spec.dtype and not (any_float and dtype in FLOAT_DTYPES and spec.dtype in FLOAT_DTYPES):
+            expect = " or ".join(FLOAT_DTYPES) if any_float and spec.dtype in FLOAT_DTYPES else spec.dtype
+            problems.append(f"{where}: '{name}' has dtype {dtype}, expected {expect}")
     return problems
+
+
+def stored_dtypes(found: Mapping[str, tuple[tuple[int, ...], str]], expected: Mapping[str, TensorSpec]) -> str | None:
+    """How a checkpoint's float tensors differ in dtype from the published layout, e.g. "F32
+    (published: BF16)"; None when they do not."""
+    have = sorted({found[n][1] for n, spec in expected.items() if n in found and spec.dtype in FLOAT_DTYPES})
+    want = sorted({spec.dtype for spec in expected.values() if spec.dtype in FLOAT_DTYPES})
+    return None if have == want else f"{', '.join(have)} (published: {', '.join(want)})"
 
 
 def _short_list(names: list[str], n: int = 6) -> str:
@@ -382,8 +395,9 @@ def load_safetensors(files: Path | Iterable[Path], expected: Mapping[str, Tensor
                      ignore: Iterable[str] = ()) -> dict[str, torch.Tensor]:
     """Load tensors as views of a memory map (zero-copy when no cast or move is asked for).
 
-    With ``expected``, the tensor set is checked strictly first and every problem is reported in
-    one ModelError. Names in ``ignore`` are accepted and not returned (e.g. unused buffers).
+    With ``expected``, the tensor set (names and shapes; floats in any of F32, F16 and BF16, mixed
+    too) is checked first and every problem is reported in one ModelError; floats are then cast to
+    ``dtype``. Names in ``ignore`` are accepted and not returned (e.g. unused buffers).
     """
     if isinstance(files, (str, Path)):
         files = [Path(files)]
@@ -391,7 +405,7 @@ def load_safetensors(files: Path | Iterable[Path], expected: Mapping[str, Tensor
     if expected is not None:
         found = {n: (e.shape, e.dtype) for n, (h, e) in headers.items()}
         problems = check_tensor_set(found, expected, str(next(iter(headers.values()))[0].path.parent)
-                                    if headers else "checkpoint", ignore)
+                                    if headers else "checkpoint", ignore, any_float=True)
         if problems:
             raise ModelError("checkpoint does not match its config:\n  " + "\n  ".join(problems))
     ignore = set(ignore)
