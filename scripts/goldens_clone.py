@@ -6,8 +6,9 @@
 1. builds tiny checkpoints of 0.6B-Base (seed 0) and 1.7B-Base (seed 1, so that the two codecs
    differ too) with qwen3tts_cli.checkpoint.build_checkpoint;
 2. makes the test signals (the recipes below; synthetic ones are stored on the 16-bit grid, and
-   "stereo44k" is a 44.1 kHz stereo file read with qwen3tts_cli.resample.load_audio and brought
-   to 24 kHz with qwen3tts_cli.resample.resample, so the reference's own resampler is not in play);
+   "stereo44k" is a 44.1 kHz stereo file read with qwen3tts_cli.io.resample.load_audio and brought
+   to 24 kHz with qwen3tts_cli.io.resample.resample: soxr HQ, the reference's own path through librosa;
+   clips at other rates go through both pipelines whole in scripts/goldens_rates.py);
 3. runs scripts/reference_clone_driver.py under the reference's Python (--refvenv, else
    $QWEN3TTS_REFVENV, else /work/refvenv/bin/python), offline, float32, CPU;
 4. writes tests/fixtures/goldens/clone/{signals.npz, reference.npz, meta.json}, and the

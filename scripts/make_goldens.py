@@ -13,7 +13,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-PARTS = ("generator", "codec", "clone", "synth", "formats")
+PARTS = ("generator", "codec", "clone", "synth", "formats", "rates")
 
 
 def _load(part: str):

@@ -1,4 +1,5 @@
-"""Band-limited resampling and audio reading."""
+"""Resampling (soxr "HQ", as librosa.resample does it for the official package) and audio reading.
+That our output equals the reference's is checked end to end by tests/test_parity_rates.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from qwen3tts_cli.io import resample as rs
 from qwen3tts_cli.errors import InputError
 from qwen3tts_cli.io.resample import load_audio, resample
 
@@ -38,9 +38,15 @@ def level_db(y: np.ndarray) -> float:
     return 10 * np.log10(np.mean(inner(y.astype(np.float64)) ** 2) / 0.5)
 
 
+def official_length(n: int, sr_in: int, sr_out: int) -> int:
+    """librosa.resample's output length: ceil(n * ratio) with the ratio in floating point."""
+    return int(np.ceil(n * (float(sr_out) / sr_in)))
+
+
 def test_1khz_44k1_to_24k_is_clean():
     y = resample(tone(1000, 44100), 44100, 24000)
-    assert y.dtype == np.float32 and len(y) == 24000
+    # One second gives 24001 samples: 44100 * (24000 / 44100) rounds just above 24000 in floats.
+    assert y.dtype == np.float32 and len(y) == official_length(44100, 44100, 24000) == 24001
     assert snr_db(y, 1000, 24000) > 60
 
 
@@ -62,31 +68,22 @@ def test_passband_is_flat(freq):
 def test_other_ratios(sr_in, sr_out, freq):
     x = tone(freq, sr_in)
     y = resample(x, sr_in, sr_out)
-    assert len(y) == -(-len(x) * sr_out // sr_in)
+    assert len(y) == official_length(len(x), sr_in, sr_out)
     assert snr_db(y, freq, sr_out) > 60
 
 
-def test_length_is_ceil_and_dc_passes():
+def test_length_is_the_official_one_and_dc_passes():
     for n in (1, 2, 3, 147, 1001):
-        assert len(resample(np.ones(n, np.float32), 44100, 24000)) == -(-n * 24000 // 44100)
+        assert len(resample(np.ones(n, np.float32), 44100, 24000)) == official_length(n, 44100, 24000)
+    assert len(resample(np.ones(147, np.float32), 44100, 24000)) == 81  # not the exact 80: as librosa
     y = resample(np.full(20000, 0.5, np.float32), 44100, 24000)
-    # every sub-sample phase has unit DC gain
-    assert np.abs(inner(y) - 0.5).max() < 1e-6
+    assert np.abs(inner(y) - 0.5).max() < 1e-4
 
 
 def test_same_rate_is_a_copy():
     x = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
     y = resample(x, 24000, 24000)
     assert np.array_equal(x, y) and y is not x
-
-
-def test_untabulated_phases_give_the_same_result(monkeypatch):
-    # Ratios with very many phases evaluate taps per sample; both paths are the same filter.
-    x = np.random.default_rng(1).standard_normal(3000).astype(np.float32)
-    table = resample(x, 44100, 24000)
-    monkeypatch.setattr(rs, "MAX_PHASES", 0)
-    direct = resample(x, 44100, 24000)
-    assert np.abs(table - direct).max() < 1e-6
 
 
 def test_bad_arguments():
