@@ -31,6 +31,8 @@ def no_weights(tiny_checkpoint, tmp_path_factory):
     ("0.6B-CustomVoice", ["--temperature", "-1"], "temperature must be > 0"),
     ("0.6B-CustomVoice", ["--top-p", "2"], "top_p must be in (0, 1]"),
     ("0.6B-CustomVoice", ["--voice", "missing.safetensors"], "missing.safetensors"),
+    ("0.6B-CustomVoice", ["--seed", str(2**64)], "seed must be a whole number from 0 to 18446744073709551615"),
+    ("0.6B-CustomVoice", ["--seed", "-1"], "seed must be a whole number from 0"),
     ("1.7B-VoiceDesign", [], "needs an instruction"),
     ("1.7B-VoiceDesign", ["-s", "ryan", "--instruct", "A voice."], "only CustomVoice models have built-in speakers"),
 ])
@@ -83,3 +85,15 @@ def test_synth_and_stream_share_their_options():
         assert opts[i - 1] == before and opts[i:i + len(shared)] == shared
         assert opts[i + len(shared)] == between and opts[i + len(shared) + 1:i + len(shared) + 3] == ["--device",
                                                                                                       "--dtype"]
+
+
+def test_seeds_past_32_bits_are_their_own(tiny_checkpoint):
+    cv = str(tiny_checkpoint("0.6B-CustomVoice"))
+
+    def raw(seed):
+        r = runner.invoke(app, ["synth", "Hello there.", "-m", cv, "--seed", str(seed), "--max-frames", "4", "--raw",
+                                "--device", "cpu", "-q"])
+        assert r.exit_code == 0, r.output
+        return r.stdout_bytes
+
+    assert raw(1) != raw(2**32 + 1) and raw(2**32 + 1) == raw(2**32 + 1) and len(raw(2**64 - 1)) == 4 * 1920 * 2

@@ -167,3 +167,11 @@ def test_truncation_notes():
     assert plan.chunk_label(1, "cut") == "chunk 2 of 2: cut"
     own_cap = SpeechRequest("One.", max_frames=3).resolve(*CV06)
     assert own_cap.truncation("max_frames", None) is None and own_cap.chunk_label(0, "cut") == "cut"
+
+
+def test_seed_range():
+    assert SpeechRequest("Hi.", seed=2**64 - 1).seed == 2**64 - 1
+    for bad in (-1, 2**64, 1.5, True):
+        refused("seed", "seed_range", lambda: SpeechRequest("Hi.", seed=bad))
+    plan = SpeechRequest("One sentence here. Two sentences here.", max_chars=20, seed=2**64 - 1).resolve(*CV06)
+    assert plan.seed(0) == 2**64 - 1 and plan.seed(1) == 0  # chunk seeds wrap around

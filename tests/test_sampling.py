@@ -116,3 +116,22 @@ def test_first_code_sampling_never_picks_suppressed_or_early_eos():
     logits = torch.zeros(1, V)
     ids = [s(logits).item() for _ in range(2)]
     assert all(i < 2048 for i in ids)
+
+
+def test_every_64_bit_seed_is_its_own_stream():
+    from qwen3tts_cli.model.sampling import MAX_SEED, make_generator
+
+    def draws(seed, device="cpu"):
+        return torch.rand(8, generator=make_generator(seed, device))
+
+    # The CPU generator keeps 32 bits of a plain manual_seed: 1 and 2**32 + 1 would draw the same.
+    seeds = [0, 1, 2**32 - 1, 2**32, 2**32 + 1, 2**33 + 1, 2**63, MAX_SEED]
+    streams = [draws(s) for s in seeds]
+    assert all(not torch.equal(a, b) for i, a in enumerate(streams) for b in streams[i + 1:])
+    assert torch.equal(draws(2**32 + 1), streams[4])  # reproducible
+    assert torch.equal(draws(7), torch.rand(8, generator=torch.Generator().manual_seed(7)))  # small seeds: as before
+    g = make_generator(2**40 + 5, "cpu")
+    assert g.initial_seed() == 2**40 + 5
+    for bad in (-1, MAX_SEED + 1):
+        with pytest.raises(ValueError, match="seed must be in"):
+            make_generator(bad, "cpu")

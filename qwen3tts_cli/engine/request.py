@@ -103,7 +103,7 @@ class SpeechRequest:
     non_streaming_mode: bool | None = None
 
     def __post_init__(self):
-        from ..model.sampling import SamplingSettings
+        from ..model.sampling import MAX_SEED, SamplingSettings
 
         if not isinstance(self.text, str):
             raise RequestError(f"text must be a string, not {type(self.text).__name__}", "text", "text_type")
@@ -114,6 +114,10 @@ class SpeechRequest:
             raise RequestError("voice must be a VoicePrompt (TTS.create_voice, voice.load_voice) or a "
                                f"CloneReference, not {type(self.voice).__name__}", "voice", "voice_type")
         check_speaker_or_voice(self.speaker, self.voice is not None)
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
+                                      or not 0 <= self.seed <= MAX_SEED):
+            raise RequestError(f"seed must be a whole number from 0 to {MAX_SEED} (got {self.seed})", "seed",
+                               "seed_range")
         if not self.pause >= 0:
             raise RequestError(f"pause must be 0 or more seconds (got {self.pause})", "pause", "pause_range")
         if self.max_frames is not None and int(self.max_frames) < 1:
@@ -264,8 +268,8 @@ class ResolvedRequest:
         return self.request.voice
 
     def seed(self, chunk: int) -> int | None:
-        """Chunk i samples with seed + i (greedy decoding is unaffected)."""
-        return None if self.request.seed is None else self.request.seed + chunk
+        """Chunk i samples with seed + i, modulo 2**64 (greedy decoding is unaffected)."""
+        return None if self.request.seed is None else (self.request.seed + chunk) % 2**64
 
     def row_cap(self, chunk: int) -> int:
         """Frames chunk i may run: the cap, or one past its guard's budget, where the guard trips

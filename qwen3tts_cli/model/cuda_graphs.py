@@ -30,7 +30,7 @@ from typing import Sequence
 import torch
 
 from .code_predictor import CodePredictor
-from .sampling import SamplingSettings
+from .sampling import SamplingSettings, seed_generator
 from .talker import Talker
 
 BUCKET = 256
@@ -48,10 +48,7 @@ def cache_room(needed: int) -> int:
 
 def _seed(generators, seeds) -> None:
     for g, s in zip(generators, seeds):
-        if s is None:
-            g.seed()
-        else:
-            g.manual_seed(int(s))
+        seed_generator(g, s)
 
 
 class StaticFrameStep:

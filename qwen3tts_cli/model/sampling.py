@@ -9,6 +9,7 @@ Random draws come from a ``torch.Generator`` seeded from the user's seed.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields, replace
 from typing import Sequence
 
@@ -61,13 +62,54 @@ class SamplingSettings(GenerationConfig):
             raise InputError(f"min_new_tokens must be >= 0 (got {self.min_new_tokens})")
 
 
+MAX_SEED = 2**64 - 1
+
+
 def make_generator(seed: int | None, device: torch.device | str) -> torch.Generator:
     g = torch.Generator(device=device)
+    seed_generator(g, seed)
+    return g
+
+
+def seed_generator(g: torch.Generator, seed: int | None) -> None:
+    """Seed ``g`` with any seed in 0..2**64-1 (None: a fresh random one), distinct seeds giving
+    distinct streams.
+
+    CUDA's Philox takes the whole 64-bit seed. The CPU generator is an MT19937, whose
+    ``manual_seed`` keeps only the low 32 bits (1 and 2**32 + 1 would draw the same numbers):
+    there a seed of 2**32 or more sets the state MT19937's own 64-bit seeding (init_by_array over
+    the seed's two 32-bit words) gives it. Seeds below 2**32 seed it as they always have."""
     if seed is None:
         g.seed()
-    else:
-        g.manual_seed(int(seed))
-    return g
+        return
+    seed = int(seed)
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be in 0..{MAX_SEED}, got {seed}")
+    if g.device.type != "cpu" or seed < 2**32:
+        g.manual_seed(seed)
+        return
+    g.set_state(_mt19937_state(seed))
+
+
+# The CPU generator's state: the initial seed (u64), left and seeded (i32 each), next (u64), then
+# the 624 MT19937 words (one per u64), then the cached normal samples.
+_MT_WORDS_OFFSET = 24
+
+
+@functools.lru_cache(maxsize=64)
+def _mt19937_state(seed: int) -> torch.Tensor:
+    import numpy as np
+
+    template = torch.Generator().manual_seed(1).get_state()
+    buf = bytearray(template.numpy().tobytes())
+    words = np.random.RandomState([seed & 0xFFFFFFFF, seed >> 32]).get_state()[1]  # init_by_array
+    check = np.random.RandomState(1).get_state()[1]
+    mine = np.frombuffer(bytes(buf[_MT_WORDS_OFFSET:_MT_WORDS_OFFSET + 8 * 624]), dtype=np.uint64)
+    if not np.array_equal(mine, check.astype(np.uint64)):  # a torch whose state layout we do not know
+        raise RuntimeError("this torch's CPU generator state has an unknown layout: seeds must be below 2**32")
+    buf[0:8] = seed.to_bytes(8, "little")
+    buf[_MT_WORDS_OFFSET:_MT_WORDS_OFFSET + 8 * 624] = words.astype(np.uint64).tobytes()
+    return torch.frombuffer(buf, dtype=torch.uint8).clone()
 
 
 def warp(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
