@@ -298,3 +298,43 @@ def test_stereo_and_unusual_rates_work(base_path, tmp_path, rate, channels):
     r = synth(TEXT, "-m", base_path, "--ref-audio", str(ref), "--xvector-only", "--max-frames", "2", "-o", str(out))
     assert r.exit_code == 0, r.output
     assert sf.info(out).frames == 2 * 1920
+
+
+# -- output paths ------------------------------------------------------------------------------------
+
+def test_output_names_and_folders_are_checked_first(cv_path, tmp_path):
+    one_error(synth(TEXT, "-m", cv_path, "-o", str(tmp_path / "x.mp3")), 2, "unsupported output format '.mp3'")
+    one_error(synth(TEXT, "-m", cv_path, "-o", str(tmp_path)), 2, "is a folder")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_symlink_and_a_fifo_are_written_into(cv_path, tmp_path):
+    import threading
+
+    target = tmp_path / "real.wav"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.wav"
+    link.symlink_to(target)
+    assert synth(TEXT, "-m", cv_path, "--max-frames", "2", "-o", str(link)).exit_code == 0
+    assert link.is_symlink() and sf.info(str(target)).frames == 2 * 1920
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()), daemon=True)
+    reader.start()
+    assert synth(TEXT, "-m", cv_path, "--max-frames", "2", "-o", str(fifo)).exit_code == 0
+    reader.join(20)
+    assert got[0][:4] == b"RIFF" and len(got[0]) == 44 + 2 * 1920 * 2 and not fifo.is_file()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
+def test_a_device_stays_a_device(cv_path, tmp_path):
+    import stat
+
+    null = tmp_path / "mynull"
+    os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # the safe stand-in for /dev/null
+    for args in (["synth", TEXT, "-m", cv_path, "--max-frames", "2", "-o", str(null), "--save-codes", str(null)],
+                 ["stream", TEXT, "-m", cv_path, "--max-frames", "2", "-o", str(null)]):
+        r = runner.invoke(app, [*args, "--device", "cpu", "-q"])
+        assert r.exit_code == 0, r.output
+        assert stat.S_ISCHR(os.stat(null).st_mode)

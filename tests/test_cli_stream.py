@@ -215,3 +215,32 @@ def test_split_text_equals_synth_byte_for_byte(cv_path):
     assert s.exit_code == 0 and y.exit_code == 0, s.output + y.output
     assert len(s.stdout_bytes) == (2 * 7 * HOP + 1200) * 2
     assert s.stdout_bytes == y.stdout_bytes
+
+
+def test_a_failing_stream_leaves_an_existing_file_as_it_was(cv_path, tmp_path, monkeypatch):
+    out = tmp_path / "keep.wav"
+    out.write_bytes(b"old content")
+    r = stream("-", "-m", cv_path, "-o", str(out), "--device", "cpu", input="\n\n")  # no text at all
+    assert r.exit_code == 2 and "no text" in r.stderr and out.read_bytes() == b"old content"
+    interrupt_at_frame(monkeypatch, 1)  # Ctrl-C before the first audio
+    r = stream(TEXT, "-m", cv_path, "-o", str(out), "--device", "cpu")
+    assert r.exit_code == 130 and out.read_bytes() == b"old content"
+    r = stream(TEXT, "-m", cv_path, "-o", str(tmp_path / "x.mp3"), "--device", "cpu")
+    assert r.exit_code == 2 and "unsupported output format '.mp3'" in r.stderr
+
+
+def test_stream_into_a_fifo(cv_path, tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()), daemon=True)
+    reader.start()
+    r = stream(TEXT, "-m", cv_path, "--greedy", "--max-frames", "3", "-o", str(fifo), "--device", "cpu")
+    reader.join(20)
+    assert r.exit_code == 0, r.output
+    data = got[0]
+    assert data[:4] == b"RIFF" and data[40:44] == b"\xff\xff\xff\xff" and len(data) == 44 + 3 * HOP * 2
+    assert os.path.exists(fifo) and not os.path.isfile(fifo)

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from .app import err
 from .options import CODEC_MODEL_OPTION, DEVICE_OPTION
-from .output import save_npy
+from .output import check_output, save_npy
 
 
 def encode(
@@ -29,14 +29,10 @@ def encode(
 
     from ..codec.encoder import CodecEncoder
     from ..engine import parse_device, resolve_model_folder
-    from ..errors import InputError
     from ..io.resample import load_audio, resample
     from ..voice.clone import CODEC_SAMPLE_RATE
 
-    if not output.parent.is_dir():
-        raise InputError(f"{output.parent}: folder does not exist")
-    if output.is_dir():
-        raise InputError(f"{output}: is a folder, expected a .npy file name")
+    check_output(output, audio=False)
     wav, sr = load_audio(audio_file)
     dev = parse_device(device)
     folder = resolve_model_folder(model)
@@ -81,14 +77,13 @@ def decode(
         check_codes(codes)
     except InputError as e:
         raise InputError(f"{codes_file}: {e}") from None
-    if not output.parent.is_dir():
-        raise InputError(f"{output.parent}: folder does not exist")
+    check_output(output)
     dev = parse_device(device)
     folder = resolve_model_folder(model)
     t0 = time.perf_counter()
     decoder = CodecDecoder.from_folder(folder, device=dev)
     t1 = time.perf_counter()
-    with WavWriter(output) as wav:
+    with WavWriter(output, length=codes.shape[0] * decoder.hop) as wav:
         for chunk in decoder.iter_decode(codes):
             wav.write(chunk.numpy())
     t2 = time.perf_counter()

@@ -110,11 +110,17 @@ def write_stdout(data: bytes) -> None:
         fail("standard output was closed before all audio was written", 1)
 
 
-def check_writable_parent(path: Path | None) -> None:
-    if path is not None and not path.parent.is_dir():
-        raise InputError(f"{path.parent}: folder does not exist")
-    if path is not None and not os.access(path.parent, os.W_OK | os.X_OK):
-        raise InputError(f"{path.parent}: folder is not writable")
+def check_output(path: Path | None, audio: bool = True) -> None:
+    """An output checked before any work: its folder exists and is writable, it is not a folder,
+    and (``audio``) its name asks for a format we write."""
+    from ..io.audio import check_audio_name
+    from ..io.files import check_output as check_file
+
+    if path is None:
+        return
+    if audio:
+        check_audio_name(path)
+    check_file(path)
 
 
 def write_wav(path: Path, audio) -> Path:
@@ -128,16 +134,16 @@ def write_wav(path: Path, audio) -> Path:
 
 
 def save_npy(path: Path, codes) -> None:
-    """Codec codes as int64 .npy, written atomically."""
+    """Codec codes as int64 .npy, written atomically (io/files.py), named after its file on failure."""
     import numpy as np
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    from ..io.files import replace_atomically
+
     try:
-        with open(tmp, "wb") as f:
+        with replace_atomically(path) as (where, _), open(where, "wb") as f:
             np.save(f, codes.numpy().astype(np.int64))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
 
 
 def default_output(folder: Path) -> Path:
@@ -256,12 +262,15 @@ def stream_device(device: str | None):
 
 class StreamSink:
     """Where stream's chunks go, as they come: the sound device (through a writer thread, so that
-    generation runs ahead of playback), a progressively written WAV, or stdout."""
+    generation runs ahead of playback), a progressively written WAV, or stdout. A file is opened
+    at the first audio (or at the end of a run that made none): a command that fails before then
+    leaves an existing file as it was."""
 
     def __init__(self, sd, device, out_path, raw: bool, to_stdout: bool, rate: int):
-        from ..io.audio import ProgressiveWavWriter, wav_header
+        from ..io.audio import wav_header
 
         self.player = self.file = None
+        self.out_path, self.rate = out_path, rate
         if raw:
             self.mode = "raw"
         elif to_stdout:
@@ -269,22 +278,27 @@ class StreamSink:
             write_stdout(wav_header(None, rate))
         elif out_path is not None:
             self.mode = "file"
-            self.file = ProgressiveWavWriter(out_path, rate)
         else:
             self.mode = "play"
             self.player = Player(sd, device, rate)
 
     @property
     def where(self) -> str:
-        return {"raw": RAW_FORMAT, "stdout-wav": "stdout (WAV)", "play": SOUND_DEVICE}.get(
-            self.mode, str(getattr(self.file, "path", "")))
+        return {"raw": RAW_FORMAT, "stdout-wav": "stdout (WAV)", "play": SOUND_DEVICE}.get(self.mode, str(self.out_path))
+
+    def _open_file(self) -> None:
+        from ..io.audio import ProgressiveWavWriter
+
+        if self.file is None:
+            self.file = ProgressiveWavWriter(self.out_path, self.rate)
 
     def write(self, chunk) -> None:
         if len(chunk) == 0:
             return
         if self.player is not None:
             self.player.write(chunk)
-        elif self.file is not None:
+        elif self.mode == "file":
+            self._open_file()
             self.file.write(chunk)
         else:
             from ..io.audio import pcm16
@@ -292,9 +306,11 @@ class StreamSink:
             write_stdout(pcm16(chunk))
 
     def finish(self) -> None:
-        """Wait until everything was played."""
+        """Wait until everything was played; a file that got no audio is still written (empty)."""
         if self.player is not None:
             self.player.finish()
+        if self.mode == "file":
+            self._open_file()
 
     def close(self) -> None:
         """Stop now (after finish: just release); a file keeps what it has, with a valid header."""

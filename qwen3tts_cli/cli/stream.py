@@ -67,8 +67,7 @@ def stream(
     if output_device is not None and (to_stdout or output_ is not None):
         raise InputError("--output-device is for playback; drop it with -o/--raw")
     out_path = Path(output_) if output_ not in (None, "-") else None
-    if out_path is not None and not out_path.parent.is_dir():
-        raise InputError(f"{out_path.parent}: folder does not exist")
+    output.check_output(out_path)
     if text != "-":
         output.check_text(text)
     request = speech_request(o, text, voice, **({} if sizes is None else dict(schedule=sizes)))
@@ -118,11 +117,11 @@ def stream(
                 err.print(f"stats: line {n_lines}: TTFA {first}, {result.seconds:.2f} s of audio in {dt:.2f} s "
                           f"({result.seconds / max(dt, 1e-9):.2f}x real time), {result.frames} frames, "
                           f"stop: {result.stop_reason}", soft_wrap=True, highlight=False)
+        if n_lines == 0:
+            raise InputError("standard input had no text (every line was empty)")
         sink.finish()
     finally:
         sink.close()
-    if n_lines == 0:
-        raise InputError("standard input had no text (every line was empty)")
     say(f"{'played on' if sink.mode == 'play' else 'wrote'} {escape(sink.where)}: {frames} frames ({audio_s:.2f} s of "
         f"audio{f', {n_lines} lines' if n_lines > 1 else ''}); load {t_load:.1f} s, synthesis {busy_s:.1f} s "
         f"({audio_s / max(busy_s, 1e-9):.2f}x real time)")

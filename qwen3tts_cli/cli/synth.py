@@ -82,8 +82,8 @@ def synth(
     if to_stdout:
         output.refuse_terminal()
     out_path = Path(output_) if output_ not in (None, "-") else None
-    for p in (out_path, save_codes):
-        output.check_writable_parent(p)
+    output.check_output(out_path)
+    output.check_output(save_codes, audio=False)
 
     if input_file is not None:
         jobs = _line_jobs(input_file, out_dir, resume, quiet)

@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from .app import err
 from .options import DEVICE_OPTION
+from .output import check_output
 
 voice_app = typer.Typer(help="Make and inspect reusable cloned voices (Base models).", no_args_is_help=True)
 
@@ -35,15 +36,11 @@ def voice_create(
     import time
 
     from ..engine import parse_device, resolve_model_folder
-    from ..errors import InputError
     from ..voice.clone import VoiceMaker, save_voice
     from ..voice.reference import CloneReference
 
     reference = CloneReference(str(ref_audio), ref_text=ref_text, xvector_only=xvector_only)
-    if not output.parent.is_dir():
-        raise InputError(f"{output.parent}: folder does not exist")
-    if output.is_dir():
-        raise InputError(f"{output}: is a folder, expected a file name")
+    check_output(output, audio=False)
     dev = parse_device(device)
     folder = resolve_model_folder(model)
     t0 = time.perf_counter()

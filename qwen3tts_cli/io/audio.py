@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,14 @@ import numpy as np
 from ..errors import InputError
 
 SAMPLE_RATE = 24000
+AUDIO_SUFFIXES = ("", ".wav")  # what audio files can be written as (WAV; a name without a suffix too)
+
+
+def check_audio_name(path: str | Path) -> None:
+    """Refuse an output name whose suffix promises a format this version does not write."""
+    suffix = Path(path).suffix
+    if suffix.lower() not in AUDIO_SUFFIXES:
+        raise InputError(f"{path}: unsupported output format '{suffix}' (this version writes WAV: use a .wav name)")
 SUBTYPES = {"pcm16": "PCM_16", "float32": "FLOAT"}
 _PCM16_SCALE = np.float32(32767.0)
 
@@ -48,37 +55,39 @@ class WavWriter:
             for chunk in chunks:
                 w.write(chunk)
 
-    Any exception (including KeyboardInterrupt) inside the block removes the temporary file and
-    leaves an existing ``path`` untouched.
+    Any exception (including KeyboardInterrupt) inside the block leaves no partial file and an
+    existing ``path`` untouched (io/files.py: a symlink's target is replaced; a device or FIFO is
+    written through, 16-bit, with ``length`` samples in its header if given, else "unknown length").
     """
 
-    def __init__(self, path: str | Path, sample_rate: int = SAMPLE_RATE, subtype: str = "pcm16"):
+    def __init__(self, path: str | Path, sample_rate: int = SAMPLE_RATE, subtype: str = "pcm16",
+                 length: int | None = None):
         if subtype not in SUBTYPES:
             raise ValueError(f"subtype must be one of {sorted(SUBTYPES)}")
         self.path = Path(path)
         self.sample_rate = sample_rate
         self.subtype = subtype
+        self.length = length
         self.frames = 0
-        self._tmp: Path | None = None
-        self._file = None  # soundfile.SoundFile while open
+        self._target = None  # the replace_atomically context
+        self._file = None  # soundfile.SoundFile, or a raw file written through
 
     def __enter__(self) -> "WavWriter":
-        folder = self.path.parent
-        if not folder.is_dir():
-            raise InputError(f"{self.path}: folder {folder} does not exist")
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=folder)
-        except OSError as e:
-            raise InputError(f"{self.path}: cannot write here ({e.strerror})") from None
-        os.close(fd)
-        self._tmp = Path(tmp)
-        try:
-            import soundfile as sf
+        from .files import replace_atomically
 
-            self._file = sf.SoundFile(tmp, "w", samplerate=self.sample_rate, channels=1, format="WAV",
-                                      subtype=SUBTYPES[self.subtype])
-        except BaseException:
-            self._discard()
+        self._target = replace_atomically(self.path)
+        where, through = self._target.__enter__()
+        try:
+            if through:
+                self._file = open(where, "wb")
+                self._file.write(wav_header(self.length, self.sample_rate))
+            else:
+                import soundfile as sf
+
+                self._file = sf.SoundFile(str(where), "w", samplerate=self.sample_rate, channels=1, format="WAV",
+                                          subtype=SUBTYPES[self.subtype])
+        except BaseException as e:
+            self.__exit__(type(e), e, e.__traceback__)
             raise
         return self
 
@@ -90,44 +99,34 @@ class WavWriter:
             data = np.asarray(samples, dtype=np.float32)
             if data.ndim != 1:
                 raise ValueError(f"expected mono samples [n], got shape {list(data.shape)}")
-        self._file.write(data)
+        if isinstance(self._file, io.IOBase):
+            self._file.write(data.astype("<i2", copy=False).tobytes())
+        else:
+            self._file.write(data)
         self.frames += len(data)
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            self._discard()
-            return
-        try:
-            self._file.close()
-            self._file = None
-            # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self._tmp, 0o666 & ~umask)
-            os.replace(self._tmp, self.path)
-        except BaseException:
-            self._discard()
-            raise
-        self._tmp = None
-
-    def _discard(self) -> None:
-        if self._file is not None:
+        file, self._file = self._file, None
+        target, self._target = self._target, None
+        if exc_type is None:
             try:
-                self._file.close()
+                file.close()
+            except BaseException as e:  # e.g. the disk filled up on the last flush
+                target.__exit__(type(e), e, e.__traceback__)  # the temporary file goes
+                raise
+            target.__exit__(None, None, None)  # renamed into place
+            return
+        if file is not None:
+            try:
+                file.close()
             except Exception:
                 pass
-            self._file = None
-        if self._tmp is not None:
-            try:
-                self._tmp.unlink()
-            except FileNotFoundError:
-                pass
-            self._tmp = None
+        target.__exit__(exc_type, exc, tb)  # the temporary file goes; the exception goes on
 
 
 def write_wav(path: str | Path, samples, sample_rate: int = SAMPLE_RATE, subtype: str = "pcm16") -> Path:
     """Write mono samples as a WAV file atomically: 16-bit PCM by default, or ``subtype="float32"``."""
-    with WavWriter(path, sample_rate, subtype) as w:
+    with WavWriter(path, sample_rate, subtype, length=len(samples)) as w:
         w.write(samples)
     return Path(path)
 
@@ -167,18 +166,23 @@ class ProgressiveWavWriter:
     Unlike ``WavWriter`` (atomic: nothing at ``path`` until complete), this is for streaming: the
     samples go straight into the file and the header's sizes are rewritten after each chunk, so
     the file is a valid WAV of everything written so far even if the process is interrupted or
-    killed. Same integer conversion as ``pcm16``.
+    killed. Same integer conversion as ``pcm16``. A name that is not a regular file (a FIFO, a
+    device) is written through with an "unknown length" header, as a stream on stdout.
     """
 
     def __init__(self, path: str | Path, sample_rate: int = SAMPLE_RATE):
+        from .files import output_target
+
         self.path = Path(path)
         self.sample_rate = sample_rate
         self.frames = 0
+        target, through = output_target(self.path)
+        self._seekable = not through
         try:
-            self._file = open(self.path, "wb")
+            self._file = open(target, "wb")
         except OSError as e:
             raise InputError(f"{self.path}: cannot write here ({e.strerror})") from None
-        self._file.write(wav_header(0, sample_rate))
+        self._file.write(wav_header(0 if self._seekable else None, sample_rate))
         self._file.flush()
 
     def write(self, samples) -> None:
@@ -188,13 +192,14 @@ class ProgressiveWavWriter:
         f = self._file
         f.write(data)
         self.frames += len(data) // 2
-        # Sizes first in the header, then back to the end: a reader sees a consistent file.
-        header = wav_header(self.frames, self.sample_rate)
-        f.seek(4)
-        f.write(header[4:8])
-        f.seek(40)
-        f.write(header[40:44])
-        f.seek(0, os.SEEK_END)
+        if self._seekable:
+            # Sizes first in the header, then back to the end: a reader sees a consistent file.
+            header = wav_header(self.frames, self.sample_rate)
+            f.seek(4)
+            f.write(header[4:8])
+            f.seek(40)
+            f.write(header[40:44])
+            f.seek(0, os.SEEK_END)
         f.flush()
 
     def close(self) -> None:

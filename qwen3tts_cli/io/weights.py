@@ -7,7 +7,6 @@ which we parse ourselves so that loading is a zero-copy view of a private file m
 from __future__ import annotations
 
 import json
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -462,26 +461,21 @@ def safetensors_header_bytes(specs: Mapping[str, TensorSpec], metadata: dict[str
 def write_safetensors(path: str | Path, specs: Mapping[str, TensorSpec],
                       tensors: Mapping[str, torch.Tensor] | None = None,
                       make: "callable | None" = None, metadata: dict[str, str] | None = None) -> None:
-    """Stream tensors to ``path`` atomically, one at a time (``make(name, spec)`` creates each).
+    """Stream tensors to ``path`` atomically (io/files.py), one at a time (``make(name, spec)`` creates each).
 
     Byte-identical to ``safetensors.torch.save_file`` for the same tensors and metadata.
     """
-    path = Path(path)
+    from .files import replace_atomically
+
     head, order = safetensors_header_bytes(specs, metadata)
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(head)
-            for name in order:
-                spec = specs[name]
-                t = tensors[name] if tensors is not None else make(name, spec)
-                if tuple(t.shape) != spec.shape or DTYPE_NAMES[t.dtype] != spec.dtype:
-                    raise ValueError(f"{name}: made {tuple(t.shape)} {t.dtype}, spec says {spec}")
-                f.write(_tensor_bytes(t))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with replace_atomically(path) as (where, _), open(where, "wb") as f:
+        f.write(head)
+        for name in order:
+            spec = specs[name]
+            t = tensors[name] if tensors is not None else make(name, spec)
+            if tuple(t.shape) != spec.shape or DTYPE_NAMES[t.dtype] != spec.dtype:
+                raise ValueError(f"{name}: made {tuple(t.shape)} {t.dtype}, spec says {spec}")
+            f.write(_tensor_bytes(t))
 
 
 def _tensor_bytes(t: torch.Tensor) -> memoryview:
