@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+
 import numpy as np
 import pytest
 import soundfile as sf
 
+from qwen3tts_cli.io import audio
 from qwen3tts_cli.io.audio import WavWriter, pcm16, write_wav
 from qwen3tts_cli.errors import InputError
 
@@ -75,11 +78,11 @@ def test_failure_leaves_no_file_and_keeps_old_one(tmp_path):
 
 
 def test_write_error_cleans_up(tmp_path, monkeypatch):
-    def broken(self, data):
-        raise OSError("disk full")
+    def broken(f, data, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(sf.SoundFile, "write", broken)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(audio, "_write_bytes", broken)
+    with pytest.raises(OSError, match="No space left"):
         write_wav(tmp_path / "x.wav", np.zeros(10, dtype=np.float32))
     assert list(tmp_path.iterdir()) == []
 
@@ -103,16 +106,19 @@ def test_output_file_permissions_follow_umask(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
-def test_engine_and_sample_rate_need_no_soundfile():
-    # GPU machines and servers that only stream raw PCM may lack soundfile (gpu_check runs so):
-    # importing the engine and reading the sample rate must not pull it in.
+def test_engine_and_wav_writing_need_no_soundfile(tmp_path):
+    # GPU machines and servers may lack soundfile (gpu_check runs so): the engine, the sample
+    # rate and every WAV we write (file or bytes) are ours; only reading audio needs it.
     import subprocess
     import sys
 
     code = ("import sys; sys.modules['soundfile'] = None\n"
             "from qwen3tts_cli import engine\nfrom qwen3tts_cli.bench import speed\nfrom qwen3tts_cli.io import audio\n"
             "print(audio.SAMPLE_RATE, audio.pcm16([0.5]).hex())\n"
-            "try:\n    audio.wav_bytes([0.0])\nexcept ImportError:\n    print('wav needs soundfile')\n")
+            "print(audio.wav_bytes([0.5])[-2:].hex())\n"
+            f"audio.write_wav({str(tmp_path / 'x.wav')!r}, [0.5, -0.5], subtype='float32')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:2] == ["24000 0040", "wav needs soundfile"]
+    assert out.stdout.split("\n")[:2] == ["24000 0040", "0040"]
+    data, rate = sf.read(tmp_path / "x.wav", dtype="float32")
+    assert rate == 24000 and data.tolist() == [0.5, -0.5] and sf.info(tmp_path / "x.wav").subtype == "FLOAT"

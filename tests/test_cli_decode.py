@@ -38,6 +38,9 @@ def test_decode_writes_the_decoder_output(codec_dir, tmp_path):
     expect = CodecDecoder.from_folder(codec_dir).decode(codes).numpy()
     assert data.tobytes() == pcm16(expect)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npy", "out.wav"]
+    quiet = tmp_path / "quiet.wav"
+    r = runner.invoke(app, ["decode", str(tmp_path / "c.npy"), "-m", str(codec_dir), "-o", str(quiet), "-q"])
+    assert r.exit_code == 0 and r.output == "" and quiet.read_bytes() == out.read_bytes()
 
 
 def test_decode_accepts_a_model_folder(tiny_checkpoint, tmp_path):
@@ -49,21 +52,34 @@ def test_decode_accepts_a_model_folder(tiny_checkpoint, tmp_path):
     assert sf.info(str(out)).frames == 2 * 1920
 
 
+def _npy_bytes(array) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
 @pytest.mark.parametrize("make,message", [
     (lambda p: _save(p, np.zeros((4, 15), dtype=np.int64)), "shape (frames, 16), got (4, 15)"),
     (lambda p: _save(p, np.full((4, 16), 2048)), "found 2048"),
     (lambda p: _save(p, np.zeros((4, 16), dtype=np.float32)), "integers"),
     (lambda p: _save(p, np.zeros((0, 16), dtype=np.int64)), "no frames"),
-    (lambda p: _save(p, np.array([{"a": 1}], dtype=object)), "not a readable .npy"),
-    (lambda p: (p.write_bytes(b"not numpy at all"), str(p))[1], "not a readable .npy"),
+    (lambda p: _save(p, np.array([{"a": 1}], dtype=object)), "holds Python objects, not an integer array"),
+    (lambda p: (p.write_bytes(b"not numpy at all"), str(p))[1], "not a .npy file (codes come from `qwen3tts encode`"),
+    (lambda p: (np.savez(p.with_suffix(".npz"), a=np.zeros((2, 16))), p.with_suffix(".npz").rename(p), str(p))[2],
+     "an .npz archive; expected a single .npy array"),
+    (lambda p: (p.write_bytes(_npy_bytes(np.zeros((4, 16), dtype=np.int64))[:200]), str(p))[1],
+     "damaged .npy file"),
     (lambda p: str(p.with_name("missing.npy")), "file not found"),
+    (lambda p: (p.mkdir(), str(p))[1], "is a directory, expected a .npy file of codes"),
 ])
 def test_bad_input_exits_2_without_output(codec_dir, tmp_path, make, message):
     src = make(tmp_path / "c.npy")
     out = tmp_path / "out.wav"
     r = runner.invoke(app, ["decode", src, "-m", str(codec_dir), "-o", str(out), "--device", "cpu"])
     assert r.exit_code == 2, r.output
-    assert message in r.output
+    assert message in r.output and "allow_pickle" not in r.output
     assert len(r.output.strip().splitlines()) == 1
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -47,6 +47,8 @@ def test_encode_then_decode(codec_dir, tmp_path, fmt, sr, channels):
     r = runner.invoke(app, ["decode", str(out), "-m", str(codec_dir), "-o", str(wav), "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert sf.info(wav).frames == frames * 1920
+    r = runner.invoke(app, ["encode", str(src), "-m", str(codec_dir), "-o", str(tmp_path / "codes.npy"), "-q"])
+    assert r.exit_code == 0 and r.output == "" and np.array_equal(np.load(tmp_path / "codes.npy"), codes)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([src.name, "codes.npy", "back.wav"])
 
 
@@ -75,6 +77,8 @@ def test_encode_errors(codec_dir, tmp_path):
         (["encode", str(good), "-m", str(tmp_path / "no-model"), "-o", str(tmp_path / "o.npy")],
          1, None),
         (["encode", str(good), "-m", str(codec_dir), "-o", str(tmp_path)], 2, "is a folder"),
+        (["encode", str(tmp_path), "-m", str(codec_dir), "-o", str(tmp_path / "o.npy")],
+         2, "is a folder, expected an audio file"),
     ]
     for args, code, words in cases:
         r = runner.invoke(app, args + ["--device", "cpu"])

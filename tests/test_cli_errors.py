@@ -107,6 +107,20 @@ def test_voice_design_without_instruct(tiny_checkpoint, tmp_path):
     assert files(tmp_path) == []
 
 
+def test_invalid_utf8_in_arguments(cv_path, base_path, tmp_path):
+    # Python keeps an argument's undecodable bytes as U+DC80..U+DCFF: refused as stdin is.
+    out = str(tmp_path / "out.wav")
+    one_error(synth("Hello \udcff world.", "-m", cv_path, "-o", out), 2,
+              "TEXT is not UTF-8 text (byte 0xff at character 7)")
+    one_error(synth(TEXT, "-m", cv_path, "--instruct", "Soft \udcc3(", "-o", out), 2,
+              "--instruct is not UTF-8 text (byte 0xc3 at character 6)")
+    ref = tmp_path / "ref.wav"
+    sf.write(ref, tone(2, 24000), 24000)
+    one_error(synth(TEXT, "-m", base_path, "--ref-audio", str(ref), "--ref-text", "x\udcfe", "-o", out), 2,
+              "--ref-text is not UTF-8 text (byte 0xfe at character 2)")
+    assert files(tmp_path) == ["ref.wav"]
+
+
 def test_missing_model_folder(tmp_path):
     r = synth(TEXT, "-m", str(tmp_path / "no-such-model"), "-o", str(tmp_path / "out.wav"))
     assert r.exit_code in (1, 2)
@@ -130,6 +144,15 @@ def test_a_missing_file_in_the_model_folder(cv_path, tmp_path, missing):
     r = synth(TEXT, "-m", str(folder), "--max-frames", "2", "-o", str(out / "out.wav"))
     one_error(r, 1, missing.split("/")[-1])
     assert files(out) == []
+
+
+def test_a_model_folder_without_its_codec(cv_path, tmp_path, monkeypatch):
+    folder, out = broken_copy(cv_path, tmp_path)
+    shutil.rmtree(folder / "speech_tokenizer")
+    generated = interrupt_generation(monkeypatch, at_frame=10**9)  # records any generation
+    one_error(synth(TEXT, "-m", str(folder), "--max-frames", "2", "-o", str(out / "out.wav")), 1,
+              f"{folder}: speech_tokenizer/ is missing")
+    assert generated == [] and files(out) == []  # said before any generation
 
 
 def test_truncated_safetensors(cv_path, tmp_path):
@@ -172,10 +195,10 @@ def test_output_folder_not_writable(cv_path, tmp_path, monkeypatch):
 
 
 def test_disk_full_leaves_no_file(cv_path, tmp_path, monkeypatch):
-    def full(self, data):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def full(f, data, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(sf.SoundFile, "write", full)
+    monkeypatch.setattr("qwen3tts_cli.io.audio._write_bytes", full)
     out = tmp_path / "out.wav"
     one_error(synth(TEXT, "-m", cv_path, "--max-frames", "2", "-o", str(out)), 1,
               str(out), "No space left on device")
@@ -276,9 +299,14 @@ def test_clone_options_on_a_model_without_cloning(cv_path, tmp_path):
     assert files(tmp_path) == ["ref.wav"]
 
 
-@pytest.mark.parametrize("kind", ["unreadable", "empty", "silent", "missing"])
+@pytest.mark.parametrize("kind", ["unreadable", "empty", "silent", "missing", "folder"])
 def test_unusable_reference_audio(base_path, tmp_path, kind):
     ref = tmp_path / "ref.wav"
+    if kind == "folder":
+        ref.mkdir()
+        one_error(synth(TEXT, "-m", base_path, "--ref-audio", str(ref), "--xvector-only", "-o",
+                        str(tmp_path / "out.wav")), 2, f"{ref}: is a folder, expected an audio file")
+        return
     if kind == "unreadable":
         ref.write_bytes(b"RIFF\x00\x00garbage, not audio at all")
     elif kind == "empty":
@@ -338,3 +366,59 @@ def test_a_device_stays_a_device(cv_path, tmp_path):
         r = runner.invoke(app, [*args, "--device", "cpu", "-q"])
         assert r.exit_code == 0, r.output
         assert stat.S_ISCHR(os.stat(null).st_mode)
+
+
+# -- standard output that cannot take the audio: the real binary, real file descriptors ----------
+
+def real_cli(shell_args: str):
+    """``python -m qwen3tts_cli.cli`` under a shell, so redirections like ``>&-`` are real."""
+    import shlex
+    import subprocess
+    import sys
+
+    cmd = f"{shlex.quote(sys.executable)} -m qwen3tts_cli.cli {shell_args}"
+    return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=300)
+
+
+def one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["synth", "stream"])
+def test_closed_stdout_is_refused_before_loading(cv_path, command):
+    # No model folder exists here: the refusal must come before anything loads.
+    r = real_cli(f"{command} 'Hello.' -m /nonexistent --raw -q >&-")
+    assert r.returncode == 1 and "standard output is closed" in one_line(r.stderr)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("args", ["synth 'Hello.' --raw", "synth 'Hello.' -o -", "stream 'Hello.' --raw"])
+def test_stdout_on_a_full_disk(cv_path, args):
+    r = real_cli(f"{args} -m {cv_path} --device cpu --max-frames 2 -q > /dev/full")
+    assert r.returncode == 1 and one_line(r.stderr) == "error: standard output: No space left on device"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_files_on_a_full_disk(cv_path):
+    # /dev/full is a device: written through (never replaced), and every write fails with ENOSPC.
+    for args in ("synth 'Hello.' -o /dev/full", "stream 'Hello.' -o /dev/full",
+                 "synth 'Hello.' -o /dev/null --save-codes /dev/full"):
+        r = real_cli(f"{args} -m {cv_path} --device cpu --max-frames 2 -q")
+        assert r.returncode == 1 and one_line(r.stderr) == "error: /dev/full: No space left on device", args
+    r = real_cli("--help > /dev/full")
+    assert r.returncode == 1 and "standard output failed (No space left on device)" in one_line(r.stderr)
+
+
+def test_reader_leaving_early(cv_path):
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-m", "qwen3tts_cli.cli", "stream", "Hello there, world.", "-m", cv_path,
+                          "--device", "cpu", "--max-frames", "4", "--raw", "-q"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdout.close()  # the reader is gone before the first byte
+    assert p.wait(300) == 1
+    assert one_line(p.stderr.read()) == "error: standard output was closed before all audio was written"
+

@@ -28,8 +28,11 @@ def no_weights(tiny_checkpoint, tmp_path_factory):
 @pytest.mark.parametrize("model, args, needle", [
     ("0.6B-CustomVoice", ["-s", "bob"], "unknown speaker 'bob'; valid speakers: aiden"),
     ("0.6B-CustomVoice", ["-l", "klingon"], "unknown language 'klingon'"),
-    ("0.6B-CustomVoice", ["--temperature", "-1"], "temperature must be > 0"),
-    ("0.6B-CustomVoice", ["--top-p", "2"], "top_p must be in (0, 1]"),
+    ("0.6B-CustomVoice", ["--temperature", "-1"], "--temperature must be a finite number > 0 (got -1.0)"),
+    ("0.6B-CustomVoice", ["--temperature", "inf"], "--temperature must be a finite number > 0 (got inf)"),
+    ("0.6B-CustomVoice", ["--top-p", "2"], "--top-p must be in (0, 1]"),
+    ("0.6B-CustomVoice", ["--top-k", "-1"], "--top-k must be >= 0 (got -1; 0 disables it)"),
+    ("0.6B-CustomVoice", ["--repetition-penalty", "nan"], "--repetition-penalty must be a finite number > 0"),
     ("0.6B-CustomVoice", ["--voice", "missing.safetensors"], "missing.safetensors"),
     ("0.6B-CustomVoice", ["--seed", str(2**64)], "seed must be a whole number from 0 to 18446744073709551615"),
     ("0.6B-CustomVoice", ["--seed", "-1"], "seed must be a whole number from 0"),

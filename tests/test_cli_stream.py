@@ -107,6 +107,24 @@ def test_stdin_lines_in_one_voice(cv_path, cv):
     assert r.exit_code == 2 and "no text" in r.stderr
 
 
+def test_a_bad_stdin_line_is_skipped_and_the_stream_goes_on(cv_path, cv, tmp_path):
+    out = tmp_path / "out.wav"
+    r = runner.invoke(app, ["stream", "-", "-m", cv_path, "--seed", "3", "--max-frames", "4", "--pause", "0",
+                            "-o", str(out), "--device", "cpu"], input=b"First line.\n\xff\xfe bad\nThird line.\n")
+    # The good lines are spoken (the file is complete), the bad one is named as it passes and again
+    # at the end, and the exit status says not everything was spoken.
+    assert r.exit_code == 2, r.output
+    assert "warning: standard input line 2 is not UTF-8 text (byte 0xff): skipped" in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == ("error: 1 line of standard input not spoken (the others were): "
+                                                 "line 2 is not UTF-8 text (byte 0xff)")
+    want = np.concatenate([cv.synthesize(t, seed=3, max_frames=4).audio for t in ("First line.", "Third line.")])
+    got, _ = sf.read(out, dtype="int16")
+    assert got.tolist() == pcm(pcm16(want)).tolist()
+    r = runner.invoke(app, ["stream", "-", "-m", cv_path, "-o", str(tmp_path / "none.wav"), "-q"], input=b"\xc3(\n")
+    assert r.exit_code == 2 and r.stderr == "error: standard input had nothing to speak: line 1 is not UTF-8 text (byte 0xc3)\n"
+    assert not (tmp_path / "none.wav").exists()
+
+
 class FakeOutputStream:
     """Stands in for sounddevice.OutputStream: records what is written, in order."""
 

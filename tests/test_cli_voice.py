@@ -44,8 +44,9 @@ def test_voice_create_info_and_synth_reuse(base06, ref_wav, tmp_path, mode):
     clone = ["--ref-text", REF_TEXT] if mode == "icl" else ["--xvector-only"]
     vfile = tmp_path / "v.safetensors"
     r = runner.invoke(app, ["voice", "create", "--ref-audio", str(ref_wav), *clone, "-m", str(base06),
-                            "-o", str(vfile), "--device", "cpu"])
+                            "-o", str(vfile), "--device", "cpu", *(["-q"] if mode == "xvector" else [])])
     assert r.exit_code == 0, r.output
+    assert (r.stderr == "") == (mode == "xvector") and (mode == "xvector" or "wrote" in r.stderr)
     v = load_voice(vfile)
     assert v.mode == mode and v.model_size == "0b6" and v.hidden_size == 64
     assert v.frames == (51 if mode == "icl" else 0)  # 4.005 s of audio -> ceil(96123 / 1920)

@@ -61,6 +61,10 @@ def test_frozen_and_normalized():
     (dict(text="Hi.", sampling={"top_k": -1}), "sampling", "sampling_invalid"),
     (dict(text="Hi.", sampling={"warmth": 1}), "sampling", "sampling_invalid"),
     (dict(text="Hi.", voice="me.wav"), "voice", "voice_type"),
+    (dict(text="Hi \udcff there."), "text", "not_unicode"),  # a byte Python kept from argv or a file
+    (dict(text="Hi \ud83d there."), "text", "not_unicode"),  # half of a UTF-16 pair (from JSON)
+    (dict(text="Hi.", instruct="Calm \udcc3("), "instruct", "not_unicode"),
+    (dict(text="Hi.", speaker="ry\udcffan"), "speaker", "not_unicode"),
 ])
 def test_refused_without_a_model(kw, field, code):
     refused(field, code, lambda: SpeechRequest(**kw))
@@ -78,6 +82,8 @@ def test_clone_reference_rules():
     refused("ref_text", "ref_text_missing", lambda: CloneReference("me.wav"))
     refused("ref_text", "ref_text_missing", lambda: CloneReference("me.wav", ref_text="  "))
     refused("ref_text", "ref_text_with_xvector_only", lambda: CloneReference("me.wav", "Words.", True))
+    msg = refused("ref_text", "not_unicode", lambda: CloneReference("me.wav", ref_text="W\udcfeords."))
+    assert msg == "ref_text holds an invalid character (byte 0xfe that is not UTF-8, at character 2)"
 
 
 def test_from_options_sorts_fields_from_sampling():

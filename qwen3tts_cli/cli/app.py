@@ -25,11 +25,28 @@ app = typer.Typer(
 err = Console(stderr=True, highlight=False)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"qwen3tts {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                       help="Print the version and exit.")) -> None:
+    """Qwen3-TTS 12 Hz text-to-speech: download, verify, synthesize, stream, encode, decode, bench."""
+
+
 def fail(message: str, code: int) -> None:
     """One clear line on stderr, then exit with ``code``."""
     err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
+
+_TEXT_FLAGS = {"text": "TEXT", "instruct": "--instruct", "ref_text": "--ref-text", "speaker": "--speaker",
+               "language": "--language"}
 
 # The engine names a request's fields; here they are worded in terms of this tool's flags.
 _FLAG_WORDING = {
@@ -43,11 +60,22 @@ _FLAG_WORDING = {
                                    f"{e.context['model_type']} (use --speaker or --instruct instead)",
     "voice_required": lambda e: "a Base model speaks in a cloned voice: give --ref-audio AUDIO with --ref-text "
                                 "\"...\" (or --xvector-only), or --voice FILE from `qwen3tts voice create`",
+    "not_unicode": lambda e: (f"{_TEXT_FLAGS.get(e.field, e.field)} is not UTF-8 text ({e.context['what']} "
+                              f"at character {e.context['at']})"),
+    "sampling_invalid": lambda e: _sampling_flag(str(e)),
     "cuda_unavailable": lambda e: "device 'cuda' requested but CUDA is not available (use --device cpu)",
     "speaker_unsupported": lambda e: (
         "a Base model has no built-in speakers: clone a voice with --ref-audio (and --ref-text or --xvector-only) "
         "or --voice FILE instead of --speaker" if e.context.get("model_type") == "base" else str(e)),
 }
+
+
+def _sampling_flag(text: str) -> str:
+    # "top_k must be ..." -> "--top-k must be ..."; generation_config.json's other names stay as they are.
+    name = text.split(" ", 1)[0]
+    if name in ("temperature", "top_k", "top_p", "repetition_penalty"):
+        return "--" + name.replace("_", "-") + text[len(name):]
+    return text
 
 
 def message(e: Qwen3TTSError) -> str:

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from .app import err
+from .options import QUIET_OPTION
 
 
 def bench(
@@ -27,6 +28,7 @@ def bench(
     warmup: int = typer.Option(3, "--warmup", help="Warm-up frames before timing."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: torch's choice)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of the report."),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Measure speed and memory: ms per frame (talker, code predictor, codec, host), x real time,
     time to first audio, load and capture time, peak memory, share of the memory-bandwidth floor."""
@@ -36,6 +38,6 @@ def bench(
                        batch=batch, warmup=warmup, threads=threads)
     if json_out:
         sys.stdout.write(to_json(result) + "\n")
-    else:
+    elif not quiet:  # the report is notes on stderr; --json is the result on stdout
         for line in summary_lines(result):
             err.print(escape(line), soft_wrap=True)

@@ -8,9 +8,10 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from .app import err
-from .options import CODEC_MODEL_OPTION, DEVICE_OPTION
-from .output import check_output, save_npy
+from .options import CODEC_MODEL_OPTION, DEVICE_OPTION, QUIET_OPTION
+from .output import check_output, save_npy, say_to_stderr
+
+NPY_MAGIC = b"\x93NUMPY"
 
 
 def encode(
@@ -20,6 +21,7 @@ def encode(
     output: Path = typer.Option(..., "--output", "-o", metavar="CODES.npy",
                                 help="Codes to write: int64 .npy \\[frames, 16] (12.5 frames per second)."),
     device: Optional[str] = DEVICE_OPTION,
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Encode audio into codec codes (.npy) that `decode` turns back into audio.
 
@@ -43,8 +45,8 @@ def encode(
     t2 = time.perf_counter()
     save_npy(output, codes)
     seconds = len(wav) / sr
-    err.print(f"wrote {escape(str(output))}: {codes.shape[0]} frames from {seconds:.2f} s of audio "
-              f"({sr} Hz); load {t1 - t0:.1f} s, encode {t2 - t1:.1f} s", soft_wrap=True)
+    say_to_stderr(quiet)(f"wrote {escape(str(output))}: {codes.shape[0]} frames from {seconds:.2f} s of audio "
+                         f"({sr} Hz); load {t1 - t0:.1f} s, encode {t2 - t1:.1f} s")
 
 
 def decode(
@@ -53,30 +55,16 @@ def decode(
     model: str = CODEC_MODEL_OPTION,
     output: Path = typer.Option(..., "--output", "-o", help="WAV file to write (16-bit PCM, 24 kHz)."),
     device: Optional[str] = DEVICE_OPTION,
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Decode codec codes (.npy) into a 24 kHz WAV, exactly as the official decoder does."""
     import time
 
-    import numpy as np
-
     from ..io.audio import SAMPLE_RATE, WavWriter
-    from ..codec import CodecDecoder, check_codes
+    from ..codec import CodecDecoder
     from ..engine import parse_device, resolve_model_folder
-    from ..errors import InputError
 
-    if not codes_file.is_file():
-        raise InputError(f"{codes_file}: file not found")
-    try:
-        codes = np.load(codes_file, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise InputError(f"{codes_file}: not a readable .npy array ({e})") from None
-    if not isinstance(codes, np.ndarray):
-        codes.close()
-        raise InputError(f"{codes_file}: expected a single .npy array, not an .npz archive")
-    try:
-        check_codes(codes)
-    except InputError as e:
-        raise InputError(f"{codes_file}: {e}") from None
+    codes = _read_codes(codes_file)
     check_output(output)
     dev = parse_device(device)
     folder = resolve_model_folder(model)
@@ -88,5 +76,36 @@ def decode(
             wav.write(chunk.numpy())
     t2 = time.perf_counter()
     seconds = wav.frames / SAMPLE_RATE
-    err.print(f"wrote {output}: {codes.shape[0]} frames, {seconds:.2f} s of audio; load {t1 - t0:.1f} s, "
-              f"decode {t2 - t1:.1f} s ({seconds / max(t2 - t1, 1e-9):.1f}x real time)", soft_wrap=True)
+    say_to_stderr(quiet)(f"wrote {escape(str(output))}: {codes.shape[0]} frames, {seconds:.2f} s of audio; "
+                         f"load {t1 - t0:.1f} s, decode {t2 - t1:.1f} s "
+                         f"({seconds / max(t2 - t1, 1e-9):.1f}x real time)")
+
+
+def _read_codes(path: Path):
+    """The codes array of a .npy file, each way it can be wrong said in plain words."""
+    import numpy as np
+
+    from ..codec import check_codes
+    from ..errors import InputError, reading
+
+    with reading(path, InputError, expected="a .npy file of codes"):
+        with open(path, "rb") as f:
+            magic = f.read(len(NPY_MAGIC))
+    if magic[:4] == b"PK\x03\x04":
+        raise InputError(f"{path}: an .npz archive; expected a single .npy array of codes")
+    if magic != NPY_MAGIC:
+        raise InputError(f"{path}: not a .npy file (codes come from `qwen3tts encode` or `synth --save-codes`)")
+    try:
+        with reading(path, InputError):
+            codes = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "pickle" in str(e):  # object arrays: loading them would run code from the file
+            raise InputError(f"{path}: holds Python objects, not an integer array of codes (not loaded)") from None
+        raise InputError(f"{path}: damaged .npy file ({e})") from None
+    except EOFError:
+        raise InputError(f"{path}: damaged .npy file (cut short)") from None
+    try:
+        check_codes(codes)
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
+    return codes

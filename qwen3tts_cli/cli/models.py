@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .app import err, fail
+from .options import QUIET_OPTION
 
 
 def download(
@@ -20,8 +21,11 @@ def download(
     revision: Optional[str] = typer.Option(None, "--revision", "-r", help="Branch, tag or commit."),
     dir: Optional[Path] = typer.Option(None, "--dir", "-d", help="Download into this folder instead of the "
                                                            "Hugging Face cache."),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
-    """Download a model (resumable, SHA-256 checked) and save a manifest for offline `verify`."""
+    """Download a model (resumable, SHA-256 checked) and save a manifest for offline `verify`.
+
+    The folder it lands in is printed on stdout (also with --quiet)."""
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                TransferSpeedColumn)
     from rich.table import Table
@@ -51,7 +55,7 @@ def download(
 
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=True) as bar:
+    with Progress(*columns, console=err, transient=True, disable=quiet) as bar:
         task = bar.add_task(repo_id, total=None)
         skipped = 0
         per_file: dict[str, int] = {}
@@ -69,15 +73,19 @@ def download(
             bar.update(task, completed=skipped + sum(per_file.values()))
 
         folder = hub.download(repo_id, revision=revision, local_dir=dir, progress=on_progress)
-    err.print(f"downloaded {repo_id} into {folder}")
+    if not quiet:
+        err.print(f"downloaded {escape(repo_id)} into {escape(str(folder))}", soft_wrap=True)
     print(folder)
 
 
 def verify(
     path: Path = typer.Argument(..., help="A model folder (or a Qwen3-TTS-Tokenizer-12Hz folder)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON report on stdout."),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
-    """Check a model folder: files, configs, every tensor, sizes and SHA-256."""
+    """Check a model folder: files, configs, every tensor, sizes and SHA-256.
+
+    With --quiet only the exit status (and a failure's one line) tells the result."""
     import json
 
     from rich.table import Table
@@ -85,7 +93,7 @@ def verify(
 
     from ..io.verify import verify_folder
 
-    if err.is_terminal and not json_out:
+    if err.is_terminal and not json_out and not quiet:
         with err.status("checking…") as status:
             report = verify_folder(path, progress=lambda msg: status.update(msg + "…"))
     else:
@@ -94,7 +102,7 @@ def verify(
     if json_out:
         sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False) + "\n")
         sys.stdout.flush()
-    else:
+    elif not quiet:
         table = Table(title=Text(f"{path} ({report.kind})"), title_justify="left")
         table.add_column("check", no_wrap=True)
         table.add_column("status", no_wrap=True)
@@ -109,8 +117,8 @@ def verify(
         out.print(table)
     if failed:
         fail(f"{path}: {len(failed)} check(s) failed: " + ", ".join(failed), 1)
-    if not json_out:
-        err.print(f"[bold green]ok:[/] {path}: all {len(report)} checks hold "
+    if not json_out and not quiet:
+        err.print(f"[bold green]ok:[/] {escape(str(path))}: all {len(report)} checks hold "
                   f"({sum(c.status == 'skip' for c in report)} skipped)", soft_wrap=True)
 
 

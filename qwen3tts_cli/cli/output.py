@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from ..errors import InputError, reading
+from ..errors import InputError, Qwen3TTSError, reading
 from .app import err, fail
 
 RAW_FORMAT = "stdout (raw s16le, 24000 Hz, mono)"
@@ -42,8 +42,9 @@ def read_stdin() -> str:
         raise InputError(f"standard input is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
 
 
-def stdin_lines():
-    """Non-empty lines of standard input, each as soon as it arrives (strict UTF-8)."""
+def stdin_lines(skip):
+    """(line number, text) of each non-empty line of standard input, as soon as it arrives. A line
+    that is not UTF-8 is not spoken: ``skip(note)`` is told, and the next line is read."""
     from ..text.segment import normalize_text
 
     source = getattr(sys.stdin, "buffer", sys.stdin)
@@ -51,10 +52,11 @@ def stdin_lines():
         if isinstance(line, bytes):
             try:
                 line = line.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InputError(f"standard input line {n} is not UTF-8 text") from None
+            except UnicodeDecodeError as e:
+                skip(f"line {n} is not UTF-8 text (byte 0x{line[e.start]:02x})")
+                continue
         if normalize_text(line):
-            yield line.strip()
+            yield n, line.strip()
 
 
 def read_lines(source: str) -> list[tuple[int, str]]:
@@ -90,7 +92,10 @@ def stdout_is_terminal() -> bool:
         return False
 
 
-def refuse_terminal() -> None:
+def check_stdout() -> None:
+    """Standard output can take binary audio: open (``>&-`` leaves none) and not a terminal."""
+    if sys.stdout is None:
+        raise Qwen3TTSError("standard output is closed: use -o FILE.wav, or give the command somewhere to write")
     if stdout_is_terminal():
         raise InputError("refusing to write binary audio to a terminal: use -o FILE.wav, or pipe it "
                          "(e.g. --raw | aplay -r 24000 -f S16_LE -c 1 -t raw)")
@@ -108,6 +113,9 @@ def write_stdout(data: bytes) -> None:
         # The reader went away: keep Python's exit-time flush of stdout from failing again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         fail("standard output was closed before all audio was written", 1)
+    except OSError as e:  # stdout redirected to a file on a full disk, an I/O error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise OSError(e.errno, e.strerror or str(e), "standard output") from None
 
 
 def check_output(path: Path | None, audio: bool = True) -> None:
@@ -249,7 +257,7 @@ def stream_device(device: str | None):
     try:
         import sounddevice as sd
     except ImportError:
-        fail(f"live playback needs sounddevice (pip install 'qwen3tts-cli\\[play]'); or {PLAY_HINT}", 1)
+        fail(f"live playback needs sounddevice (pip install 'qwen3tts-cli[play]'); or {PLAY_HINT}", 1)
     except OSError:  # the PortAudio library itself is missing
         fail(f"live playback needs the PortAudio library (e.g. apt install libportaudio2); or {PLAY_HINT}", 1)
     try:

@@ -11,9 +11,9 @@ import typer
 from rich.markup import escape
 
 from ..engine.request import DEFAULT_STREAM_SCHEDULE
-from ..errors import InputError, TruncatedError
+from ..errors import InputError, RequestError, TruncatedError
 from . import output
-from .app import err
+from .app import err, message
 from .options import with_groups
 from .speech import (DEVICE, SPEECH, DeviceOptions, SpeechOptions, check_against_model, load_model, speech_request,
                      voice_source, with_voice)
@@ -63,7 +63,7 @@ def stream(
     sizes = _parse_schedule(schedule)
     to_stdout = raw or output_ == "-"
     if to_stdout:
-        output.refuse_terminal()
+        output.check_stdout()
     if output_device is not None and (to_stdout or output_ is not None):
         raise InputError("--output-device is for playback; drop it with -o/--raw")
     out_path = Path(output_) if output_ not in (None, "-") else None
@@ -86,14 +86,26 @@ def stream(
     t_load = time.perf_counter() - t0
     request = with_voice(tts, request)  # pinned: every line speaks with this one voice
 
-    lines = output.stdin_lines() if text == "-" else iter([text])
+    skipped: list[str] = []  # stdin lines not spoken: the stream goes on, the exit status says so
+
+    def skip(note: str) -> None:
+        skipped.append(note)
+        say(f"[yellow]warning:[/] standard input {escape(note)}: skipped")
+
+    lines = output.stdin_lines(skip) if text == "-" else iter([(1, text)])
     sink = output.StreamSink(sd, output_device, out_path, raw, to_stdout, tts.sample_rate)
     truncated = n_lines = frames = 0
     audio_s = busy_s = 0.0
     try:
-        for line in lines:
+        for n, line in lines:
             t1 = time.perf_counter()
-            st = tts.stream(replace(request, text=line))
+            try:
+                st = tts.stream(replace(request, text=line))
+            except RequestError as e:
+                if text != "-" or e.field != "text":
+                    raise
+                skip(f"line {n}: {message(e)}")
+                continue
             if n_lines:
                 sink.write(silence(request.pause))
             ttfa = None
@@ -118,7 +130,8 @@ def stream(
                           f"({result.seconds / max(dt, 1e-9):.2f}x real time), {result.frames} frames, "
                           f"stop: {result.stop_reason}", soft_wrap=True, highlight=False)
         if n_lines == 0:
-            raise InputError("standard input had no text (every line was empty)")
+            raise InputError("standard input had no text (every line was empty)" if not skipped else
+                             f"standard input had nothing to speak: {'; '.join(skipped)}")
         sink.finish()
     finally:
         sink.close()
@@ -128,6 +141,9 @@ def stream(
     if stats and n_lines > 1:
         err.print(f"stats: all: {audio_s:.2f} s of audio in {busy_s:.2f} s ({audio_s / max(busy_s, 1e-9):.2f}x "
                   "real time)", soft_wrap=True, highlight=False)
+    if skipped:
+        raise InputError(f"{len(skipped)} line{'s' if len(skipped) > 1 else ''} of standard input not spoken "
+                         f"(the others were): {'; '.join(skipped)}")
     if truncated and not o.allow_truncation:
         what = "the utterance was" if n_lines == 1 else f"{truncated} of {n_lines} lines were"
         raise TruncatedError(f"{what} cut short by the runaway guard (--allow-truncation to accept this "

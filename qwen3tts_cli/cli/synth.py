@@ -80,7 +80,7 @@ def synth(
     voice = voice_source(o)
     to_stdout = raw or output_ == "-"
     if to_stdout:
-        output.refuse_terminal()
+        output.check_stdout()
     out_path = Path(output_) if output_ not in (None, "-") else None
     output.check_output(out_path)
     output.check_output(save_codes, audio=False)

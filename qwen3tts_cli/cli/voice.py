@@ -9,9 +9,8 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from .app import err
-from .options import DEVICE_OPTION
-from .output import check_output
+from .options import DEVICE_OPTION, QUIET_OPTION
+from .output import check_output, say_to_stderr
 
 voice_app = typer.Typer(help="Make and inspect reusable cloned voices (Base models).", no_args_is_help=True)
 
@@ -28,6 +27,7 @@ def voice_create(
     model: str = typer.Option(..., "--model", "-m", help="Base model folder, repo id or short name (e.g. 0.6B-Base)."),
     output: Path = typer.Option(..., "--output", "-o", metavar="VOICE.safetensors", help="Voice file to write."),
     device: Optional[str] = DEVICE_OPTION,
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Turn reference audio into a voice file for `synth --voice` (no recomputation on reuse).
 
@@ -47,12 +47,14 @@ def voice_create(
     voice = VoiceMaker(folder, device=dev).create(reference.audio, ref_text=ref_text, xvector_only=xvector_only)
     save_voice(output, voice)
     what = (f"in-context, {voice.frames} reference frames" if voice.mode == "icl" else "x-vector only")
-    err.print(f"wrote {escape(str(output))}: {what}, from {voice.ref_seconds:.2f} s of audio, for "
-              f"{voice.describe_model()} ({time.perf_counter() - t0:.1f} s)", soft_wrap=True)
+    say_to_stderr(quiet)(f"wrote {escape(str(output))}: {what}, from {voice.ref_seconds:.2f} s of audio, for "
+                         f"{voice.describe_model()} ({time.perf_counter() - t0:.1f} s)")
 
 
-def voice_info(voice_file: Path = typer.Argument(..., metavar="VOICE.safetensors", help="A voice file.")) -> None:
-    """Show what a voice file holds and which model it was made for."""
+def voice_info(voice_file: Path = typer.Argument(..., metavar="VOICE.safetensors", help="A voice file."),
+               quiet: bool = QUIET_OPTION) -> None:
+    """Show what a voice file holds and which model it was made for (on stdout; --quiet is accepted as
+    everywhere, and there is nothing else to leave out)."""
     from ..voice.clone import load_voice
 
     v = load_voice(voice_file)

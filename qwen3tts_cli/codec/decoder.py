@@ -512,6 +512,18 @@ def codec_folder(folder: str | Path) -> Path:
     if (sub / "config.json").is_file():
         return sub
     if (folder / "config.json").is_file():
+        if _model_type(folder / "config.json") == "qwen3_tts":  # a TTS model folder without its codec
+            raise ModelError(f"{folder}: speech_tokenizer/ is missing (the model's codec, config.json and "
+                             "model.safetensors): download the model again, e.g. `qwen3tts download`")
         return folder
     raise ModelError(f"{folder}: neither a model folder with speech_tokenizer/ nor a "
                      "Qwen3-TTS-Tokenizer-12Hz folder (no config.json)")
+
+
+def _model_type(config: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None  # unreadable: the codec's own config check words it

@@ -147,6 +147,9 @@ def load_tts(path_or_folder: str | Path, device: str | torch.device = "cpu",
     dt = parse_dtype(dtype) or default_dtype(dev, quantize)
     files = model_files(folder)
     cfg = files.model_config()
+    from ..codec.decoder import codec_folder
+
+    codec_folder(folder)  # decoding needs it: a missing codec is said now, not after generating
     expected = expected_model_tensors(cfg)
     # The Base models' speaker encoder only makes voices: create_voice loads it on first use.
     ignore = [n for n in expected if n.startswith("speaker_encoder.")]

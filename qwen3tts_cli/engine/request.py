@@ -105,8 +105,13 @@ class SpeechRequest:
     def __post_init__(self):
         from ..model.sampling import MAX_SEED, SamplingSettings
 
+        from ..text.segment import check_unicode
+
         if not isinstance(self.text, str):
             raise RequestError(f"text must be a string, not {type(self.text).__name__}", "text", "text_type")
+        for name in ("text", "instruct", "speaker", "language"):
+            if isinstance(getattr(self, name), str):
+                check_unicode(getattr(self, name), name)
         set_ = object.__setattr__  # frozen: normalize the containers once, here
         set_(self, "sampling", types.MappingProxyType(dict(self.sampling or {})))
         set_(self, "schedule", stream_schedule(self.schedule))

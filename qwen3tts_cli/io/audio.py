@@ -2,13 +2,12 @@
 
 A WAV is first written to a hidden temporary file beside the target and renamed over it only when
 complete, so an interrupted or failed write never leaves a partial file at the target path.
-soundfile is imported where a file is written: generating and streaming raw PCM (and the engine's
-``sample_rate``) work without it.
+The WAV bytes are our own (a 44-byte header and little-endian samples): writing needs no
+libsndfile, and a write error is an OSError naming the file. soundfile is only for reading.
 """
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
@@ -25,7 +24,7 @@ def check_audio_name(path: str | Path) -> None:
     suffix = Path(path).suffix
     if suffix.lower() not in AUDIO_SUFFIXES:
         raise InputError(f"{path}: unsupported output format '{suffix}' (this version writes WAV: use a .wav name)")
-SUBTYPES = {"pcm16": "PCM_16", "float32": "FLOAT"}
+SUBTYPES = ("pcm16", "float32")
 _PCM16_SCALE = np.float32(32767.0)
 
 
@@ -48,6 +47,14 @@ def _to_int16(samples) -> np.ndarray:
     return np.rint(np.clip(x, -1.0, 1.0) * _PCM16_SCALE).astype(np.int16)
 
 
+def _write_bytes(f, data: bytes, path: Path) -> None:
+    """Write to an open file; a failure (disk full, I/O error) is an OSError naming ``path``."""
+    try:
+        f.write(data)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+
+
 class WavWriter:
     """Append mono float chunks to a WAV file that appears at ``path`` only on success.
 
@@ -57,7 +64,8 @@ class WavWriter:
 
     Any exception (including KeyboardInterrupt) inside the block leaves no partial file and an
     existing ``path`` untouched (io/files.py: a symlink's target is replaced; a device or FIFO is
-    written through, 16-bit, with ``length`` samples in its header if given, else "unknown length").
+    written through, with ``length`` samples in its header if given, else "unknown length"). The
+    bytes are written here, not by libsndfile: a full disk is an OSError naming the file.
     """
 
     def __init__(self, path: str | Path, sample_rate: int = SAMPLE_RATE, subtype: str = "pcm16",
@@ -70,22 +78,20 @@ class WavWriter:
         self.length = length
         self.frames = 0
         self._target = None  # the replace_atomically context
-        self._file = None  # soundfile.SoundFile, or a raw file written through
+        self._file = None
+        self._through = False
 
     def __enter__(self) -> "WavWriter":
         from .files import replace_atomically
 
         self._target = replace_atomically(self.path)
-        where, through = self._target.__enter__()
+        where, self._through = self._target.__enter__()
         try:
-            if through:
+            try:
                 self._file = open(where, "wb")
-                self._file.write(wav_header(self.length, self.sample_rate))
-            else:
-                import soundfile as sf
-
-                self._file = sf.SoundFile(str(where), "w", samplerate=self.sample_rate, channels=1, format="WAV",
-                                          subtype=SUBTYPES[self.subtype])
+            except OSError as e:
+                raise OSError(e.errno, e.strerror or str(e), str(self.path)) from None
+            _write_bytes(self._file, wav_header(self.length, self.sample_rate, self.subtype), self.path)
         except BaseException as e:
             self.__exit__(type(e), e, e.__traceback__)
             raise
@@ -94,15 +100,12 @@ class WavWriter:
     def write(self, samples) -> None:
         if self.subtype == "pcm16":
             # Our own conversion (not libsndfile's), so clipping never depends on its version.
-            data = _to_int16(samples)
+            data = _to_int16(samples).astype("<i2", copy=False)
         else:
-            data = np.asarray(samples, dtype=np.float32)
+            data = np.asarray(samples, dtype="<f4")
             if data.ndim != 1:
                 raise ValueError(f"expected mono samples [n], got shape {list(data.shape)}")
-        if isinstance(self._file, io.IOBase):
-            self._file.write(data.astype("<i2", copy=False).tobytes())
-        else:
-            self._file.write(data)
+        _write_bytes(self._file, data.tobytes(), self.path)
         self.frames += len(data)
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -110,8 +113,14 @@ class WavWriter:
         target, self._target = self._target, None
         if exc_type is None:
             try:
-                file.close()
-            except BaseException as e:  # e.g. the disk filled up on the last flush
+                if not self._through and self.frames != self.length:  # the sizes, now known
+                    file.seek(0)
+                    _write_bytes(file, wav_header(self.frames, self.sample_rate, self.subtype), self.path)
+                try:
+                    file.close()
+                except OSError as e:  # the last flush
+                    raise OSError(e.errno, e.strerror or str(e), str(self.path)) from None
+            except BaseException as e:
                 target.__exit__(type(e), e, e.__traceback__)  # the temporary file goes
                 raise
             target.__exit__(None, None, None)  # renamed into place
@@ -133,11 +142,8 @@ def write_wav(path: str | Path, samples, sample_rate: int = SAMPLE_RATE, subtype
 
 def wav_bytes(samples, sample_rate: int = SAMPLE_RATE) -> bytes:
     """A complete 16-bit PCM WAV file in memory (for standard output), same samples as ``write_wav``."""
-    import soundfile as sf
-
-    buf = io.BytesIO()
-    sf.write(buf, _to_int16(samples), sample_rate, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
+    data = pcm16(samples)
+    return wav_header(len(data) // 2, sample_rate) + data
 
 
 # A RIFF/data size field meaning "unknown length": what streaming writers put on a pipe, where the
@@ -145,19 +151,21 @@ def wav_bytes(samples, sample_rate: int = SAMPLE_RATE) -> bytes:
 UNKNOWN_LENGTH = 0xFFFFFFFF
 
 
-def wav_header(n_samples: int | None, sample_rate: int = SAMPLE_RATE) -> bytes:
-    """The 44-byte header of a 16-bit mono PCM WAV holding ``n_samples`` (None: unknown length)."""
+def wav_header(n_samples: int | None, sample_rate: int = SAMPLE_RATE, subtype: str = "pcm16") -> bytes:
+    """The 44-byte header of a mono WAV holding ``n_samples`` (None: unknown length): 16-bit PCM,
+    or IEEE float32 with ``subtype="float32"``."""
+    fmt, width = (3, 4) if subtype == "float32" else (1, 2)
     if n_samples is None:
         data = riff = UNKNOWN_LENGTH
     else:
-        data = 2 * n_samples
+        data = width * n_samples
         riff = 36 + data
         if riff > UNKNOWN_LENGTH:
             raise ValueError("too long for a WAV file (4 GiB)")
     return (b"RIFF" + riff.to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
-            + (1).to_bytes(2, "little") + (1).to_bytes(2, "little") + sample_rate.to_bytes(4, "little")
-            + (2 * sample_rate).to_bytes(4, "little") + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
-            + b"data" + data.to_bytes(4, "little"))
+            + fmt.to_bytes(2, "little") + (1).to_bytes(2, "little") + sample_rate.to_bytes(4, "little")
+            + (width * sample_rate).to_bytes(4, "little") + width.to_bytes(2, "little")
+            + (8 * width).to_bytes(2, "little") + b"data" + data.to_bytes(4, "little"))
 
 
 class ProgressiveWavWriter:
@@ -181,26 +189,30 @@ class ProgressiveWavWriter:
         try:
             self._file = open(target, "wb")
         except OSError as e:
-            raise InputError(f"{self.path}: cannot write here ({e.strerror})") from None
-        self._file.write(wav_header(0 if self._seekable else None, sample_rate))
-        self._file.flush()
+            raise OSError(e.errno, e.strerror or str(e), str(self.path)) from None
+        self._put(wav_header(0 if self._seekable else None, sample_rate))
 
     def write(self, samples) -> None:
         data = pcm16(samples)
         if not data:
             return
-        f = self._file
-        f.write(data)
+        self._put(data)
         self.frames += len(data) // 2
         if self._seekable:
             # Sizes first in the header, then back to the end: a reader sees a consistent file.
             header = wav_header(self.frames, self.sample_rate)
-            f.seek(4)
-            f.write(header[4:8])
-            f.seek(40)
-            f.write(header[40:44])
-            f.seek(0, os.SEEK_END)
-        f.flush()
+            self._put(header[4:8], at=4)
+            self._put(header[40:44], at=40)
+            self._file.seek(0, os.SEEK_END)
+
+    def _put(self, data: bytes, at: int | None = None) -> None:
+        try:
+            if at is not None:
+                self._file.seek(at)
+            self._file.write(data)
+            self._file.flush()
+        except OSError as e:
+            raise OSError(e.errno, e.strerror or str(e), str(self.path)) from None
 
     def close(self) -> None:
         if self._file is not None:

@@ -47,6 +47,8 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected an audio file")
     if not path.is_file():
         raise InputError(f"{path}: audio file not found")
     try:

@@ -9,6 +9,8 @@ Random draws come from a ``torch.Generator`` seeded from the user's seed.
 
 from __future__ import annotations
 
+import math
+
 import functools
 from dataclasses import dataclass, fields, replace
 from typing import Sequence
@@ -50,14 +52,14 @@ class SamplingSettings(GenerationConfig):
             t = getattr(self, prefix + "temperature")
             k = getattr(self, prefix + "top_k")
             p = getattr(self, prefix + "top_p")
-            if not t > 0:
-                raise InputError(f"{prefix}temperature must be > 0 (got {t})")
+            if not 0 < t < math.inf:  # inf would flatten every distribution (and NaN the masked codes)
+                raise InputError(f"{prefix}temperature must be a finite number > 0 (got {t})")
             if k < 0:
                 raise InputError(f"{prefix}top_k must be >= 0 (got {k}; 0 disables it)")
             if not 0 < p <= 1:
                 raise InputError(f"{prefix}top_p must be in (0, 1] (got {p})")
-        if not self.repetition_penalty > 0:
-            raise InputError(f"repetition_penalty must be > 0 (got {self.repetition_penalty})")
+        if not 0 < self.repetition_penalty < math.inf:
+            raise InputError(f"repetition_penalty must be a finite number > 0 (got {self.repetition_penalty})")
         if self.min_new_tokens < 0:
             raise InputError(f"min_new_tokens must be >= 0 (got {self.min_new_tokens})")
 

@@ -78,6 +78,20 @@ _LANGUAGE_ABBREVIATIONS = {
 _INITIALS = re.compile(r"^(?:\w\.)+\w?$|^\w$")  # U.S, e.g, J (before its period)
 
 
+def check_unicode(value: str, field: str) -> None:
+    """Refuse text holding a lone surrogate: an undecodable byte that Python kept from the command
+    line or a file (U+DC80..U+DCFF), or a broken UTF-16 pair from JSON. The text tokenizer cannot
+    encode it, and guessing what it meant would speak something the caller did not write."""
+    from ..errors import RequestError
+
+    for i, ch in enumerate(value):
+        if "\ud800" <= ch <= "\udfff":
+            raw = "\udc80" <= ch <= "\udcff"
+            what = f"byte 0x{ord(ch) - 0xDC00:02x}" if raw else f"lone surrogate U+{ord(ch):04X}"
+            raise RequestError(f"{field} holds an invalid character ({what}{' that is not UTF-8' if raw else ''}, "
+                               f"at character {i + 1})", field, "not_unicode", what=what, at=i + 1)
+
+
 def normalize_text(text: str) -> str:
     """Line endings to "\\n", control characters and unpaired surrogates removed, NFC, ends stripped."""
     if not isinstance(text, str):

@@ -34,6 +34,10 @@ class CloneReference:
     xvector_only: bool = False
 
     def __post_init__(self):
+        from ..text.segment import check_unicode
+
+        if isinstance(self.ref_text, str):
+            check_unicode(self.ref_text, "ref_text")
         if self.xvector_only and self.ref_text is not None:
             raise RequestError("a reference transcript (ref_text) is only used for in-context cloning: give "
                                "ref_text or xvector_only, not both", "ref_text", "ref_text_with_xvector_only")
