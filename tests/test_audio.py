@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from qwen3tts_cli.io import audio
 from qwen3tts_cli.io.audio import WavWriter, pcm16, write_wav
 from qwen3tts_cli.errors import InputError
 
@@ -78,12 +77,13 @@ def test_failure_leaves_no_file_and_keeps_old_one(tmp_path):
 
 
 def test_write_error_cleans_up(tmp_path, monkeypatch):
-    def broken(f, data, path):
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    def broken(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(audio, "_write_bytes", broken)
-    with pytest.raises(OSError, match="No space left"):
+    monkeypatch.setattr(WavWriter, "_put", broken)
+    with pytest.raises(OSError, match="No space left") as e:
         write_wav(tmp_path / "x.wav", np.zeros(10, dtype=np.float32))
+    assert e.value.filename is None  # the writer's own naming is tested on a real full disk
     assert list(tmp_path.iterdir()) == []
 
 

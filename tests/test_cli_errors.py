@@ -12,6 +12,8 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from qwen3tts_cli.engine import guard
+from qwen3tts_cli.io.audio import WavWriter
+from qwen3tts_cli.io.files import naming
 from qwen3tts_cli.cli.main import app
 from qwen3tts_cli.engine import load_tts
 from qwen3tts_cli.text.segment import split_text
@@ -195,10 +197,11 @@ def test_output_folder_not_writable(cv_path, tmp_path, monkeypatch):
 
 
 def test_disk_full_leaves_no_file(cv_path, tmp_path, monkeypatch):
-    def full(f, data, path):
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    def full(self, data):
+        with naming(self.path):
+            raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("qwen3tts_cli.io.audio._write_bytes", full)
+    monkeypatch.setattr(WavWriter, "_put", full)
     out = tmp_path / "out.wav"
     one_error(synth(TEXT, "-m", cv_path, "--max-frames", "2", "-o", str(out)), 1,
               str(out), "No space left on device")
@@ -422,3 +425,47 @@ def test_reader_leaving_early(cv_path):
     assert p.wait(300) == 1
     assert one_line(p.stderr.read()) == "error: standard output was closed before all audio was written"
 
+
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real full filesystem (a 64 KiB tmpfs) holding old.wav and 4 KiB of room: enough for a
+    header, not for audio. Needs root and the right to mount."""
+    import subprocess
+
+    where = tmp_path / "full"
+    where.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root and mount rights")
+    try:
+        (where / "old.wav").write_bytes(b"old")
+        with open(where / "filler", "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+        os.truncate(where / "filler", os.path.getsize(where / "filler") - 4096)
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+@pytest.mark.parametrize("args, target", [
+    (["synth", TEXT, "-o", "out.wav"], "out.wav"),
+    (["synth", TEXT, "-o", "old.wav"], "old.wav"),
+    (["synth", TEXT, "-o", "/dev/null", "--save-codes", "c.npy"], "c.npy"),
+    (["stream", TEXT, "-o", "s.wav"], "s.wav"),
+])
+def test_a_real_full_disk(cv_path, full_disk, args, target):
+    args = [str(full_disk / a) if a.endswith((".wav", ".npy")) and "/" not in a else a for a in args]
+    r = runner.invoke(app, [*args, "-m", cv_path, "--max-frames", "40", "--device", "cpu", "-q"])
+    one_error(r, 1, str(full_disk / target), "No space left on device")
+    assert (full_disk / "old.wav").read_bytes() == b"old"
+    left = files(full_disk)
+    if target == "s.wav":  # progressive by design: what fit, as a valid WAV (header sizes patched)
+        left.remove("s.wav")
+        assert sf.info(full_disk / "s.wav").frames % 1920 == 0
+    assert left == ["filler", "old.wav"]

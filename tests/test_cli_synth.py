@@ -71,7 +71,7 @@ def test_synth_errors_leave_no_file(tiny_checkpoint, tmp_path):
     r = runner.invoke(app, ["synth", "Hi.", "-m", ck, "--speaker", "bob", "--save-codes", str(out)])
     assert r.exit_code == 2 and "valid speakers" in r.output
     r = runner.invoke(app, ["synth", "Hi.", "-m", ck, "--speaker", "ryan", "--top-p", "2", "--save-codes", str(out)])
-    assert r.exit_code == 2 and "top_p" in r.output
+    assert r.exit_code == 2 and "--top-p must be in (0, 1]" in r.output
     r = runner.invoke(app, ["synth", "Hi.", "-m", ck, "--speaker", "ryan", "--save-codes", str(tmp_path / "no" / "x.npy")])
     assert r.exit_code == 2
     r = runner.invoke(app, ["synth", "Hi.", "-m", str(tmp_path / "missing"), "--save-codes", str(out)])

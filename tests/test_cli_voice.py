@@ -85,6 +85,11 @@ def test_voice_errors(base06, ref_wav, tiny_checkpoint, tmp_path):
         (["voice", "create", "--ref-audio", str(ref_wav), "--xvector-only", "-m", str(base06), "-o",
           str(tmp_path / "no" / "v.safetensors")], "folder does not exist"),
         (["voice", "info", str(ref_wav)], "not a voice file"),
+        (["voice", "info", str(tmp_path)], "is a folder, expected a voice file"),
+        ([*create, "--ref-audio", str(tmp_path), "--xvector-only", "-m", str(base06)],
+         "is a folder, expected an audio file"),
+        ([*create, "--ref-audio", str(ref_wav), "--ref-text", "x\udcff", "-m", str(base06)],
+         "--ref-text is not UTF-8 text (byte 0xff at character 2)"),
     ]
     for args, words in cases:
         one_line_error(runner.invoke(app, args), 2, words)

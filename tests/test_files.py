@@ -88,3 +88,18 @@ def test_checks_before_any_work(tmp_path):
         check_audio_name(ok)
     with pytest.raises(InputError, match=r"unsupported output format '\.mp3'"):
         check_audio_name("x.mp3")
+
+
+def test_a_full_disk_at_the_temporary_file_is_a_runtime_error(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    with pytest.raises(OSError) as e:
+        with replace_atomically(tmp_path / "out.wav"):
+            pass
+    assert not isinstance(e.value, InputError) and e.value.filename == str(tmp_path / "out.wav")
+    assert e.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []

@@ -14,7 +14,7 @@ ALLOWED = {
     "text": set(),
     "model": {"io"},
     "codec": {"io", "model"},
-    "voice": {"io", "codec"},
+    "voice": {"io", "text", "codec"},  # text: a clone transcript is checked as any text is
     "engine": {"io", "text", "model", "codec", "voice"},
     "bench": {"io", "model", "codec", "engine"},
     "cli": {"io", "text", "voice", "codec", "engine", "bench"},

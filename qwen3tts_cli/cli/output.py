@@ -131,27 +131,18 @@ def check_output(path: Path | None, audio: bool = True) -> None:
     check_file(path)
 
 
-def write_wav(path: Path, audio) -> Path:
-    """audio.write_wav (atomic), with a failed write (disk full, I/O error) named after its file."""
-    from ..io.audio import write_wav
-
-    try:
-        return write_wav(path, audio)
-    except OSError as e:
-        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
-
-
 def save_npy(path: Path, codes) -> None:
     """Codec codes as int64 .npy, written atomically (io/files.py), named after its file on failure."""
+    import io
+
     import numpy as np
 
-    from ..io.files import replace_atomically
+    from ..io.files import atomic_file
 
-    try:
-        with replace_atomically(path) as (where, _), open(where, "wb") as f:
-            np.save(f, codes.numpy().astype(np.int64))
-    except OSError as e:
-        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+    buf = io.BytesIO()  # numpy writes a real file with tofile(), whose short write has no errno
+    np.save(buf, codes.numpy().astype(np.int64))
+    with atomic_file(path) as f:
+        f.write(buf.getbuffer())
 
 
 def default_output(folder: Path) -> Path:
@@ -196,7 +187,7 @@ class UtteranceOutput:
         return self.kind != "codes-only"
 
     def put(self, audio, path: Path | None) -> str | None:
-        from ..io.audio import pcm16, wav_bytes
+        from ..io.audio import pcm16, wav_bytes, write_wav
 
         if self.kind == "files":
             return str(write_wav(path, audio))

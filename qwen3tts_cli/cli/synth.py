@@ -174,6 +174,8 @@ def _synth_each(tts, requests, jobs, out, save_codes, live: bool, say, t_load: f
 
 
 def _synth_batches(tts, requests, paths, batch_size: int, live: bool, say, t_load: float, cap: int) -> int:
+    from ..io.audio import write_wav
+
     """--input with --batch-size: lines in groups of ``batch_size``; each WAV is written (atomically)
     as soon as its line ends, so an interruption keeps every finished file and no partial one.
     Returns how many lines the runaway guard cut short."""
@@ -191,7 +193,7 @@ def _synth_batches(tts, requests, paths, batch_size: int, live: bool, say, t_loa
                 nonlocal seconds, truncated
                 path = paths[group[i]]
                 truncated += _report(result, say, path.name + ": ")
-                output.write_wav(path, result.audio)
+                write_wav(path, result.audio)
                 seconds += result.seconds
                 chunks = f" in {result.chunks} chunks" if result.chunks > 1 else ""
                 say(f"wrote {escape(str(path))}: {result.frames} frames ({result.seconds:.2f} s "

@@ -47,14 +47,6 @@ def _to_int16(samples) -> np.ndarray:
     return np.rint(np.clip(x, -1.0, 1.0) * _PCM16_SCALE).astype(np.int16)
 
 
-def _write_bytes(f, data: bytes, path: Path) -> None:
-    """Write to an open file; a failure (disk full, I/O error) is an OSError naming ``path``."""
-    try:
-        f.write(data)
-    except OSError as e:
-        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
-
-
 class WavWriter:
     """Append mono float chunks to a WAV file that appears at ``path`` only on success.
 
@@ -82,16 +74,14 @@ class WavWriter:
         self._through = False
 
     def __enter__(self) -> "WavWriter":
-        from .files import replace_atomically
+        from .files import naming, replace_atomically
 
         self._target = replace_atomically(self.path)
         where, self._through = self._target.__enter__()
         try:
-            try:
+            with naming(self.path):
                 self._file = open(where, "wb")
-            except OSError as e:
-                raise OSError(e.errno, e.strerror or str(e), str(self.path)) from None
-            _write_bytes(self._file, wav_header(self.length, self.sample_rate, self.subtype), self.path)
+            self._put(wav_header(self.length, self.sample_rate, self.subtype))
         except BaseException as e:
             self.__exit__(type(e), e, e.__traceback__)
             raise
@@ -105,26 +95,35 @@ class WavWriter:
             data = np.asarray(samples, dtype="<f4")
             if data.ndim != 1:
                 raise ValueError(f"expected mono samples [n], got shape {list(data.shape)}")
-        _write_bytes(self._file, data.tobytes(), self.path)
+        self._put(data.tobytes())
         self.frames += len(data)
 
+    def _put(self, data: bytes) -> None:
+        from .files import naming
+
+        with naming(self.path):
+            self._file.write(data)
+
     def __exit__(self, exc_type, exc, tb) -> None:
-        file, self._file = self._file, None
+        from .files import naming
+
+        file = self._file
         target, self._target = self._target, None
         if exc_type is None:
             try:
                 if not self._through and self.frames != self.length:  # the sizes, now known
                     file.seek(0)
-                    _write_bytes(file, wav_header(self.frames, self.sample_rate, self.subtype), self.path)
-                try:
-                    file.close()
-                except OSError as e:  # the last flush
-                    raise OSError(e.errno, e.strerror or str(e), str(self.path)) from None
+                    self._put(wav_header(self.frames, self.sample_rate, self.subtype))
+                self._file = None
+                with naming(self.path):
+                    file.close()  # the last flush
             except BaseException as e:
+                self._file = None
                 target.__exit__(type(e), e, e.__traceback__)  # the temporary file goes
                 raise
             target.__exit__(None, None, None)  # renamed into place
             return
+        self._file = None
         if file is not None:
             try:
                 file.close()
@@ -179,17 +178,15 @@ class ProgressiveWavWriter:
     """
 
     def __init__(self, path: str | Path, sample_rate: int = SAMPLE_RATE):
-        from .files import output_target
+        from .files import naming, output_target
 
         self.path = Path(path)
         self.sample_rate = sample_rate
         self.frames = 0
         target, through = output_target(self.path)
         self._seekable = not through
-        try:
+        with naming(self.path):
             self._file = open(target, "wb")
-        except OSError as e:
-            raise OSError(e.errno, e.strerror or str(e), str(self.path)) from None
         self._put(wav_header(0 if self._seekable else None, sample_rate))
 
     def write(self, samples) -> None:
@@ -206,13 +203,13 @@ class ProgressiveWavWriter:
             self._file.seek(0, os.SEEK_END)
 
     def _put(self, data: bytes, at: int | None = None) -> None:
-        try:
+        from .files import naming
+
+        with naming(self.path):
             if at is not None:
                 self._file.seek(at)
             self._file.write(data)
             self._file.flush()
-        except OSError as e:
-            raise OSError(e.errno, e.strerror or str(e), str(self.path)) from None
 
     def close(self) -> None:
         if self._file is not None:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -62,7 +63,9 @@ def replace_atomically(path: str | Path) -> Iterator[tuple[Path, bool]]:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=folder)
     except OSError as e:
-        raise InputError(f"{target}: cannot write here ({e.strerror})") from None
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):  # the user's choice of place
+            raise InputError(f"{target}: cannot write here ({e.strerror})") from None
+        raise OSError(e.errno, e.strerror, str(target)) from None  # a full disk, I/O: a runtime failure
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -74,3 +77,20 @@ def replace_atomically(path: str | Path) -> Iterator[tuple[Path, bool]]:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """An OSError inside (a full disk, an I/O error) comes out naming ``path``, the user's name for
+    the file (not a temporary one), with the system's words for it."""
+    try:
+        yield
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator:
+    """A binary file open for writing at ``path`` by replace_atomically's rules; errors name ``path``."""
+    with naming(path), replace_atomically(path) as (where, _), open(where, "wb") as f:
+        yield f

@@ -465,10 +465,10 @@ def write_safetensors(path: str | Path, specs: Mapping[str, TensorSpec],
 
     Byte-identical to ``safetensors.torch.save_file`` for the same tensors and metadata.
     """
-    from .files import replace_atomically
+    from .files import atomic_file
 
     head, order = safetensors_header_bytes(specs, metadata)
-    with replace_atomically(path) as (where, _), open(where, "wb") as f:
+    with atomic_file(path) as f:
         f.write(head)
         for name in order:
             spec = specs[name]

@@ -127,6 +127,8 @@ def load_voice(path: str | Path) -> VoicePrompt:
     from ..io.weights import load_safetensors, read_header
 
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a voice file (.safetensors from `voice create`)")
     if not path.is_file():
         raise InputError(f"{path}: voice file not found")
     try:
