@@ -404,11 +404,17 @@ def test_stdout_on_a_full_disk(cv_path, args):
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-def test_files_on_a_full_disk(cv_path):
+def test_files_on_a_full_disk(cv_path, base_path, tmp_path):
     # /dev/full is a device: written through (never replaced), and every write fails with ENOSPC.
-    for args in ("synth 'Hello.' -o /dev/full", "stream 'Hello.' -o /dev/full",
-                 "synth 'Hello.' -o /dev/null --save-codes /dev/full"):
-        r = real_cli(f"{args} -m {cv_path} --device cpu --max-frames 2 -q")
+    ref = tmp_path / "ref.wav"
+    sf.write(ref, tone(2, 44100), 44100)
+    codes = tmp_path / "c.npy"
+    np.save(codes, np.zeros((3, 16), dtype=np.int64))
+    for args in (f"synth 'Hello.' -m {cv_path} -o /dev/full", f"stream 'Hello.' -m {cv_path} -o /dev/full",
+                 f"synth 'Hello.' -m {cv_path} -o /dev/null --save-codes /dev/full",
+                 f"encode {ref} -m {cv_path} -o /dev/full", f"decode {codes} -m {cv_path} -o /dev/full",
+                 f"voice create --ref-audio {ref} --xvector-only -m {base_path} -o /dev/full"):
+        r = real_cli(f"{args} --device cpu -q" + (" --max-frames 2" if "Hello" in args else ""))
         assert r.returncode == 1 and one_line(r.stderr) == "error: /dev/full: No space left on device", args
     r = real_cli("--help > /dev/full")
     assert r.returncode == 1 and "standard output failed (No space left on device)" in one_line(r.stderr)

@@ -76,8 +76,10 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(weights, "_tensor_bytes", boom)
-    with pytest.raises(InputError, match="cannot write"):
+    with pytest.raises(OSError, match="No space left on device") as e:
         save_voice(tmp_path / "v.safetensors", make_voice())
+    # A runtime failure (exit 1 on the command line), named after the file the user asked for.
+    assert e.value.errno == 28 and e.value.filename == str(tmp_path / "v.safetensors")
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(InputError, match="folder does not exist"):
         save_voice(tmp_path / "nope" / "v.safetensors", make_voice())

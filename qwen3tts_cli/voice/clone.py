@@ -105,7 +105,8 @@ def _size_name(size: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 def save_voice(path: str | Path, voice: VoicePrompt) -> Path:
-    """Write ``voice`` as safetensors, atomically (a temp file renamed into place)."""
+    """Write ``voice`` as safetensors, atomically (io/files.py); a failed write (full disk, I/O) is
+    an OSError naming ``path``."""
     from ..io.weights import DTYPE_NAMES, TensorSpec, write_safetensors
 
     path = Path(path)
@@ -115,10 +116,7 @@ def save_voice(path: str | Path, voice: VoicePrompt) -> Path:
     if voice.ref_codes is not None:
         tensors["ref_codes"] = voice.ref_codes.detach().to("cpu", torch.int64).contiguous()
     specs = {n: TensorSpec(tuple(t.shape), DTYPE_NAMES[t.dtype]) for n, t in tensors.items()}
-    try:
-        write_safetensors(path, specs, tensors=tensors, metadata=voice.metadata())
-    except OSError as e:
-        raise InputError(f"{path}: cannot write ({e.strerror or e})") from None
+    write_safetensors(path, specs, tensors=tensors, metadata=voice.metadata())
     return path
 
 
