@@ -8,14 +8,44 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from ..errors import Qwen3TTSError, RequestError
 
+# The parser's error base class, whether typer carries its own copy of click (>= 0.20) or not.
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors the parser finds (an unknown option, a value out of an option's range) as one
+    `error:` line and exit status 2, like every other error, instead of click's framed box."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except _ClickException as e:
+            ctx = getattr(e, "ctx", None)
+            if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:  # a bare `qwen3tts`: the help
+                typer.echo(ctx.get_help())
+                sys.exit(e.exit_code)
+            where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            err.print(f"[bold red]error:[/] {escape(e.format_message())}{escape(where)}", soft_wrap=True)
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            err.print("[bold red]error:[/] aborted", soft_wrap=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="qwen3tts",
     help="Qwen3-TTS 12 Hz text-to-speech: download, verify, synthesize, stream, encode, decode, bench.",
     no_args_is_help=True,
@@ -62,7 +92,11 @@ _FLAG_WORDING = {
                                 "\"...\" (or --xvector-only), or --voice FILE from `qwen3tts voice create`",
     "not_unicode": lambda e: (f"{_TEXT_FLAGS.get(e.field, e.field)} is not UTF-8 text ({e.context['what']} "
                               f"at character {e.context['at']})"),
-    "sampling_invalid": lambda e: _sampling_flag(str(e)),
+    "sampling_invalid": lambda e: _as_flag(str(e)),
+    "pause_range": lambda e: _as_flag(str(e)),
+    "seed_range": lambda e: _as_flag(str(e)),
+    "max_frames_range": lambda e: _as_flag(str(e)),
+    "max_chars_range": lambda e: _as_flag(str(e)),
     "cuda_unavailable": lambda e: "device 'cuda' requested but CUDA is not available (use --device cpu)",
     "speaker_unsupported": lambda e: (
         "a Base model has no built-in speakers: clone a voice with --ref-audio (and --ref-text or --xvector-only) "
@@ -70,10 +104,10 @@ _FLAG_WORDING = {
 }
 
 
-def _sampling_flag(text: str) -> str:
+def _as_flag(text: str) -> str:
     # "top_k must be ..." -> "--top-k must be ..."; generation_config.json's other names stay as they are.
     name = text.split(" ", 1)[0]
-    if name in ("temperature", "top_k", "top_p", "repetition_penalty"):
+    if name in ("temperature", "top_k", "top_p", "repetition_penalty", "pause", "seed", "max_frames", "max_chars"):
         return "--" + name.replace("_", "-") + text[len(name):]
     return text
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
 import typer
@@ -10,6 +9,7 @@ from rich.markup import escape
 
 from .app import err
 from .options import QUIET_OPTION
+from .output import print_stdout
 
 
 def bench(
@@ -37,7 +37,7 @@ def bench(
     result = run_bench(model, random_weights=random_weights, device=device, dtype=dtype, frames=frames,
                        batch=batch, warmup=warmup, threads=threads)
     if json_out:
-        sys.stdout.write(to_json(result) + "\n")
+        print_stdout(to_json(result) + "\n")
     elif not quiet:  # the report is notes on stderr; --json is the result on stdout
         for line in summary_lines(result):
             err.print(escape(line), soft_wrap=True)

@@ -3,7 +3,6 @@ progress bar on first use)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -13,6 +12,7 @@ from rich.markup import escape
 
 from .app import err, fail
 from .options import QUIET_OPTION
+from .output import print_stdout
 
 
 def download(
@@ -75,7 +75,7 @@ def download(
         folder = hub.download(repo_id, revision=revision, local_dir=dir, progress=on_progress)
     if not quiet:
         err.print(f"downloaded {escape(repo_id)} into {escape(str(folder))}", soft_wrap=True)
-    print(folder)
+    print_stdout(f"{folder}\n")
 
 
 def verify(
@@ -100,8 +100,7 @@ def verify(
         report = verify_folder(path)
     failed = [c.name for c in report.failures]
     if json_out:
-        sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False) + "\n")
-        sys.stdout.flush()
+        print_stdout(json.dumps(report.to_dict(), ensure_ascii=False) + "\n")
     elif not quiet:
         table = Table(title=Text(f"{path} ({report.kind})"), title_justify="left")
         table.add_column("check", no_wrap=True)
@@ -169,4 +168,4 @@ def list_speakers(model: str) -> None:
     config = files.config if files is not None else resolve_model_folder(model, download_missing=False) / "config.json"
     cfg = ModelConfig.from_file(config)
     speakers = ", ".join(cfg.speakers) if cfg.speakers else "(none: this is a " + cfg.tts_model_type + " model)"
-    sys.stdout.write(f"speakers: {speakers}\nlanguages: {', '.join(cfg.languages)}\n")
+    print_stdout(f"speakers: {speakers}\nlanguages: {', '.join(cfg.languages)}\n")

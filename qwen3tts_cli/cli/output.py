@@ -6,6 +6,7 @@ Only audio goes to stdout; everything a person reads goes to stderr (``app.err``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -29,7 +30,14 @@ def say_to_stderr(quiet: bool):
 
 # -- text in -----------------------------------------------------------------------------------
 
+def check_stdin() -> None:
+    """Standard input is open (``<&-`` leaves none): said before any work, not when it is read."""
+    if sys.stdin is None:
+        raise InputError("standard input is closed: give the text as an argument, or pipe it in")
+
+
 def read_stdin() -> str:
+    check_stdin()
     # Bytes, decoded strictly: a text stream may be set to replace or smuggle invalid bytes
     # (surrogateescape under a C locale) instead of saying the input is not text.
     stream = getattr(sys.stdin, "buffer", None)
@@ -47,6 +55,7 @@ def stdin_lines(skip):
     that is not UTF-8 is not spoken: ``skip(note)`` is told, and the next line is read."""
     from ..text.segment import normalize_text
 
+    check_stdin()
     source = getattr(sys.stdin, "buffer", sys.stdin)
     for n, line in enumerate(iter(source.readline, b"" if source is not sys.stdin else ""), 1):
         if isinstance(line, bytes):
@@ -101,7 +110,15 @@ def check_stdout() -> None:
                          "(e.g. --raw | aplay -r 24000 -f S16_LE -c 1 -t raw)")
 
 
-def write_stdout(data: bytes) -> None:
+def print_stdout(text: str) -> None:
+    """A command's result as text on stdout (a report, a list, a folder): the failures of
+    ``write_stdout``, and a closed stdout said as such."""
+    if sys.stdout is None:
+        raise Qwen3TTSError("standard output is closed: nowhere to print the result")
+    write_stdout(text.encode("utf-8", "surrogateescape"), what="the output")
+
+
+def write_stdout(data: bytes, what: str = "all audio") -> None:
     sys.stdout.flush()
     out = typer.get_binary_stream("stdout")
     view = memoryview(data)
@@ -112,7 +129,7 @@ def write_stdout(data: bytes) -> None:
     except BrokenPipeError:
         # The reader went away: keep Python's exit-time flush of stdout from failing again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        fail("standard output was closed before all audio was written", 1)
+        fail(f"standard output was closed before {what} was written", 1)
     except OSError as e:  # stdout redirected to a file on a full disk, an I/O error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise OSError(e.errno, e.strerror or str(e), "standard output") from None
@@ -126,13 +143,16 @@ def check_output(path: Path | None, audio: bool = True) -> None:
 
     if path is None:
         return
+    if str(path) == "-":
+        raise InputError("this output cannot go to standard output ('-'): give it a file name")
     if audio:
         check_audio_name(path)
     check_file(path)
 
 
-def save_npy(path: Path, codes) -> None:
-    """Codec codes as int64 .npy, written atomically (io/files.py), named after its file on failure."""
+def save_npy(path: Path, codes, pending: contextlib.ExitStack | None = None) -> None:
+    """Codec codes as int64 .npy, written atomically (io/files.py), named after its file on failure.
+    With ``pending``, the file is written now and renamed into place when that stack closes."""
     import io
 
     import numpy as np
@@ -141,8 +161,34 @@ def save_npy(path: Path, codes) -> None:
 
     buf = io.BytesIO()  # numpy writes a real file with tofile(), whose short write has no errno
     np.save(buf, codes.numpy().astype(np.int64))
-    with atomic_file(path) as f:
+    with contextlib.ExitStack() as own:
+        f = (pending or own).enter_context(atomic_file(path))
         f.write(buf.getbuffer())
+        f.flush()  # a full disk is found now, before anything else is moved into place
+
+
+# What `-o` treats as standard output itself: written through the descriptor we hold (as `-o -`),
+# not reopened, which would truncate a file opened for appending (`>> log`) or miss a closed one.
+_STDOUT_NAMES = ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
+
+
+def output_name(name: str | None) -> str | None:
+    """``-o`` as given: standard output's own names become '-', an empty name is refused."""
+    if name == "":
+        raise InputError("-o was given an empty name")
+    return "-" if name in _STDOUT_NAMES else name
+
+
+def same_file(a: Path | str, b: Path | str | None) -> bool:
+    """Whether two outputs would overwrite each other: one regular file, or standard output ('-')
+    for both. A device such as /dev/null may take both."""
+    if b is None:
+        return False
+    stdout = "-" in (str(a), str(b))
+    real = [os.path.realpath("/dev/stdout" if str(p) == "-" else str(p)) for p in (a, b)]
+    if real[0] != real[1]:
+        return False
+    return stdout or not os.path.exists(real[0]) or os.path.isfile(real[0])
 
 
 def default_output(folder: Path) -> Path:

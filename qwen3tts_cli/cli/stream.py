@@ -61,9 +61,12 @@ def stream(
         raise InputError("missing TEXT (or '-' to speak standard input line by line)")
     voice = voice_source(o)
     sizes = _parse_schedule(schedule)
+    output_ = output.output_name(output_)
     to_stdout = raw or output_ == "-"
     if to_stdout:
         output.check_stdout()
+    if text == "-":
+        output.check_stdin()
     if output_device is not None and (to_stdout or output_ is not None):
         raise InputError("--output-device is for playback; drop it with -o/--raw")
     out_path = Path(output_) if output_ not in (None, "-") else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import replace
@@ -78,12 +79,15 @@ def synth(
     if raw and output_ is not None:
         raise InputError("--raw writes to stdout; drop -o (or use -o FILE.wav without --raw)")
     voice = voice_source(o)
+    output_ = output.output_name(output_)
     to_stdout = raw or output_ == "-"
     if to_stdout:
         output.check_stdout()
     out_path = Path(output_) if output_ not in (None, "-") else None
     output.check_output(out_path)
     output.check_output(save_codes, audio=False)
+    if save_codes is not None and output.same_file(save_codes, "-" if to_stdout else out_path):
+        raise InputError(f"-o and --save-codes name the same file ({save_codes}): give each its own")
 
     if input_file is not None:
         jobs = _line_jobs(input_file, out_dir, resume, quiet)
@@ -161,9 +165,13 @@ def _synth_each(tts, requests, jobs, out, save_codes, live: bool, say, t_load: f
             dt = time.perf_counter() - t1
             bar.done()
             truncated += _report(result, say, f"{path.name}: " if len(jobs) > 1 else "")
-            where = out.put(result.audio, path)
+            with contextlib.ExitStack() as pending:
+                # The codes go to a temporary file first and are renamed into place after the
+                # audio: a failure in either leaves both old files as they were.
+                if save_codes is not None:
+                    output.save_npy(save_codes, result.codes, pending)
+                where = out.put(result.audio, path)
             if save_codes is not None:
-                output.save_npy(save_codes, result.codes)
                 where = f"{where} and {save_codes}" if where else str(save_codes)
             audio_s = result.seconds if out.decodes else result.frames * 0.08
             chunks = f" in {result.chunks} chunks" if result.chunks > 1 else ""
@@ -174,11 +182,11 @@ def _synth_each(tts, requests, jobs, out, save_codes, live: bool, say, t_load: f
 
 
 def _synth_batches(tts, requests, paths, batch_size: int, live: bool, say, t_load: float, cap: int) -> int:
-    from ..io.audio import write_wav
-
     """--input with --batch-size: lines in groups of ``batch_size``; each WAV is written (atomically)
     as soon as its line ends, so an interruption keeps every finished file and no partial one.
     Returns how many lines the runaway guard cut short."""
+    from ..io.audio import write_wav
+
     # Rows decode in lock-step until the longest ends: grouping lines of similar length wastes
     # least. Longest first, so a batch that does not fit in memory fails at once.
     order = sorted(range(len(requests)), key=lambda i: len(requests[i].text), reverse=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -10,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from .options import DEVICE_OPTION, QUIET_OPTION
-from .output import check_output, say_to_stderr
+from .output import check_output, print_stdout, say_to_stderr
 
 voice_app = typer.Typer(help="Make and inspect reusable cloned voices (Base models).", no_args_is_help=True)
 
@@ -65,4 +64,4 @@ def voice_info(voice_file: Path = typer.Argument(..., metavar="VOICE.safetensors
              ("reference", f"{v.ref_seconds:.2f} s" + (f", {v.frames} frames" if v.mode == "icl" else "")),
              ("transcript", v.ref_text if v.ref_text is not None else "(none)"),
              ("made by", f"qwen3tts {v.tool_version}")]
-    sys.stdout.write("".join(f"{k}: {val}\n" for k, val in lines))
+    print_stdout("".join(f"{k}: {val}\n" for k, val in lines))

@@ -36,6 +36,7 @@ DEFAULT_SPEAKER = "ryan"
 DEFAULT_LANGUAGE = "auto"
 # Silence between the chunks of a split text, in seconds: a sentence pause.
 DEFAULT_PAUSE = 0.25
+MAX_PAUSE = 60.0  # seconds of silence between chunks or lines; more is a mistake, not a pause
 # Frames per audio chunk of a stream: the first chunk after one frame (80 ms), then doubling up to
 # 8 frames (0.64 s), which amortizes the decoder's per-call cost; the last entry repeats.
 DEFAULT_STREAM_SCHEDULE = (1, 2, 4, 8)
@@ -123,8 +124,9 @@ class SpeechRequest:
                                       or not 0 <= self.seed <= MAX_SEED):
             raise RequestError(f"seed must be a whole number from 0 to {MAX_SEED} (got {self.seed})", "seed",
                                "seed_range")
-        if not self.pause >= 0:
-            raise RequestError(f"pause must be 0 or more seconds (got {self.pause})", "pause", "pause_range")
+        if not 0 <= self.pause <= MAX_PAUSE:  # NaN and inf too: a pause is made of real samples
+            raise RequestError(f"pause must be from 0 to {MAX_PAUSE:g} seconds (got {self.pause})", "pause",
+                               "pause_range")
         if self.max_frames is not None and int(self.max_frames) < 1:
             raise RequestError(f"max_frames must be at least 1 (got {self.max_frames})", "max_frames",
                                "max_frames_range")
