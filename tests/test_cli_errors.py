@@ -475,3 +475,72 @@ def test_a_real_full_disk(cv_path, full_disk, args, target):
         left.remove("s.wav")
         assert sf.info(full_disk / "s.wav").frames % 1920 == 0
     assert left == ["filler", "old.wav"]
+
+
+# -- found by review: each of these was a traceback, a clobbered file or a framed box -------------
+
+def test_parser_errors_are_one_line(cv_path, tmp_path):
+    out = str(tmp_path / "out.wav")
+    one_error(synth(TEXT, "-m", cv_path, "--max-frames", "0", "-o", out), 2, "'--max-frames'", "synth --help")
+    one_error(synth(TEXT, "-m", cv_path, "--bogus", "-o", out), 2, "No such option: --bogus")
+    one_error(synth(TEXT, "-m", cv_path, "--seed", "abc", "-o", out), 2, "'--seed'")
+    one_error(runner.invoke(app, ["nosuch"]), 2, "No such command 'nosuch'")
+    one_error(synth(TEXT, "-m", cv_path, "--pause", "inf", "-o", out), 2, "--pause must be from 0 to 60 seconds")
+    assert files(tmp_path) == []
+
+
+def test_codes_and_audio_never_share_a_file_and_fail_together(cv_path, tmp_path):
+    old = tmp_path / "old.wav"
+    old.write_bytes(b"old")
+    one_error(synth(TEXT, "-m", cv_path, "-o", str(old), "--save-codes", str(old)), 2, "name the same file")
+    one_error(synth(TEXT, "-m", cv_path, "--save-codes", "-"), 2, "cannot go to standard output")
+    if os.path.exists("/dev/full"):  # the codes fail: the audio is not moved into place either
+        one_error(synth(TEXT, "-m", cv_path, "--max-frames", "2", "-o", str(old), "--save-codes", "/dev/full"),
+                  1, "/dev/full: No space left on device")
+    assert files(tmp_path) == ["old.wav"] and old.read_bytes() == b"old"
+
+
+@pytest.mark.parametrize("args", ["voice info {voice}", "synth --list-speakers -m {cv}", "verify {cv} --json"])
+def test_closed_stdout_for_text_results(cv_path, tmp_path, args):
+    r = real_cli(args.format(cv=cv_path, voice=tmp_path / "v.safetensors") + " >&-")
+    assert r.returncode in (1, 2) and "Traceback" not in r.stderr and "internal error" not in r.stderr
+    if "voice" not in args:  # (voice info first says the file is missing)
+        assert r.returncode == 1 and "standard output is closed" in one_line(r.stderr)
+
+
+@pytest.mark.parametrize("args", ["synth - -o {out}", "synth -i - -d {dir}", "stream - -o {out}"])
+def test_closed_stdin_is_refused_before_loading(tmp_path, args):
+    r = real_cli(args.format(out=tmp_path / "o.wav", dir=tmp_path / "d") + " -m /nonexistent -q <&-")
+    assert r.returncode == 2 and "standard input is closed" in one_line(r.stderr)
+
+
+def test_dev_stdout_is_standard_output(cv_path, tmp_path):
+    log = tmp_path / "log.bin"
+    log.write_bytes(b"PREFIX")
+    r = real_cli(f"synth 'Hello.' -m {cv_path} --device cpu --max-frames 2 -q -o /dev/stdout >> {log}")
+    assert r.returncode == 0, r.stderr
+    data = log.read_bytes()  # appended through the descriptor, not a new file over the old one
+    assert data[:10] == b"PREFIXRIFF" and len(data) == 6 + 44 + 2 * 2 * 1920
+    r = real_cli(f"synth 'Hello.' -m {cv_path} -o /dev/stdout -q >&-")
+    assert r.returncode == 1 and "standard output is closed" in one_line(r.stderr)
+
+
+def test_text_of_bad_bytes_only_and_lines_of_control_characters(cv_path, tmp_path):
+    one_error(synth("\udcff\udcfe", "-m", cv_path, "-o", str(tmp_path / "u.wav")), 2,
+              "TEXT is not UTF-8 text (byte 0xff at character 1)")
+    lines = tmp_path / "lines.txt"
+    lines.write_text("\x01\nSecond line.\n", encoding="utf-8")  # line 1 has nothing to speak: skipped
+    r = runner.invoke(app, ["synth", "-i", str(lines), "-d", str(tmp_path / "out"), "-m", cv_path,
+                            "--max-frames", "2", "--device", "cpu", "-q"])
+    assert r.exit_code == 0, r.output
+    assert files(tmp_path / "out") == ["0002.wav"]
+
+
+def test_numbered_outputs_are_checked_before_loading(cv_path, tmp_path):
+    lines = tmp_path / "lines.txt"
+    lines.write_text("One.\nTwo.\n", encoding="utf-8")
+    (tmp_path / "out" / "0002.wav").mkdir(parents=True)
+    args = ["synth", "-i", str(lines), "-m", cv_path, "--max-frames", "2", "--device", "cpu", "-q"]
+    one_error(runner.invoke(app, [*args, "-d", str(tmp_path / "out")]), 2, "0002.wav: is a folder")
+    assert files(tmp_path / "out") == ["0002.wav"]  # 0001.wav was not written first
+    one_error(runner.invoke(app, [*args, "-d", str(lines)]), 2, "is a file; --dir names a folder")

@@ -35,8 +35,9 @@ def no_weights(tiny_checkpoint, tmp_path_factory):
     ("0.6B-CustomVoice", ["--repetition-penalty", "nan"], "--repetition-penalty must be a finite number > 0"),
     ("0.6B-CustomVoice", ["--voice", "missing.safetensors"], "missing.safetensors"),
     ("0.6B-CustomVoice", ["--seed", str(2**64)], "seed must be a whole number from 0 to 18446744073709551615"),
-    ("0.6B-CustomVoice", ["--seed", "-1"], "seed must be a whole number from 0"),
-    ("1.7B-VoiceDesign", [], "needs an instruction"),
+    ("0.6B-CustomVoice", ["--seed", "-1"], "--seed must be a whole number from 0"),
+    ("0.6B-CustomVoice", ["--pause", "1e12"], "--pause must be from 0 to 60 seconds"),
+    ("1.7B-VoiceDesign", [], "a VoiceDesign model needs an instruction describing the voice: give --instruct"),
     ("1.7B-VoiceDesign", ["-s", "ryan", "--instruct", "A voice."], "only CustomVoice models have built-in speakers"),
 ])
 def test_bad_requests_are_refused_before_the_weights(no_weights, tmp_path, command, model, args, needle):

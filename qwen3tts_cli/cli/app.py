@@ -78,6 +78,12 @@ def fail(message: str, code: int) -> None:
 _TEXT_FLAGS = {"text": "TEXT", "instruct": "--instruct", "ref_text": "--ref-text", "speaker": "--speaker",
                "language": "--language"}
 
+def model_kind(model_type: str) -> str:
+    """config.json's tts_model_type as the model names say it (custom_voice -> CustomVoice)."""
+    return {"base": "a Base model", "custom_voice": "a CustomVoice model",
+            "voice_design": "a VoiceDesign model"}.get(model_type, f"a {model_type} model")
+
+
 # The engine names a request's fields; here they are worded in terms of this tool's flags.
 _FLAG_WORDING = {
     "ref_text_missing": lambda e: "in-context cloning needs the transcript of the reference audio: add --ref-text "
@@ -87,7 +93,9 @@ _FLAG_WORDING = {
     "speaker_and_voice": lambda e: "--speaker picks a built-in voice of a CustomVoice model; --ref-audio/--voice "
                                    "clone a voice with a Base model: use one or the other",
     "voice_unsupported": lambda e: f"--ref-audio/--voice clone a voice and need a Base model; this model is "
-                                   f"{e.context['model_type']} (use --speaker or --instruct instead)",
+                                   f"{model_kind(e.context['model_type'])} (use --speaker or --instruct instead)",
+    "instruct_required": lambda e: "a VoiceDesign model needs an instruction describing the voice: give --instruct \"...\"",
+    "instruct_unsupported": lambda e: "a Base model speaks in the cloned voice and takes no --instruct: drop it",
     "voice_required": lambda e: "a Base model speaks in a cloned voice: give --ref-audio AUDIO with --ref-text "
                                 "\"...\" (or --xvector-only), or --voice FILE from `qwen3tts voice create`",
     "not_unicode": lambda e: (f"{_TEXT_FLAGS.get(e.field, e.field)} is not UTF-8 text ({e.context['what']} "

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .app import err, fail
+from .app import err, fail, model_kind
 from .options import QUIET_OPTION
 from .output import print_stdout
 
@@ -167,5 +167,5 @@ def list_speakers(model: str) -> None:
     files = model_files(model)
     config = files.config if files is not None else resolve_model_folder(model, download_missing=False) / "config.json"
     cfg = ModelConfig.from_file(config)
-    speakers = ", ".join(cfg.speakers) if cfg.speakers else "(none: this is a " + cfg.tts_model_type + " model)"
+    speakers = ", ".join(cfg.speakers) if cfg.speakers else f"(none: this is {model_kind(cfg.tts_model_type)})"
     print_stdout(f"speakers: {speakers}\nlanguages: {', '.join(cfg.languages)}\n")

@@ -78,7 +78,10 @@ def read_lines(source: str) -> list[tuple[int, str]]:
                 content = Path(source).read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise InputError(f"{source}: not UTF-8 text") from None
-    lines = [(n, line.strip()) for n, line in enumerate(content.splitlines(), 1) if line.strip()]
+    from ..text.segment import normalize_text
+
+    # A line with nothing to speak (blank, or control characters only) is skipped like an empty one.
+    lines = [(n, line.strip()) for n, line in enumerate(content.splitlines(), 1) if normalize_text(line)]
     if not lines:
         raise InputError(f"{source}: no text (every line is empty)")
     return lines
@@ -86,8 +89,9 @@ def read_lines(source: str) -> list[tuple[int, str]]:
 
 def check_text(text: str) -> None:
     """A text with something to speak (before any weights load)."""
-    from ..text.segment import normalize_text
+    from ..text.segment import check_unicode, normalize_text
 
+    check_unicode(text, "text")  # bytes that are not UTF-8 are said as such, even when nothing else is there
     if not normalize_text(text):
         raise InputError("text is empty" if not text.strip() else "text has nothing to speak (only control characters)")
 

@@ -129,6 +129,8 @@ def _line_jobs(input_file: str, out_dir: Path | None, resume: bool, quiet: bool)
     """(text, DIR/NNNN.wav) for every non-empty line; with ``resume``, only those not yet complete."""
     utterances = output.read_lines(input_file)
     folder = Path(out_dir) if out_dir is not None else Path(".")
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder}: is a file; --dir names a folder for the numbered WAVs")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -137,6 +139,8 @@ def _line_jobs(input_file: str, out_dir: Path | None, resume: bool, quiet: bool)
         raise InputError(f"{folder}: folder is not writable")
     width = max(4, len(str(utterances[-1][0])))
     jobs = [(t, folder / f"{n:0{width}d}.wav") for n, t in utterances]
+    for _, path in jobs:
+        output.check_output(path)  # e.g. a folder where a numbered file goes: now, not mid-run
     if resume:
         todo = [(t, p) for t, p in jobs if not output.complete_wav(p)]
         if len(todo) < len(jobs) and not quiet:

@@ -514,7 +514,7 @@ def codec_folder(folder: str | Path) -> Path:
     if (folder / "config.json").is_file():
         if _model_type(folder / "config.json") == "qwen3_tts":  # a TTS model folder without its codec
             raise ModelError(f"{folder}: speech_tokenizer/ is missing (the model's codec, config.json and "
-                             "model.safetensors): download the model again, e.g. `qwen3tts download`")
+                             "model.safetensors): download the model again (`qwen3tts download REPO_ID`)")
         return folder
     raise ModelError(f"{folder}: neither a model folder with speech_tokenizer/ nor a "
                      "Qwen3-TTS-Tokenizer-12Hz folder (no config.json)")
