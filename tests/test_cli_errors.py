@@ -544,3 +544,32 @@ def test_numbered_outputs_are_checked_before_loading(cv_path, tmp_path):
     one_error(runner.invoke(app, [*args, "-d", str(tmp_path / "out")]), 2, "0002.wav: is a folder")
     assert files(tmp_path / "out") == ["0002.wav"]  # 0001.wav was not written first
     one_error(runner.invoke(app, [*args, "-d", str(lines)]), 2, "is a file; --dir names a folder")
+
+
+def test_pipes_as_inputs(cv_path, base_path, tmp_path):
+    # Process substitution gives a pipe: read once, whole, as a file would be.
+    ref = tmp_path / "ref.wav"
+    sf.write(ref, tone(2, 44100), 44100)
+    r = subprocess_bash(f"{cli()} encode <(cat {ref}) -m {base_path} --device cpu -q -o {tmp_path / 'c.npy'}")
+    assert r.returncode == 0, r.stderr
+    r = subprocess_bash(f"{cli()} decode <(cat {tmp_path / 'c.npy'}) -m {base_path} --device cpu -q "
+                        f"-o {tmp_path / 'd.wav'}")
+    assert r.returncode == 0, r.stderr
+    assert sf.info(tmp_path / "d.wav").frames == np.load(tmp_path / "c.npy").shape[0] * 1920
+    r = subprocess_bash(f"{cli()} voice info <(cat {ref})")
+    assert r.returncode == 2 and "not a regular file" in one_line(r.stderr)
+    one_error(synth(TEXT, "-m", base_path, "--ref-audio", "/dev/null", "--xvector-only", "-o",
+                    str(tmp_path / "o.wav")), 2, "/dev/null: cannot read audio (Format not recognised.)")
+
+
+def cli() -> str:
+    import shlex
+    import sys
+
+    return f"{shlex.quote(sys.executable)} -m qwen3tts_cli.cli"
+
+
+def subprocess_bash(command: str):
+    import subprocess
+
+    return subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300)

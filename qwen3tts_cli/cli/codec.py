@@ -83,21 +83,21 @@ def decode(
 
 def _read_codes(path: Path):
     """The codes array of a .npy file, each way it can be wrong said in plain words."""
+    import io
+
     import numpy as np
 
     from ..codec import check_codes
     from ..errors import InputError, reading
 
     with reading(path, InputError, expected="a .npy file of codes"):
-        with open(path, "rb") as f:
-            magic = f.read(len(NPY_MAGIC))
-    if magic[:4] == b"PK\x03\x04":
+        data = path.read_bytes()  # once: a pipe (<(...)) cannot be read twice
+    if data[:4] == b"PK\x03\x04":
         raise InputError(f"{path}: an .npz archive; expected a single .npy array of codes")
-    if magic != NPY_MAGIC:
+    if data[:len(NPY_MAGIC)] != NPY_MAGIC:
         raise InputError(f"{path}: not a .npy file (codes come from `qwen3tts encode` or `synth --save-codes`)")
     try:
-        with reading(path, InputError):
-            codes = np.load(path, allow_pickle=False)
+        codes = np.load(io.BytesIO(data), allow_pickle=False)
     except ValueError as e:
         if "pickle" in str(e):  # object arrays: loading them would run code from the file
             raise InputError(f"{path}: holds Python objects, not an integer array of codes (not loaded)") from None

@@ -49,12 +49,18 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a folder, expected an audio file")
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{path}: audio file not found")
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        if path.is_file():
+            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        else:  # a pipe or process substitution, <(...): read once, whole (libsndfile may seek)
+            import io
+
+            data, sr = sf.read(io.BytesIO(path.read_bytes()), dtype="float32", always_2d=True)
     except (RuntimeError, OSError, TypeError) as e:  # LibsndfileError is a RuntimeError
-        raise InputError(f"{path}: cannot read audio ({e})") from None
+        why = getattr(e, "error_string", None) or str(e)  # libsndfile's own words, without its file object
+        raise InputError(f"{path}: cannot read audio ({why})") from None
     if data.shape[0] == 0:
         raise InputError(f"{path}: audio file has no samples")
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]

@@ -127,8 +127,10 @@ def load_voice(path: str | Path) -> VoicePrompt:
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a folder, expected a voice file (.safetensors from `voice create`)")
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{path}: voice file not found")
+    if not path.is_file():  # safetensors are mapped from a file: a pipe cannot be
+        raise InputError(f"{path}: not a regular file; a voice file is read from disk (save it first)")
     try:
         header = read_header(path)
     except ModelError as e:
