@@ -123,6 +123,14 @@ def test_invalid_utf8_in_arguments(cv_path, base_path, tmp_path):
     assert files(tmp_path) == ["ref.wav"]
 
 
+def test_model_paths_that_are_not_model_folders(cv_path, tmp_path):
+    (tmp_path / "f.wav").write_bytes(b"x")
+    one_error(synth(TEXT, "-m", str(tmp_path / "f.wav"), "-o", str(tmp_path / "o.wav")), 1,
+              "f.wav: is a file, expected a model folder")
+    one_error(synth(TEXT, "-m", os.path.join(cv_path, "speech_tokenizer"), "-o", str(tmp_path / "o.wav")), 1,
+              "the speech tokenizer's folder: give the model folder above it")
+
+
 def test_missing_model_folder(tmp_path):
     r = synth(TEXT, "-m", str(tmp_path / "no-such-model"), "-o", str(tmp_path / "out.wav"))
     assert r.exit_code in (1, 2)

@@ -81,6 +81,7 @@ def test_clone_reference_rules():
     assert CloneReference("me.wav", xvector_only=True).mode == "xvector"
     refused("ref_text", "ref_text_missing", lambda: CloneReference("me.wav"))
     refused("ref_text", "ref_text_missing", lambda: CloneReference("me.wav", ref_text="  "))
+    refused("ref_text", "ref_text_missing", lambda: CloneReference("me.wav", ref_text="\x01\x02"))
     refused("ref_text", "ref_text_with_xvector_only", lambda: CloneReference("me.wav", "Words.", True))
     msg = refused("ref_text", "not_unicode", lambda: CloneReference("me.wav", ref_text="W\udcfeords."))
     assert msg == "ref_text holds an invalid character (byte 0xfe that is not UTF-8, at character 2)"

@@ -197,7 +197,9 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> "ModelConfig":
         model_type = _get(d, "model_type", "qwen3_tts")
         if model_type != "qwen3_tts":
-            raise ModelError(f"config.json: model_type is '{model_type}', expected 'qwen3_tts'")
+            what = (" (the speech tokenizer's folder: give the model folder above it)"
+                    if model_type == "qwen3_tts_tokenizer_12hz" else "")
+            raise ModelError(f"not a Qwen3-TTS model: model_type is '{model_type}', expected 'qwen3_tts'{what}")
         tts_type = _get(d, "tts_model_type")
         if tts_type not in MODEL_TYPES:
             raise ModelError(f"config.json: unknown tts_model_type '{tts_type}'")

@@ -367,7 +367,10 @@ def resolve_model(spec: str, download_missing: bool = True, progress: Optional[P
     known = find_repo(spec)
     repo_id = known.repo_id if known is not None else spec.strip()
     if known is None and not _REPO_ID_RE.match(repo_id):
-        raise ModelError(f"model folder not found: {spec}")
+        if local.exists():
+            raise ModelError(f"{spec}: is a file, expected a model folder (or an official name such as "
+                             "0.6B-CustomVoice)")
+        raise ModelError(f"model folder not found: {spec} (nor an official name: `qwen3tts download` lists them)")
     snap = cached_snapshot(repo_id)
     if snap is not None and manifest_complete(snap):
         return snap

@@ -34,14 +34,14 @@ class CloneReference:
     xvector_only: bool = False
 
     def __post_init__(self):
-        from ..text.segment import check_unicode
+        from ..text.segment import check_unicode, normalize_text
 
         if isinstance(self.ref_text, str):
             check_unicode(self.ref_text, "ref_text")
         if self.xvector_only and self.ref_text is not None:
             raise RequestError("a reference transcript (ref_text) is only used for in-context cloning: give "
                                "ref_text or xvector_only, not both", "ref_text", "ref_text_with_xvector_only")
-        if not self.xvector_only and (self.ref_text is None or not self.ref_text.strip()):
+        if not self.xvector_only and (self.ref_text is None or not normalize_text(self.ref_text)):
             raise RequestError("in-context voice cloning needs the transcript of the reference audio (ref_text), "
                                "or xvector_only to clone from the speaker embedding alone",
                                "ref_text", "ref_text_missing")
