@@ -382,13 +382,13 @@ def test_a_device_stays_a_device(cv_path, tmp_path):
 # -- standard output that cannot take the audio: the real binary, real file descriptors ----------
 
 def real_cli(shell_args: str):
-    """``python -m qwen3tts_cli.cli`` under a shell, so redirections like ``>&-`` are real."""
+    """``python -m qwen3tts_cli.cli`` under bash, so redirections (``>&-``, ``<(...)``) are real."""
     import shlex
     import subprocess
     import sys
 
     cmd = f"{shlex.quote(sys.executable)} -m qwen3tts_cli.cli {shell_args}"
-    return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=300)
+    return subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=300)
 
 
 def one_line(stderr: str) -> str:
@@ -558,26 +558,13 @@ def test_pipes_as_inputs(cv_path, base_path, tmp_path):
     # Process substitution gives a pipe: read once, whole, as a file would be.
     ref = tmp_path / "ref.wav"
     sf.write(ref, tone(2, 44100), 44100)
-    r = subprocess_bash(f"{cli()} encode <(cat {ref}) -m {base_path} --device cpu -q -o {tmp_path / 'c.npy'}")
+    r = real_cli(f"encode <(cat {ref}) -m {base_path} --device cpu -q -o {tmp_path / 'c.npy'}")
     assert r.returncode == 0, r.stderr
-    r = subprocess_bash(f"{cli()} decode <(cat {tmp_path / 'c.npy'}) -m {base_path} --device cpu -q "
-                        f"-o {tmp_path / 'd.wav'}")
+    r = real_cli(f"decode <(cat {tmp_path / 'c.npy'}) -m {base_path} --device cpu -q -o {tmp_path / 'd.wav'}")
     assert r.returncode == 0, r.stderr
     assert sf.info(tmp_path / "d.wav").frames == np.load(tmp_path / "c.npy").shape[0] * 1920
-    r = subprocess_bash(f"{cli()} voice info <(cat {ref})")
+    r = real_cli(f"voice info <(cat {ref})")
     assert r.returncode == 2 and "not a regular file" in one_line(r.stderr)
     one_error(synth(TEXT, "-m", base_path, "--ref-audio", "/dev/null", "--xvector-only", "-o",
                     str(tmp_path / "o.wav")), 2, "/dev/null: cannot read audio (Format not recognised.)")
 
-
-def cli() -> str:
-    import shlex
-    import sys
-
-    return f"{shlex.quote(sys.executable)} -m qwen3tts_cli.cli"
-
-
-def subprocess_bash(command: str):
-    import subprocess
-
-    return subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300)
