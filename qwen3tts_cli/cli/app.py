@@ -41,7 +41,20 @@ class _OneLineErrors(TyperGroup):
         except typer.Abort:
             err.print("[bold red]error:[/] aborted", soft_wrap=True)
             sys.exit(1)
+        except OSError as e:  # help or the version written to a stdout that failed (reader gone, disk full)
+            stdout_to_devnull()
+            why = "was closed" if isinstance(e, BrokenPipeError) else f"failed ({e.strerror or e})"
+            err.print(f"[bold red]error:[/] standard output {escape(why)}", soft_wrap=True)
+            sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def stdout_to_devnull() -> None:
+    """After stdout failed: point it at /dev/null, so Python's flush at exit does not fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # no stdout at all
+        pass
 
 
 app = typer.Typer(
@@ -75,8 +88,10 @@ def fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-_TEXT_FLAGS = {"text": "TEXT", "instruct": "--instruct", "ref_text": "--ref-text", "speaker": "--speaker",
-               "language": "--language"}
+# A request field as this tool's flag (or argument) names it.
+_FLAGS = {name: "--" + name.replace("_", "-") for name in (
+    "instruct", "ref_text", "speaker", "language", "temperature", "top_k", "top_p", "repetition_penalty", "pause",
+    "seed", "max_frames", "max_chars")} | {"text": "TEXT"}
 
 def model_kind(model_type: str) -> str:
     """config.json's tts_model_type as the model names say it (custom_voice -> CustomVoice)."""
@@ -98,7 +113,7 @@ _FLAG_WORDING = {
     "instruct_unsupported": lambda e: "a Base model speaks in the cloned voice and takes no --instruct: drop it",
     "voice_required": lambda e: "a Base model speaks in a cloned voice: give --ref-audio AUDIO with --ref-text "
                                 "\"...\" (or --xvector-only), or --voice FILE from `qwen3tts voice create`",
-    "not_unicode": lambda e: (f"{_TEXT_FLAGS.get(e.field, e.field)} is not UTF-8 text ({e.context['what']} "
+    "not_unicode": lambda e: (f"{_FLAGS.get(e.field, e.field)} is not UTF-8 text ({e.context['what']} "
                               f"at character {e.context['at']})"),
     "sampling_invalid": lambda e: _as_flag(str(e)),
     "pause_range": lambda e: _as_flag(str(e)),
@@ -115,9 +130,7 @@ _FLAG_WORDING = {
 def _as_flag(text: str) -> str:
     # "top_k must be ..." -> "--top-k must be ..."; generation_config.json's other names stay as they are.
     name = text.split(" ", 1)[0]
-    if name in ("temperature", "top_k", "top_p", "repetition_penalty", "pause", "seed", "max_frames", "max_chars"):
-        return "--" + name.replace("_", "-") + text[len(name):]
-    return text
+    return _FLAGS[name] + text[len(name):] if _FLAGS.get(name, "").startswith("--") else text
 
 
 def message(e: Qwen3TTSError) -> str:

@@ -17,19 +17,7 @@ app.add_typer(voice.voice_app, name="voice")
 
 def main() -> None:
     """Console-script entry point."""
-    import os
-    import sys
-
-    try:
-        app()
-    except OSError as e:  # help or the version written to a stdout that failed (reader gone, disk full)
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second failure at exit
-        except (AttributeError, OSError, ValueError):
-            pass
-        why = "was closed" if isinstance(e, BrokenPipeError) else f"failed ({e.strerror or e})"
-        print(f"error: standard output {why}", file=sys.stderr)
-        sys.exit(1)
+    app()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 
 from ..errors import InputError, Qwen3TTSError, reading
-from .app import err, fail
+from .app import err, fail, stdout_to_devnull
 
 RAW_FORMAT = "stdout (raw s16le, 24000 Hz, mono)"
 SOUND_DEVICE = "the sound device"
@@ -51,8 +51,8 @@ def read_stdin() -> str:
 
 
 def stdin_lines(skip):
-    """(line number, text) of each non-empty line of standard input, as soon as it arrives. A line
-    that is not UTF-8 is not spoken: ``skip(note)`` is told, and the next line is read."""
+    """Each line of standard input with something to speak, as soon as it arrives. A line that is
+    not UTF-8 is not spoken: ``skip(note)`` is told, and the next line is read."""
     from ..text.segment import normalize_text
 
     check_stdin()
@@ -65,7 +65,7 @@ def stdin_lines(skip):
                 skip(f"line {n} is not UTF-8 text (byte 0x{line[e.start]:02x})")
                 continue
         if normalize_text(line):
-            yield n, line.strip()
+            yield line.strip()
 
 
 def read_lines(source: str) -> list[tuple[int, str]]:
@@ -130,12 +130,11 @@ def write_stdout(data: bytes, what: str = "all audio") -> None:
         while view:  # an unbuffered stream may take only part of it (a pipe whose reader left)
             view = view[out.write(view) or 0:]
         out.flush()
-    except BrokenPipeError:
-        # The reader went away: keep Python's exit-time flush of stdout from failing again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError:  # the reader went away
+        stdout_to_devnull()
         fail(f"standard output was closed before {what} was written", 1)
     except OSError as e:  # stdout redirected to a file on a full disk, an I/O error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        stdout_to_devnull()
         raise OSError(e.errno, e.strerror or str(e), "standard output") from None
 
 

@@ -11,9 +11,9 @@ import typer
 from rich.markup import escape
 
 from ..engine.request import DEFAULT_STREAM_SCHEDULE
-from ..errors import InputError, RequestError, TruncatedError
+from ..errors import InputError, TruncatedError
 from . import output
-from .app import err, message
+from .app import err
 from .options import with_groups
 from .speech import (DEVICE, SPEECH, DeviceOptions, SpeechOptions, check_against_model, load_model, speech_request,
                      voice_source, with_voice)
@@ -95,20 +95,14 @@ def stream(
         skipped.append(note)
         say(f"[yellow]warning:[/] standard input {escape(note)}: skipped")
 
-    lines = output.stdin_lines(skip) if text == "-" else iter([(1, text)])
+    lines = output.stdin_lines(skip) if text == "-" else iter([text])
     sink = output.StreamSink(sd, output_device, out_path, raw, to_stdout, tts.sample_rate)
     truncated = n_lines = frames = 0
     audio_s = busy_s = 0.0
     try:
-        for n, line in lines:
+        for line in lines:
             t1 = time.perf_counter()
-            try:
-                st = tts.stream(replace(request, text=line))
-            except RequestError as e:
-                if text != "-" or e.field != "text":
-                    raise
-                skip(f"line {n}: {message(e)}")
-                continue
+            st = tts.stream(replace(request, text=line))
             if n_lines:
                 sink.write(silence(request.pause))
             ttfa = None

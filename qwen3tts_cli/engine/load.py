@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ..codec.decoder import codec_folder
 from ..errors import InputError, ModelError, RequestError
 from ..io.config import GenerationConfig, ModelConfig
 from ..io.weights import expected_model_tensors, load_safetensors, safetensors_files
@@ -147,8 +148,6 @@ def load_tts(path_or_folder: str | Path, device: str | torch.device = "cpu",
     dt = parse_dtype(dtype) or default_dtype(dev, quantize)
     files = model_files(folder)
     cfg = files.model_config()
-    from ..codec.decoder import codec_folder
-
     codec_folder(folder)  # decoding needs it: a missing codec is said now, not after generating
     expected = expected_model_tensors(cfg)
     # The Base models' speaker encoder only makes voices: create_voice loads it on first use.

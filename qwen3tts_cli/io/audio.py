@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .files import naming, output_target, replace_atomically
 
 SAMPLE_RATE = 24000
 AUDIO_SUFFIXES = ("", ".wav")  # what audio files can be written as (WAV; a name without a suffix too)
@@ -74,8 +75,6 @@ class WavWriter:
         self._through = False
 
     def __enter__(self) -> "WavWriter":
-        from .files import naming, replace_atomically
-
         self._target = replace_atomically(self.path)
         where, self._through = self._target.__enter__()
         try:
@@ -99,14 +98,10 @@ class WavWriter:
         self.frames += len(data)
 
     def _put(self, data: bytes) -> None:
-        from .files import naming
-
         with naming(self.path):
             self._file.write(data)
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        from .files import naming
-
         file = self._file
         target, self._target = self._target, None
         if exc_type is None:
@@ -178,8 +173,6 @@ class ProgressiveWavWriter:
     """
 
     def __init__(self, path: str | Path, sample_rate: int = SAMPLE_RATE):
-        from .files import naming, output_target
-
         self.path = Path(path)
         self.sample_rate = sample_rate
         self.frames = 0
@@ -203,8 +196,6 @@ class ProgressiveWavWriter:
             self._file.seek(0, os.SEEK_END)
 
     def _put(self, data: bytes, at: int | None = None) -> None:
-        from .files import naming
-
         with naming(self.path):
             if at is not None:
                 self._file.seek(at)

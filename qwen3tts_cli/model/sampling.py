@@ -9,9 +9,8 @@ Random draws come from a ``torch.Generator`` seeded from the user's seed.
 
 from __future__ import annotations
 
-import math
-
 import functools
+import math
 from dataclasses import dataclass, fields, replace
 from typing import Sequence
 
