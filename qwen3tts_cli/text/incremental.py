@@ -1,0 +1,208 @@
+"""Tokenization of a text that arrives in pieces, committing only ids that can no longer change.
+
+A text fed by an LLM comes a few bytes at a time. The talker's streaming layout eats one text id
+per frame, so ids must be handed over as early as possible, but an id once handed over has been
+spoken: it must be exactly the id the tokenizer gives for the whole text. Four things can still
+change at the end of what has arrived, and each is held back until later text settles it:
+
+* an incomplete UTF-8 sequence (bytes pushed): Python's incremental decoder keeps it;
+* a partial special token ("<|im_" may become "<|im_end|>", which the tokenizer matches whole in
+  the raw text);
+* a character that NFC could still combine with what follows (the text from the last "safe"
+  character on: a starter that no canonical composition takes as its second part, ccc 0);
+* whitespace at the end, which is dropped if the text ends there;
+* the last pre-token of the split regex ("hel" may become "hello", a space run may lend its last
+  space to the next word, "don" + "'t" is two pre-tokens, "." + "\\n" one).
+
+What comes before that is tokenized and committed for good; the property test
+(tests/test_incremental.py) checks that the ids committed over a whole run equal the tokenization
+of the whole text for any cut points.
+
+The text is cleaned as it comes, the way ``segment.normalize_text`` cleans a whole text (line
+endings to "\\n", control characters dropped, whitespace at both ends dropped), so the committed ids
+are those of ``normalize_text(whole text)`` (an ordinary text is unchanged by it). As in the
+prompt template, the text follows "assistant\\n": with no leading whitespace, its ids are its own
+tokenization's.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import functools
+import unicodedata
+
+from .segment import _DROP
+from .tokenizer import TextTokenizer
+
+# Hangul vowel and trailing-consonant jamo compose with the syllable before them (algorithmically,
+# so unicodedata.decomposition does not list them).
+_HANGUL_SECONDS = range(0x1161, 0x1176), range(0x11A8, 0x11C3)
+_LINE_ENDS = {"\x0b", "\x0c", "\x85", "\u2028", "\u2029"}
+
+
+@functools.lru_cache(maxsize=1)
+def _composition_seconds() -> frozenset[str]:
+    """Characters that NFC may compose with the character before them."""
+    out = {chr(c) for r in _HANGUL_SECONDS for c in r}
+    for cp in range(0x110000):
+        d = unicodedata.decomposition(chr(cp))
+        if d and not d.startswith("<"):
+            parts = d.split()
+            if len(parts) == 2:
+                pair = chr(int(parts[0], 16)) + chr(int(parts[1], 16))
+                if unicodedata.normalize("NFC", pair) == chr(cp):  # not a composition exclusion
+                    out.add(pair[1])
+    return frozenset(out)
+
+
+def nfc_safe(ch: str) -> bool:
+    """Whether NFC never joins ``ch`` with the text before it: a boundary before it is stable."""
+    if unicodedata.combining(ch) or ch in _composition_seconds():
+        return False
+    first = unicodedata.normalize("NFD", ch)[0]
+    return not unicodedata.combining(first) and first not in _composition_seconds()
+
+
+class _SkipUndecodable:
+    """Codec error handler that drops bytes that are not UTF-8 and counts them."""
+
+    def __init__(self):
+        self.count = 0
+        self.first: int | None = None
+
+    def __call__(self, exc: UnicodeDecodeError):
+        self.count += exc.end - exc.start
+        if self.first is None:
+            self.first = exc.object[exc.start]
+        return "", exc.end
+
+
+_handlers: dict[str, _SkipUndecodable] = {}
+
+
+def _decoder():
+    handler = _SkipUndecodable()
+    name = f"qwen3tts-skip-{id(handler)}"
+    codecs.register_error(name, handler)
+    _handlers[name] = handler  # codecs keeps its own reference; this one lets the feed read the count
+    return codecs.getincrementaldecoder("utf-8")(errors=name), handler
+
+
+class IncrementalTokenizer:
+    """``push(text or bytes) -> ids now final``; ``close() -> the rest``. Not thread-safe (the
+    text feed serializes its calls)."""
+
+    def __init__(self, tokenizer: TextTokenizer):
+        self.tokenizer = tokenizer
+        tok = tokenizer.tokenizer
+        self._specials = sorted({t.content for t in tok.get_added_tokens_decoder().values()}, key=len)
+        self._longest = max((len(s) for s in self._specials), default=0)
+        self._special_re = re.compile("|".join(re.escape(s) for s in reversed(self._specials))) if self._specials else None
+        self._bytes, self._undecodable = _decoder()
+        self.pending = ""  # cleaned text not yet committed
+        self.started = False  # something other than whitespace has arrived
+        self._cr = False  # the last character was "\r": a "\n" right after it is the same line end
+        self.committed = 0  # ids committed so far
+        self.text = ""  # everything committed, cleaned (for labels and the guard)
+        self.closed = False
+
+    @property
+    def undecodable_bytes(self) -> int:
+        """Bytes dropped because they were not UTF-8."""
+        return self._undecodable.count
+
+    @property
+    def first_undecodable(self) -> int | None:
+        return self._undecodable.first
+
+    def push(self, piece: str | bytes) -> list[int]:
+        if self.closed:
+            raise ValueError("the text is closed")
+        text = self._bytes.decode(piece) if isinstance(piece, (bytes, bytearray, memoryview)) else piece
+        self.pending += self._clean(text)
+        if not self.started:
+            self.pending = self.pending.lstrip()
+            self.started = bool(self.pending)
+        return self._commit(self._stable_end())
+
+    def close(self) -> list[int]:
+        """The ids of everything still held back (whitespace at the end dropped)."""
+        if self.closed:
+            return []
+        tail = self._clean(self._bytes.decode(b"", final=True))
+        self.closed = True
+        self.pending = (self.pending + tail).rstrip()
+        ids = self.tokenizer.encode(self.pending) if self.pending else []
+        self.text += self.pending
+        self.pending = ""
+        self.committed += len(ids)
+        return ids
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _clean(self, text: str) -> str:
+        out = []
+        for ch in text:
+            if ch == "\n" and self._cr:
+                self._cr = False
+                continue  # the second half of CRLF: "\r" already became "\n"
+            self._cr = ch == "\r"
+            if ch == "\r" or ch in _LINE_ENDS:
+                out.append("\n")
+            elif ch in _DROP or "\ud800" <= ch <= "\udfff":
+                continue
+            else:
+                out.append(ch)
+        return "".join(out)
+
+    def _stable_end(self) -> int:
+        """Where the text that can still change begins, before the pre-token rule: a partial
+        special token or an NFC-unsafe boundary."""
+        p = self.pending
+        # Whitespace is committed only once text follows it: at the end it would be dropped.
+        end = len(p.rstrip())
+        for start in range(max(0, end - self._longest + 1), end):
+            tail = p[start:]
+            if any(s.startswith(tail) and s != tail for s in self._specials):
+                end = start
+                break
+        # The boundary at `end` must be NFC-safe; the end of the text never is (a mark may follow).
+        i = min(end, len(p) - 1)
+        while i > 0 and not nfc_safe(p[i]):
+            i -= 1
+        # Never inside a whole special token (a mark after one does not join it: specials are
+        # matched in the raw text before NFC).
+        if self._special_re is not None:
+            for m in self._special_re.finditer(p, 0, end):
+                if m.start() < i < m.end():
+                    return m.start()
+                if m.end() == end and end == len(p) and i < end:
+                    return end
+        return max(i, 0)
+
+    def _commit(self, end: int) -> list[int]:
+        if end <= 0:
+            return []
+        enc = self.tokenizer.tokenizer.encode(self.pending[:end], add_special_tokens=False)
+        words, offsets = enc.word_ids, enc.offsets
+        # Hold back the last pre-token, and go back further while the cut would not fall before a
+        # safe character (a pre-token boundary between a letter and its combining mark).
+        k = len(words)
+        while k > 0:
+            first = k - 1
+            while first > 0 and words[first - 1] == words[k - 1]:
+                first -= 1
+            k = first
+            if k == 0:
+                return []
+            # One raw character may give several normalized ones (a composition exclusion such as
+            # U+0958 is a letter and a mark): the cut must leave every committed token before it.
+            cut = offsets[k][0]
+            if cut > 0 and offsets[k - 1][1] <= cut and nfc_safe(self.pending[cut]):
+                break
+        ids = enc.ids[:k]
+        self.text += self.pending[:cut]
+        self.pending = self.pending[cut:]
+        self.committed += len(ids)
+        return ids
