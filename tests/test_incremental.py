@@ -93,6 +93,13 @@ def test_ids_come_before_the_end(tokenizer):
     assert tokenizer.decode(steps[4]) == " are"
 
 
+def test_a_space_after_a_word_ends_it(tokenizer):
+    inc = IncrementalTokenizer(tokenizer)
+    assert tokenizer.decode(inc.push("Hello ")) == "Hello"  # a space ends the word; it is held itself
+    assert inc.pending == " "
+    assert inc.push("\n") == []  # whitespace only goes out once text follows it
+
+
 def test_held_back_cases(tokenizer):
     inc = IncrementalTokenizer(tokenizer)
     assert tokenizer.decode(inc.push("ok <|im_")) == "ok"  # " <|im_" may still become a special token
@@ -116,8 +123,8 @@ def test_undecodable_bytes_are_dropped_and_counted(tokenizer):
     assert ids == tokenizer.encode("abc d€ x")
     assert inc.undecodable_bytes == 1 and inc.first_undecodable == 0xFF
     inc = IncrementalTokenizer(tokenizer)
-    inc.push(b"ok \xe2\x82")  # an incomplete sequence at the end counts once closed
-    assert inc.close() == tokenizer.encode("ok")
+    ids = inc.push(b"ok \xe2\x82")  # an incomplete sequence at the end counts once closed
+    assert ids + inc.close() == tokenizer.encode("ok")
     assert inc.undecodable_bytes == 2
 
 

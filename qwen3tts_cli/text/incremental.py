@@ -38,13 +38,16 @@ from .tokenizer import TextTokenizer
 # Hangul vowel and trailing-consonant jamo compose with the syllable before them (algorithmically,
 # so unicodedata.decomposition does not list them).
 _HANGUL_SECONDS = range(0x1161, 0x1176), range(0x11A8, 0x11C3)
+_HANGUL_FIRSTS = range(0x1100, 0x1113), range(0xAC00, 0xD7A4)  # leading jamo; syllables (LV take a T)
 _LINE_ENDS = {"\x0b", "\x0c", "\x85", "\u2028", "\u2029"}
 
 
 @functools.lru_cache(maxsize=1)
-def _composition_seconds() -> frozenset[str]:
-    """Characters that NFC may compose with the character before them."""
-    out = {chr(c) for r in _HANGUL_SECONDS for c in r}
+def _compositions() -> tuple[frozenset[str], frozenset[str]]:
+    """(characters NFC may compose with the one before them, characters it may compose with the
+    one after them)."""
+    seconds = {chr(c) for r in _HANGUL_SECONDS for c in r}
+    firsts = {chr(c) for r in _HANGUL_FIRSTS for c in r}
     for cp in range(0x110000):
         d = unicodedata.decomposition(chr(cp))
         if d and not d.startswith("<"):
@@ -52,16 +55,26 @@ def _composition_seconds() -> frozenset[str]:
             if len(parts) == 2:
                 pair = chr(int(parts[0], 16)) + chr(int(parts[1], 16))
                 if unicodedata.normalize("NFC", pair) == chr(cp):  # not a composition exclusion
-                    out.add(pair[1])
-    return frozenset(out)
+                    firsts.add(pair[0])
+                    seconds.add(pair[1])
+    return frozenset(seconds), frozenset(firsts)
 
 
 def nfc_safe(ch: str) -> bool:
     """Whether NFC never joins ``ch`` with the text before it: a boundary before it is stable."""
-    if unicodedata.combining(ch) or ch in _composition_seconds():
+    seconds = _compositions()[0]
+    if unicodedata.combining(ch) or ch in seconds:
         return False
     first = unicodedata.normalize("NFD", ch)[0]
-    return not unicodedata.combining(first) and first not in _composition_seconds()
+    return not unicodedata.combining(first) and first not in seconds
+
+
+def nfc_final(ch: str) -> bool:
+    """Whether NFC never joins ``ch`` with what comes after it (a text may end after it)."""
+    if not nfc_safe(ch):
+        return False
+    nfc = unicodedata.normalize("NFC", ch)
+    return nfc[-1] not in _compositions()[1]
 
 
 class _SkipUndecodable:
@@ -160,34 +173,34 @@ class IncrementalTokenizer:
         """Where the text that can still change begins, before the pre-token rule: a partial
         special token or an NFC-unsafe boundary."""
         p = self.pending
-        # Whitespace is committed only once text follows it: at the end it would be dropped.
-        end = len(p.rstrip())
+        end = len(p)
         for start in range(max(0, end - self._longest + 1), end):
             tail = p[start:]
             if any(s.startswith(tail) and s != tail for s in self._specials):
                 end = start
                 break
-        # The boundary at `end` must be NFC-safe; the end of the text never is (a mark may follow).
-        i = min(end, len(p) - 1)
-        while i > 0 and not nfc_safe(p[i]):
-            i -= 1
+        if end == len(p) and end and not nfc_final(p[-1]):
+            end -= 1  # a mark may still follow and join the last character
+        while 0 < end < len(p) and not nfc_safe(p[end]):
+            end -= 1
         # Never inside a whole special token (a mark after one does not join it: specials are
         # matched in the raw text before NFC).
         if self._special_re is not None:
-            for m in self._special_re.finditer(p, 0, end):
-                if m.start() < i < m.end():
+            for m in self._special_re.finditer(p, 0, len(p)):
+                if m.start() < end < m.end():
                     return m.start()
-                if m.end() == end and end == len(p) and i < end:
-                    return end
-        return max(i, 0)
+        return end
 
     def _commit(self, end: int) -> list[int]:
         if end <= 0:
             return []
-        enc = self.tokenizer.tokenizer.encode(self.pending[:end], add_special_tokens=False)
+        p = self.pending
+        stripped = len(p.rstrip())  # whitespace is committed only once text follows it
+        enc = self.tokenizer.tokenizer.encode(p[:end], add_special_tokens=False)
         words, offsets = enc.word_ids, enc.offsets
-        # Hold back the last pre-token, and go back further while the cut would not fall before a
-        # safe character (a pre-token boundary between a letter and its combining mark).
+        # Hold back the last pre-token, and more while the cut would fall before an unsafe
+        # character (a pre-token boundary between a letter and its combining mark) or leave
+        # only whitespace after the committed text.
         k = len(words)
         while k > 0:
             first = k - 1
@@ -199,10 +212,10 @@ class IncrementalTokenizer:
             # One raw character may give several normalized ones (a composition exclusion such as
             # U+0958 is a letter and a mark): the cut must leave every committed token before it.
             cut = offsets[k][0]
-            if cut > 0 and offsets[k - 1][1] <= cut and nfc_safe(self.pending[cut]):
+            if 0 < cut <= stripped and offsets[k - 1][1] <= cut and nfc_safe(p[cut]):
                 break
         ids = enc.ids[:k]
-        self.text += self.pending[:cut]
-        self.pending = self.pending[cut:]
+        self.text += p[:cut]
+        self.pending = p[cut:]
         self.committed += len(ids)
         return ids
