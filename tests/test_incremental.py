@@ -141,3 +141,10 @@ def test_closed_feed_refuses_more(tokenizer):
     with pytest.raises(ValueError):
         inc.push("x")
     assert inc.close() == []
+
+
+def test_spans_locate_each_id_in_the_committed_text(tokenizer):
+    ids, _, inc = feed(tokenizer, ["Hello wo", "rld. 今天", "好"])
+    assert len(inc.spans) == len(ids)
+    assert [inc.text[a:b] for a, b in inc.spans][:4] == ["Hello", " world", ".", " "]
+    assert inc.spans[-1][1] == len(inc.text) == len("Hello world. 今天好")

@@ -118,6 +118,10 @@ class RunawayGuard:
     def for_text(cls, text: str, settings: GuardSettings = DEFAULT_SETTINGS) -> "RunawayGuard":
         return cls(frame_budget(text, settings), settings)
 
+    def grow(self, text: str) -> None:
+        """The utterance's text has grown to ``text`` (a text feed): the budget grows with it."""
+        self.budget = max(self.budget, frame_budget(text, self.settings))
+
     def push(self, frame: torch.Tensor) -> Trip | None:
         """Record one frame (int64 [16], any device). A trip is sticky: later pushes return it."""
         if self.trip is not None:

@@ -98,29 +98,86 @@ def synthesize(tts, plan: ResolvedRequest, progress: Callable[[int], None] | Non
 def stream(tts, plan: ResolvedRequest, progress: Callable[[int], None] | None = None) -> SpeechStream:
     """Audio while frames are generated (see TTS.stream). The first chunk's prompt is built and
     the codec decoder loaded now, so that their errors come before the first frame."""
-    decoder = tts.decoder
     first = chunk_row(tts, plan, 0)
-    ref_codes = getattr(plan.voice, "ref_codes", None)
-    utt = Utterance(plan)
-    result = StreamResult(codes=torch.empty(0, tts.cfg.talker.num_code_groups, dtype=torch.long),
-                          sample_rate=tts.sample_rate, warnings=utt.warnings)
+    speech = _Speech(tts, plan, progress)
+
+    def rows():
+        for i in range(len(plan.chunks)):
+            yield first if i == 0 else chunk_row(tts, plan, i)
+
+    return speech.stream(rows())
+
+
+def feed_row(tts, plan: ResolvedRequest, start: int, k: int) -> Row:
+    """Utterance k of a text feed, from feed id ``start`` on, as a row of the frame loop: its
+    prompt holds the ids the streaming layout puts there (waited for: the feed may still be open)
+    and a FeedTrack hands out the rest, one per frame (engine/feed.py)."""
+    from .feed import FeedTrack
+    from .guard import RunawayGuard
+
+    feed = plan.request.feed
+    feed.wait(start + tts.feed_ids_needed(plan))
+    prompt = tts.build_prompt(plan, feed.ids[start:start + tts.feed_ids_needed(plan)])
+    watch = None if plan.guard is None else RunawayGuard.for_text("", plan.guard)
+    device = prompt.pad.device
+
+    def embed(i: int) -> torch.Tensor:
+        # One id at a time: the rows do not depend on how the text was cut or when it came.
+        return tts.embeddings.embed_text(torch.tensor([i], device=device))[0]
+
+    prompt.track = FeedTrack(feed, start, prompt, embed(tts.cfg.tts_eos_token_id), embed,
+                             plan.request.max_chars_limit(), plan.language, None if watch is None else watch.grow)
+    return Row(prompt, cap=plan.max_frames, seed=plan.seed(k), watch=watch)
+
+
+def stream_feed(tts, plan: ResolvedRequest, progress: Callable[[int], None] | None = None) -> SpeechStream:
+    """Audio of a text feed while its text arrives (engine/feed.py): utterances one after another,
+    each starting at the first id the one before had not read. The codec decoder is loaded now,
+    so that its errors come before the first frame."""
+    feed = plan.request.feed
+    speech = _Speech(tts, plan, progress)
+
+    def rows():
+        start = k = 0
+        while feed.wait(start + 1):
+            row = feed_row(tts, plan, start, k)
+            yield row
+            start, k = row.prompt.track.next, k + 1
+
+    return speech.stream(rows())
+
+
+class _Speech:
+    """The one streaming loop: rows (text chunks, or a feed's utterances) spoken one after
+    another, each row's audio on the request's schedule, joined by the pause."""
+
+    def __init__(self, tts, plan: ResolvedRequest, progress: Callable[[int], None] | None):
+        self.tts, self.plan, self.progress = tts, plan, progress
+        self.decoder = tts.decoder
+        self.utt = Utterance(plan)
+        self.result = StreamResult(codes=torch.empty(0, tts.cfg.talker.num_code_groups, dtype=torch.long),
+                                   sample_rate=tts.sample_rate, warnings=self.utt.warnings)
+
+    def stream(self, rows) -> SpeechStream:
+        return SpeechStream(self._produce(rows), self.result)
 
     @torch.inference_mode()
-    def produce():
+    def _produce(self, rows):
+        tts, plan, utt, result = self.tts, self.plan, self.utt, self.result
+        ref_codes = getattr(plan.voice, "ref_codes", None)
         done = 0
-        for i in range(len(plan.chunks)):
+        for i, row in enumerate(rows):
             if i:
                 gap = utt.gap()
                 result.samples += len(gap)
                 yield gap
-            row = first if i == 0 else chunk_row(tts, plan, i)
             utt.warn(row.prompt.warnings)
-            audio = StreamedAudio(decoder, plan.request.schedule, ref_codes)  # the schedule starts again
+            audio = StreamedAudio(self.decoder, plan.request.schedule, ref_codes)  # the schedule starts again
             for _, frame in tts.generate([row], plan.sampling):
                 if frame is None:
                     continue
-                if progress is not None:
-                    progress(done + len(row.frames))
+                if self.progress is not None:
+                    self.progress(done + len(row.frames))
                 out = audio.add(frame)
                 if out is not None:
                     result.samples += len(out)
@@ -135,8 +192,6 @@ def stream(tts, plan: ResolvedRequest, progress: Callable[[int], None] | None = 
             done += row.kept
             result.codes, result.chunks = utt.all_codes(), utt.chunks
         result.stop_reason, result.truncated, result.finished = utt.stop_reason, utt.truncated, True
-
-    return SpeechStream(produce(), result)
 
 
 def synthesize_batch(tts, plans: Sequence[ResolvedRequest],

@@ -19,7 +19,7 @@ batched matmul may round a row differently from a single-row one, and the groups
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -58,6 +58,9 @@ class Prompt:
     language_id: int | None  # codec id in the tag list, None for the 3-tag "auto" form
     instruct_dropped: bool = False  # 0.6B CustomVoice ignores instructions, as the reference does
     warnings: list[str] = field(default_factory=list)
+    text_in_prompt: int = 0  # text ids inside ``embeds``; the rest ride along in ``trailing``
+    eos_in_prompt: bool = False  # the end-of-text row is inside ``embeds`` (trailing is padding only)
+    track: Any = None  # a feed's text rows (engine.feed.FeedTrack): used instead of ``trailing``
 
     def trailing_row(self, step: int) -> torch.Tensor:
         """Text row paired with generated frame `step` (0-based)."""
@@ -75,9 +78,22 @@ def _device(model) -> torch.device:
     return torch.device("cpu")
 
 
-def build_prompt(model, cfg: ModelConfig, tokenizer: TextTokenizer, plan: ResolvedRequest, text: str) -> Prompt:
+def feed_ids_needed(tokenizer: TextTokenizer, plan: ResolvedRequest) -> int:
+    """Text ids the streaming layout puts inside the prompt, which a text feed must have before
+    the prefill: the first one, or for an ICL clone as many as the reference frames outnumber the
+    reference transcript's tokens (the two tracks are aligned row by row, §3.7)."""
+    if plan.mode != "icl":
+        return 1
+    voice = plan.voice
+    ref = tokenizer.encode(ref_text_template(voice.ref_text))[3:-2]
+    return max(1, int(voice.ref_codes.shape[0]) + 1 - len(ref))
+
+
+def build_prompt(model, cfg: ModelConfig, tokenizer: TextTokenizer, plan: ResolvedRequest,
+                 text: str | Sequence[int]) -> Prompt:
     """Prefill rows and trailing text rows for one chunk ``text`` of a resolved request
     (reference-architecture.md §3.5–§3.7); a Base model's voice is ``plan.voice``, a VoicePrompt.
+    ``text`` may also be its text ids (a text feed's, already tokenized).
 
     `model` needs `embed_text(ids) -> [..., H]` and `embed_codec(ids) -> [..., H]`; ICL also needs
     `embed_frame(codes [K, 16]) -> [K, H]` (the 16-term codebook sum of each frame).
@@ -97,8 +113,13 @@ def build_prompt(model, cfg: ModelConfig, tokenizer: TextTokenizer, plan: Resolv
     def C(ids: list[int]) -> torch.Tensor:
         return model.embed_codec(ids_tensor(ids))
 
-    target = tokenizer.encode(assistant_text(text))
-    text_ids = target[3:-5]
+    if isinstance(text, str):
+        target = tokenizer.encode(assistant_text(text))
+        text_ids = target[3:-5]
+    else:
+        text_ids = [int(i) for i in text]
+        frame = tokenizer.encode(assistant_text(""))
+        target = frame[:3] + text_ids + frame[3:]
     if not text_ids:
         raise InputError("text has no tokens to speak")
     token_ids: dict[str, list[int]] = {"target": target, "text": text_ids}
@@ -148,18 +169,22 @@ def build_prompt(model, cfg: ModelConfig, tokenizer: TextTokenizer, plan: Resolv
     if mode == "icl":
         body, body_rows, trailing, trailing_ids = _icl_body(
             model, tokenizer, voice, text_ids, T, C, Eo, P, cfg, non_streaming, token_ids)
+        in_trailing = len(trailing_ids) - 1 if trailing_ids[-1] == eos_id else 0
+        text_in_prompt = max(0, len(text_ids) - in_trailing)
     elif non_streaming:
         n = len(text_ids)
         text_rows = torch.cat([T(text_ids), Eo[None]], dim=0)
         body = torch.cat([text_rows + C([tk.codec_pad_id] * (n + 1)), (P + codec_pad_bos[1])[None]], dim=0)
         body_rows = [(i, tk.codec_pad_id) for i in text_ids + [eos_id]] + [(pad_id, tk.codec_bos_id)]
         trailing, trailing_ids = P[None], [pad_id]
+        text_in_prompt = len(text_ids)
     else:
         body = T(text_ids[:1]) + codec_pad_bos[1:]
         body_rows = [(text_ids[0], tk.codec_bos_id)]
         rest = text_ids[1:]
         trailing = torch.cat([T(rest), Eo[None]], dim=0) if rest else Eo[None]
         trailing_ids = rest + [eos_id]
+        text_in_prompt = 1
     segments.append(body)
     rows += body_rows
 
@@ -168,7 +193,8 @@ def build_prompt(model, cfg: ModelConfig, tokenizer: TextTokenizer, plan: Resolv
     return Prompt(embeds=embeds, trailing=trailing, pad=P, token_ids=token_ids, rows=rows,
                   trailing_ids=trailing_ids, non_streaming_mode=non_streaming, mode=mode,
                   language_id=language_id, instruct_dropped=plan.instruct_dropped,
-                  warnings=list(plan.warnings))
+                  warnings=list(plan.warnings), text_in_prompt=text_in_prompt,
+                  eos_in_prompt=trailing_ids[-1] != eos_id)
 
 
 def _icl_body(model, tokenizer, voice, text_ids, T, C, Eo, P, cfg, non_streaming, token_ids):

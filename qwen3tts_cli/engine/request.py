@@ -76,6 +76,11 @@ def check_speaker_or_voice(speaker: str | None, has_voice: bool) -> None:
                            "Base model: give one or the other", "speaker", "speaker_and_voice")
 
 
+def is_text_feed(text) -> bool:
+    """A text feed (engine.feed.TextFeed), told apart without importing it (and torch with it)."""
+    return getattr(type(text), "is_text_feed", False) is True
+
+
 def _is_voice_prompt(voice) -> bool:
     return hasattr(voice, "xvector") and hasattr(voice, "check_model")
 
@@ -108,8 +113,13 @@ class SpeechRequest:
 
         from ..text.segment import check_unicode
 
-        if not isinstance(self.text, str):
-            raise RequestError(f"text must be a string, not {type(self.text).__name__}", "text", "text_type")
+        if not isinstance(self.text, str) and not is_text_feed(self.text):
+            raise RequestError(f"text must be a string or a text feed, not {type(self.text).__name__}", "text",
+                               "text_type")
+        if self.feed is not None and self.non_streaming_mode:
+            raise RequestError("a text feed is spoken in the streaming text layout (non_streaming_mode=False): "
+                               "the non-streaming layout needs the whole text before the first frame",
+                               "non_streaming_mode", "feed_non_streaming")
         for name in ("text", "instruct", "speaker", "language"):
             if isinstance(getattr(self, name), str):
                 check_unicode(getattr(self, name), name)
@@ -135,7 +145,9 @@ class SpeechRequest:
             SamplingSettings.resolve(None, greedy=self.greedy, **self.sampling)
         except InputError as e:
             raise RequestError(str(e), "sampling", "sampling_invalid") from None
-        if self.split:
+        if self.feed is not None:
+            self.max_chars_limit()  # a feed's utterances are bounded by max_chars
+        elif self.split:
             self.chunks()  # the text splits into something to say, at a valid max_chars
         elif not self.text.strip():
             raise RequestError("text is empty", "text", "text_empty")
@@ -158,12 +170,29 @@ class SpeechRequest:
             own["sampling"] = {**self.sampling, **sampling}
         return replace(self, **own) if own else self
 
+    @property
+    def feed(self):
+        """The text feed the text arrives through (engine.feed.TextFeed), or None for a text."""
+        return self.text if is_text_feed(self.text) else None
+
+    def max_chars_limit(self) -> int:
+        """``max_chars``, or the splitter's default."""
+        from ..text.segment import DEFAULT_MAX_CHARS, MIN_MAX_CHARS
+
+        limit = DEFAULT_MAX_CHARS if self.max_chars is None else int(self.max_chars)
+        if limit < MIN_MAX_CHARS:
+            raise RequestError(f"max_chars must be at least {MIN_MAX_CHARS} (got {self.max_chars})", "max_chars",
+                               "max_chars_range")
+        return limit
+
     def chunks(self) -> list[str]:
         """The pieces spoken one after another: the text normalized and cut at sentence, then
         clause ends into chunks of at most ``max_chars`` (text.segment); ``split=False``: the text
         exactly as given, as one chunk."""
         from ..text.segment import DEFAULT_MAX_CHARS, split_text
 
+        if self.feed is not None:
+            return []  # the text is not known yet: a feed's utterances are cut as it arrives
         if not self.split:
             return [self.text]
         try:
@@ -238,8 +267,8 @@ class SpeechRequest:
             warnings.append("this 0.6B CustomVoice model ignores instructions; the instruction was dropped")
 
         mode = model_type if model_type != "base" else voice.mode
-        non_streaming = (mode in ("custom_voice", "voice_design") if self.non_streaming_mode is None
-                         else bool(self.non_streaming_mode))
+        non_streaming = (mode in ("custom_voice", "voice_design") and self.feed is None
+                         if self.non_streaming_mode is None else bool(self.non_streaming_mode))
         guard = None if self.guard is False or self.guard is None else (
             guard_module.DEFAULT_SETTINGS if self.guard is True else self.guard)
         return ResolvedRequest(
@@ -297,6 +326,8 @@ class ResolvedRequest:
         return None
 
     def chunk_label(self, chunk: int, note: str) -> str:
+        if self.request.feed is not None:
+            return f"utterance {chunk + 1}: {note}"
         return note if len(self.chunks) == 1 else f"chunk {chunk + 1} of {len(self.chunks)}: {note}"
 
 

@@ -31,6 +31,7 @@ from ..runtime import RuntimeSettings
 from . import pipeline
 from .request import (DEFAULT_LANGUAGE, CloneReference, ResolvedRequest, SpeechRequest, default_speaker,
                       request_options)
+from ..errors import RequestError
 from .results import SAMPLE_RATE, SpeechStream, SynthesisResult
 
 # Prompt rows the CUDA warm-up captures frame-step graphs for (4 buckets of 256 cache slots): a
@@ -149,6 +150,19 @@ class TTS:
 
         return build_prompt(self.embeddings, self.cfg, self.tokenizer, plan, text)
 
+    def feed_ids_needed(self, plan: ResolvedRequest) -> int:
+        """Text ids a text feed must have before its prompt can be built (prompt.feed_ids_needed)."""
+        from .prompt import feed_ids_needed
+
+        return feed_ids_needed(self.tokenizer, plan)
+
+    def text_feed(self):
+        """A new engine.feed.TextFeed for this model's tokenizer: push text to it from any thread
+        while ``stream(feed, ...)`` speaks it."""
+        from .feed import TextFeed
+
+        return TextFeed(self.tokenizer)
+
     def prompt(self, text: str | SpeechRequest, speaker: str | None = None, language: str | None = None,
                instruct: str | None = None, **options):
         """The talker prompt of an utterance spoken as given (not split): a Prompt with ``embeds``,
@@ -166,7 +180,7 @@ class TTS:
         """An utterance spoken as given: not split, no runaway guard (the code-level calls)."""
         request = self.request(text, **_given(speaker=speaker, language=language, instruct=instruct), split=False,
                                guard=False, **options)
-        return self.resolve(request)
+        return self.resolve(_not_a_feed(request))
 
     def iter_frames(self, text: str | SpeechRequest, speaker: str | None = None,
                     language: str | None = None, instruct: str | None = None, **options):
@@ -317,7 +331,8 @@ class TTS:
         ``truncated`` says what happened, as it does when the model's own frame limit is hit.
         ``decode=False`` returns codes only (``audio`` is empty).
         """
-        request = self.request(text, **_given(speaker=speaker, language=language, instruct=instruct), **options)
+        request = _not_a_feed(self.request(text, **_given(speaker=speaker, language=language, instruct=instruct),
+                                           **options))
         return pipeline.synthesize(self, self.resolve(request), progress, decode)
 
     def stream(self, text: str | SpeechRequest, *, progress: Callable[[int], None] | None = None,
@@ -336,9 +351,15 @@ class TTS:
         began); and with an ICL voice the audio starts exactly at the first generated frame, where
         the reference's proportional cut may keep one more sample of the reference.
 
+        ``text`` may be a text feed (``text_feed()``): the text arrives while it is spoken, in the
+        streaming text layout; generation waits for the text it needs (engine/feed.py).
+
         Request errors are raised here, before the first frame.
         """
-        return pipeline.stream(self, self.resolve(self.request(text, **options)), progress)
+        plan = self.resolve(self.request(text, **options))
+        if plan.request.feed is not None:
+            return pipeline.stream_feed(self, plan, progress)
+        return pipeline.stream(self, plan, progress)
 
     def synthesize_batch(self, texts: Sequence[str | SpeechRequest], speaker: str | None = None,
                          language: str | None = None, instruct: str | None = None, *,
@@ -351,10 +372,16 @@ class TTS:
         ``on_result(i, result)`` (e.g. to write its file) while the other rows go on.
         ``progress(n)``: after every lock-step frame. The texts share their sampling settings."""
         given = _given(speaker=speaker, language=language, instruct=instruct)
-        plans = [self.resolve(self.request(t, **given, **options)) for t in texts]
+        plans = [self.resolve(_not_a_feed(self.request(t, **given, **options))) for t in texts]
         return pipeline.synthesize_batch(self, plans, on_result, progress)
 
 
 def _given(**options) -> dict:
     """The positional-or-keyword options a caller actually set (None: the request's default)."""
     return {k: v for k, v in options.items() if v is not None}
+
+
+def _not_a_feed(request: SpeechRequest) -> SpeechRequest:
+    if request.feed is not None:
+        raise RequestError("a text feed is spoken while it arrives: use stream(feed, ...)", "text", "feed_not_streamed")
+    return request

@@ -211,6 +211,23 @@ class GraphStep:
         _seed(self.static.generators, seeds)
         return self.static.generators
 
+    def predict(self, h, z, want_cp: bool, forced=None):
+        """The code-predictor half of a frame, run eagerly (a text feed's stalled step): the same
+        modules and generators as the graph, so the same codes."""
+        if forced is not None:
+            raise ValueError("teacher forcing runs on the eager step")
+        st = self.static
+        rest, frame_emb, lg = self.predictor.predict(h, self.talker.embed_codec(z), return_logits=True, **st.cp_kw)
+        return rest, frame_emb, lg if want_cp else None
+
+    def advance(self, frame_emb, text, pos: int):
+        """The talker half, eagerly, over the static cache (slot ``pos``, the graph's bucketed span)."""
+        st = self.static
+        kv_len = min(cache_room(pos + 1), self.talker.max_seq)
+        h = self.talker((frame_emb + text)[:, None], self.slots[pos:pos + 1], kv_len=kv_len,
+                        left_pad=st.left_pad if st.batched else None, masked=True)[:, -1]
+        return h, self.talker.logits(h)
+
     def __call__(self, h, z, text, pos: int, last: bool, want_cp: bool, forced=None):
         if forced is not None:
             raise ValueError("teacher forcing runs on the eager step")

@@ -100,16 +100,24 @@ class EagerStep:
     def __call__(self, h, z, text, pos: int, last: bool, want_cp: bool, forced=None):
         """(residual codes [B, 15], next hidden [B, H], next logits [B, V], cp logits or None); the
         next talker step is skipped on the last frame."""
-        talker = self.talker
-        rest, frame_emb, cp_logits = self.predictor.predict(h, talker.embed_codec(z), return_logits=want_cp,
-                                                             forced=forced, **self.cp_kw)
+        rest, frame_emb, cp_logits = self.predict(h, z, want_cp, forced)
         if last:
             return rest, None, None, cp_logits
+        return (rest, *self.advance(frame_emb, text, pos), cp_logits)
+
+    def predict(self, h, z, want_cp: bool, forced=None):
+        """The first half of a frame: (residual codes, frame embedding, cp logits or None)."""
+        return self.predictor.predict(h, self.talker.embed_codec(z), return_logits=want_cp, forced=forced,
+                                      **self.cp_kw)
+
+    def advance(self, frame_emb, text, pos: int):
+        """The second half: the talker step on frame + text row -> (next hidden, next logits)."""
+        talker = self.talker
         if pos + 1 > talker.max_seq:
             talker.grow_cache(min(2 * talker.max_seq, self.final))
         h_next = talker((frame_emb + text)[:, None], self.slots[pos:pos + 1], kv_len=pos + 1,
                         left_pad=self.left_pad)[:, -1]
-        return rest, h_next, talker.logits(h_next), cp_logits
+        return h_next, talker.logits(h_next)
 
 
 def make_step(talker: Talker, predictor: CodePredictor, settings: SamplingSettings, cuda_graphs: bool = True,
@@ -128,6 +136,29 @@ def make_step(talker: Talker, predictor: CodePredictor, settings: SamplingSettin
 # ---------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------
+
+class TextRows:
+    """The text row of each prompt for frame s: its own trailing rows then its pad, or its
+    ``track`` (a text feed, engine.feed.FeedTrack) whose rows may not have arrived yet."""
+
+    def __init__(self, prompts: Sequence, text: torch.Tensor):
+        self.text, self.last = text, text.shape[1] - 1
+        self.tracks = [getattr(p, "track", None) for p in prompts]
+        self.dynamic = any(t is not None for t in self.tracks)
+
+    def __call__(self, s: int, block: bool = True) -> torch.Tensor | None:
+        """[B, H], or None when a track's row has not arrived (and ``block`` is False)."""
+        static = self.text[:, min(s, self.last)]
+        if not self.dynamic:
+            return static
+        rows = []
+        for b, track in enumerate(self.tracks):
+            row = static[b] if track is None else track.row(s, block)
+            if row is None:
+                return None
+            rows.append(row)
+        return torch.stack(rows)
+
 
 def left_pad_batch(prompts: Sequence) -> tuple[torch.Tensor, list[int], torch.Tensor]:
     """Prompts (``.embeds`` [L_b, H], ``.trailing`` [m_b, H], ``.pad`` [H]) -> left-padded prefill
@@ -165,16 +196,26 @@ def frame_loop(talker: Talker, step, prompts: Sequence, settings: SamplingSettin
     h = talker(x, torch.arange(L, device=x.device), kv_len=L, left_pad=left_pad)[:, -1]
     logits = talker.logits(h)
     flag = HostFlag(x.device, B)
-    last_text = text.shape[1] - 1
+    rows = TextRows(prompts, text)
     for s in range(steps):
         # A static step's logits buffer is overwritten by the next replay: copied now if kept.
         chose = logits.float().clone() if record_logits else None
         z = sampler(logits) if forced is None else forced[:, s, 0]
         flag.start(z)
         last = s == steps - 1
-        rest, h, logits, cp_logits = step(h, z, text[:, min(s, last_text)], L + s, last, s < n_cp,
-                                          None if forced is None else forced[:, s, 1:])
+        forced_s = None if forced is None else forced[:, s, 1:]
+        row = rows(s, block=False)
+        if row is not None or last:
+            rest, h, logits, cp_logits = step(h, z, row if row is not None else x[:, -1], L + s, last, s < n_cp,
+                                              forced_s)
+            yield flag.read(), torch.cat((z[:, None], rest), dim=1), chose, cp_logits
+            continue
+        # A text feed's row for this step has not arrived: the frame goes out now (it needs no
+        # text), and only the talker step that reads the row waits for it. An end token here
+        # ends the row before any waiting (the consumer closes the loop).
+        rest, frame_emb, cp_logits = step.predict(h, z, s < n_cp, forced_s)
         yield flag.read(), torch.cat((z[:, None], rest), dim=1), chose, cp_logits
+        h, logits = step.advance(frame_emb, rows(s, block=True), L + s)
 
 
 # ---------------------------------------------------------------------------------------------

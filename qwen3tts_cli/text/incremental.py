@@ -117,7 +117,8 @@ class IncrementalTokenizer:
         self.started = False  # something other than whitespace has arrived
         self._cr = False  # the last character was "\r": a "\n" right after it is the same line end
         self.committed = 0  # ids committed so far
-        self.text = ""  # everything committed, cleaned (for labels and the guard)
+        self.text = ""  # everything committed, cleaned
+        self.spans: list[tuple[int, int]] = []  # each committed id's characters in ``text``
         self.closed = False
 
     @property
@@ -146,11 +147,10 @@ class IncrementalTokenizer:
         tail = self._clean(self._bytes.decode(b"", final=True))
         self.closed = True
         self.pending = (self.pending + tail).rstrip()
-        ids = self.tokenizer.encode(self.pending) if self.pending else []
-        self.text += self.pending
-        self.pending = ""
-        self.committed += len(ids)
-        return ids
+        if not self.pending:
+            return []
+        enc = self.tokenizer.tokenizer.encode(self.pending, add_special_tokens=False)
+        return self._take(enc, len(enc.ids), len(self.pending))
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -214,8 +214,13 @@ class IncrementalTokenizer:
             cut = offsets[k][0]
             if 0 < cut <= stripped and offsets[k - 1][1] <= cut and nfc_safe(p[cut]):
                 break
-        ids = enc.ids[:k]
-        self.text += p[:cut]
-        self.pending = p[cut:]
-        self.committed += len(ids)
-        return ids
+        return self._take(enc, k, cut)
+
+    def _take(self, enc, k: int, cut: int) -> list[int]:
+        """Commit the first ``k`` ids of ``enc`` (the encoding of pending[:cut] and beyond)."""
+        base = len(self.text)
+        self.spans += [(base + a, base + b) for a, b in enc.offsets[:k]]
+        self.text += self.pending[:cut]
+        self.pending = self.pending[cut:]
+        self.committed += k
+        return enc.ids[:k]

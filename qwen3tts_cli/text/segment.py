@@ -184,27 +184,7 @@ class _Splitter:
         return cuts
 
     def _latin_sentence_end(self, start: int, end: int, b: int) -> bool:
-        text = self.text
-        nxt = end
-        while nxt < b and text[nxt].isspace():
-            nxt += 1
-        following = text[nxt] if nxt < b else ""
-        if following.islower():
-            return False
-        run = text[start:end].rstrip(_CLOSERS)
-        if run != ".":  # "!", "?", "...", "?!": no abbreviation question
-            return True
-        word_start = start
-        while word_start > 0 and not text[word_start - 1].isspace():
-            word_start -= 1
-        word = text[word_start:start].lstrip(_CLOSERS + "(\"'“‘«‹[{¿¡").lower()
-        if not word:
-            return True
-        if word in self.abbreviations or _INITIALS.match(word):
-            return False
-        if word in _NUMBER_ABBREVIATIONS and following.isdigit():
-            return False
-        return True
+        return _latin_sentence_end(self.text, start, end, b, self.abbreviations)
 
     def _clause_cuts(self, a: int, b: int) -> list[int]:
         return [m.end() for m in _CLAUSE.finditer(self.text, a, b) if m.end() < b]
@@ -250,3 +230,59 @@ def _binds(before: str, after: str) -> bool:
     # Variation selectors and emoji skin-tone modifiers.
     return ("\ufe00" <= after <= "\ufe0f" or "\U000e0100" <= after <= "\U000e01ef"
             or "\U0001f3fb" <= after <= "\U0001f3ff")
+
+
+def _latin_sentence_end(text: str, start: int, end: int, b: int, abbreviations: set[str]) -> bool:
+    """Whether the Latin sentence mark text[start:end] ends a sentence (text[b:] not looked at)."""
+    nxt = end
+    while nxt < b and text[nxt].isspace():
+        nxt += 1
+    following = text[nxt] if nxt < b else ""
+    if following.islower():
+        return False
+    run = text[start:end].rstrip(_CLOSERS)
+    if run != ".":  # "!", "?", "...", "?!": no abbreviation question
+        return True
+    word_start = start
+    while word_start > 0 and not text[word_start - 1].isspace():
+        word_start -= 1
+    word = text[word_start:start].lstrip(_CLOSERS + "(\"'“‘«‹[{¿¡").lower()
+    if not word:
+        return True
+    if word in abbreviations or _INITIALS.match(word):
+        return False
+    if word in _NUMBER_ABBREVIATIONS and following.isdigit():
+        return False
+    return True
+
+
+SENTENCE, CLAUSE, SPACE = 0, 1, 2
+
+
+def break_at(text: str, i: int, language: str | None = None) -> int | None:
+    """The best break between text[:i] and text[i:], ranked as ``split_text`` ranks them:
+    SENTENCE, CLAUSE or SPACE (None: inside a word). For a text still arriving (a text feed):
+    text[i:] must reach the next visible character, which a Latin sentence end depends on."""
+    if not 0 < i < len(text):
+        return None
+    before = text[:i].rstrip()
+    gap = len(text[:i]) - len(before)  # whitespace just before the break belongs to it
+    a = max(0, len(before) - 16)  # sentence and clause marks are short runs
+    for m in _SENTENCE.finditer(text, a, min(len(text), i + 1)):
+        if m.group()[0] == "\n":
+            if m.start() < i and text[m.start():i].isspace():
+                return SENTENCE
+            continue
+        if m.end() != len(before):
+            continue
+        if m.group()[0] not in _LATIN_END:
+            return SENTENCE
+        abbreviations = _ABBREVIATIONS | _LANGUAGE_ABBREVIATIONS.get((language or "").strip().lower(), set())
+        if _latin_sentence_end(text, m.start(), m.end(), len(text), abbreviations):
+            return SENTENCE
+    for m in _CLAUSE.finditer(text, a, min(len(text), i + 1)):
+        if m.end() == len(before) or (m.group() == "\n" and m.end() <= i and text[m.end():i].isspace()):
+            return CLAUSE
+    if gap or text[i].isspace():
+        return SPACE
+    return None
