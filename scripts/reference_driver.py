@@ -10,8 +10,10 @@ Usage:
     HF_HUB_OFFLINE=1 REFVENV/bin/python scripts/reference_driver.py CASES.json OUT_DIR
 
 CASES.json is a list of objects: name, checkpoint (folder), method ("custom_voice" |
-"voice_design"), text, speaker, language, instruct, non_streaming_mode (true/false/null for the
-method's default), max_new_tokens. Generation is greedy (do_sample=False, subtalker_dosample=False).
+"voice_design" | "voice_clone"), text, speaker, language, instruct, non_streaming_mode
+(true/false/null for the method's default), max_new_tokens; a voice clone also has ref_audio (a
+.npy of float32 samples at 24 kHz), ref_text and xvector_only. Generation is greedy
+(do_sample=False, subtalker_dosample=False).
 
 For each case OUT_DIR gets <name>.json (inputs, prompt ids, text-embedding lookups in call order,
 split regex, versions, frame count) and <name>.npz (codes [T,16] int64; talker_logits
@@ -140,6 +142,19 @@ def run(cases: list[dict], out_dir: str) -> None:
             record["instruct_ids"] = tokenize(tts._build_instruct_text(case["instruct"]))
             wavs, sr = tts.generate_voice_design(text=case["text"], instruct=case["instruct"], language=language,
                                                  **kw)
+        elif case["method"] == "voice_clone":
+            import numpy as np
+
+            ref_wav = np.load(case["ref_audio"]).astype(np.float32)
+            if case.get("ref_text"):
+                record["ref_ids"] = tokenize(tts._build_ref_text(case["ref_text"]))
+            wavs, sr = tts.generate_voice_clone(text=case["text"], language=language, ref_audio=(ref_wav, 24000),
+                                                ref_text=case.get("ref_text"),
+                                                x_vector_only_mode=bool(case.get("xvector_only")), **kw)
+            if not case.get("xvector_only"):
+                # ICL decodes the reference codes in front of the generated ones: drop them.
+                ref_frames = int(tts.model.speech_tokenizer.encode(ref_wav, sr=24000).audio_codes[0].shape[0])
+                cap.codes = [cap.codes[0][ref_frames:]]
         else:
             raise SystemExit(f"{case['name']}: unsupported method {case['method']}")
         pre = json.loads(tts.processor.tokenizer.backend_tokenizer.to_str())["pre_tokenizer"]

@@ -14,11 +14,12 @@ ever changing a committed id (text.incremental), and the frame loop reads one id
   how the text was cut into pieces or when they arrived.
 
 What a track hands out ends an utterance in one of three ways, and the pipeline starts the next
-utterance, in the same voice, at the first id the model has not read (``FeedTrack.next``):
+utterance, in the same voice, at the first id the model has not read (``first_unread``):
 
 * the feed is closed and every id read: the end-of-text row, then the model's end token (done);
-* the model says its end token before it has read all the text (an early end): the rest is not
-  dropped but spoken as a new utterance;
+* the model says its end token before it has read all the text (an early end), or the runaway
+  guard or the frame cap stops it: the rest is not dropped but spoken as a new utterance (after a
+  runaway, from the text read where the runaway stretch began);
 * the utterance has grown long (``request.max_chars``, the splitter's limit): at the next sentence
   end the track gives the end-of-text row instead of the next id, which bounds the context and
   how far the text track can run ahead of the speech. Past 1.5x the limit a clause end will do,
@@ -161,14 +162,23 @@ class FeedTrack:
             self.pre = prompt.trailing[:max(0, prompt.trailing.shape[0] - 1 - (n_given - prompt.text_in_prompt))]
             self.end = None  # feed index where the end-of-text row went (None: not yet)
         self._last: tuple[int, torch.Tensor] | None = None
+        self._from: dict[int, int] = {}  # step -> feed index of the id handed out for it
         if on_text is not None:
             on_text(self.text())
 
-    def text(self) -> str:
-        """The utterance's text read so far."""
-        if self.next <= self.start:
+    def text(self, upto: int | None = None) -> str:
+        """The utterance's text read so far (up to feed index ``upto``)."""
+        upto = self.next if upto is None else upto
+        if upto <= self.start:
             return ""
-        return self.feed.text[self.feed.span(self.start)[0]:self.feed.span(self.next - 1)[1]]
+        return self.feed.text[self.feed.span(self.start)[0]:self.feed.span(upto - 1)[1]]
+
+    def first_unread(self, steps: int) -> int:
+        """Feed index of the first id the model had not read after ``steps`` talker steps (rows
+        handed out for later steps were speculative: the frame loop overlaps a frame's end-token
+        test with the next step)."""
+        later = [i for s, i in self._from.items() if s >= steps]
+        return min(later) if later else self.next
 
     def row(self, s: int, block: bool) -> torch.Tensor | None:
         """The text row of frame ``s`` (asked in order; the same s may be asked again), or None
@@ -195,6 +205,7 @@ class FeedTrack:
             return self.eos
         i = self.next
         self.next += 1
+        self._from[s] = i
         if self.on_text is not None:
             self.on_text(self.text())
         return self.embed(self.feed.ids[i])

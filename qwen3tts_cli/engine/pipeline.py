@@ -142,7 +142,7 @@ def stream_feed(tts, plan: ResolvedRequest, progress: Callable[[int], None] | No
         while feed.wait(start + 1):
             row = feed_row(tts, plan, start, k)
             yield row
-            start, k = row.prompt.track.next, k + 1
+            start, k = row.prompt.track.first_unread(row.kept), k + 1
 
     return speech.stream(rows())
 
@@ -191,6 +191,8 @@ class _Speech:
             utt.chunk_done(i, row.codes(), row.stop_reason, row.trip, extra)
             done += row.kept
             result.codes, result.chunks = utt.all_codes(), utt.chunks
+            track = row.prompt.track
+            result.texts.append(plan.chunks[i] if track is None else track.text(track.first_unread(row.kept)))
         result.stop_reason, result.truncated, result.finished = utt.stop_reason, utt.truncated, True
 
 

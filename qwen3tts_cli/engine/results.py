@@ -46,6 +46,7 @@ class StreamResult:
     chunks: int = 0  # text chunks spoken
     samples: int = 0  # audio samples yielded, pauses included
     finished: bool = False  # False while iterating, or when the consumer stopped early
+    texts: list[str] = field(default_factory=list)  # what each chunk (a text feed: utterance) read
 
     @property
     def frames(self) -> int:

@@ -204,7 +204,7 @@ def frame_loop(talker: Talker, step, prompts: Sequence, settings: SamplingSettin
         flag.start(z)
         last = s == steps - 1
         forced_s = None if forced is None else forced[:, s, 1:]
-        row = rows(s, block=False)
+        row = None if last else rows(s, block=False)
         if row is not None or last:
             rest, h, logits, cp_logits = step(h, z, row if row is not None else x[:, -1], L + s, last, s < n_cp,
                                               forced_s)
