@@ -262,3 +262,155 @@ def test_stream_into_a_fifo(cv_path, tmp_path):
     data = got[0]
     assert data[:4] == b"RIFF" and data[40:44] == b"\xff\xff\xff\xff" and len(data) == 44 + 3 * HOP * 2
     assert os.path.exists(fifo) and not os.path.isfile(fifo)
+
+
+# -- standard input as one text streamed in (--incremental) --------------------------------------
+
+INC_TEXT = "Hello there, this is the incremental mode. It speaks as the text comes in!"
+
+
+def fed(tts, text: str, **options) -> np.ndarray:
+    """The engine's audio for ``text`` through a text feed (the CLI's --incremental path)."""
+    feed = tts.text_feed()
+    st = tts.stream(feed, **options)
+    feed.push(text)
+    feed.close()
+    return np.concatenate(list(st))
+
+
+def test_incremental_equals_the_engine_feed(cv_path, cv, tmp_path):
+    codes = tmp_path / "c.npy"
+    r = stream("-", "--incremental", "-m", cv_path, "--greedy", "--max-frames", "30", "--raw", "--stats",
+               "--save-codes", str(codes), input=INC_TEXT.encode())
+    assert r.exit_code == 0, r.output
+    want = fed(cv, INC_TEXT, greedy=True, max_frames=30)
+    assert r.stdout_bytes == pcm16(want)
+    saved = np.load(codes)
+    assert saved.dtype == np.int64 and saved.shape == (30, 16)
+    feed = cv.text_feed()
+    st = cv.stream(feed, greedy=True, max_frames=30)
+    feed.push(INC_TEXT)
+    feed.close()
+    list(st)
+    assert saved.tolist() == st.result.codes.tolist()
+    assert "stats: first text byte to first audio" in r.stderr and "last text byte to last audio" in r.stderr
+    assert "text tokens" in r.stderr
+
+
+def test_incremental_outputs_and_options(cv_path, cv, tmp_path, monkeypatch):
+    # -o FILE, --schedule and seeded sampling, and playback: the same samples everywhere.
+    want = pcm(pcm16(fed(cv, INC_TEXT, seed=5, max_frames=12, schedule=(3, 1))))
+    out = tmp_path / "o.wav"
+    r = stream("-", "--incremental", "-m", cv_path, "--seed", "5", "--max-frames", "12", "--schedule", "3,1",
+               "-o", str(out), input=INC_TEXT.encode())
+    assert r.exit_code == 0, r.output
+    got, sr = sf.read(out, dtype="int16")
+    assert sr == 24000 and got.tolist() == want.tolist()
+    fake_sounddevice(monkeypatch)
+    r = stream("-", "--incremental", "-m", cv_path, "--seed", "5", "--max-frames", "12", "--schedule", "3,1",
+               input=INC_TEXT.encode())
+    assert r.exit_code == 0, r.output
+    played = np.concatenate(FakeOutputStream.instances[-1].written)
+    assert pcm(pcm16(played)).tolist() == want.tolist()
+
+
+def test_incremental_with_a_voice_file(base_path, tmp_path):
+    from clone_goldens import load_goldens
+    from qwen3tts_cli.voice import save_voice
+
+    tts = load_tts(base_path)
+    signals, _ = load_goldens()
+    vf = tmp_path / "v.safetensors"
+    save_voice(vf, tts.create_voice((signals["voice"], 24000), xvector_only=True))
+    r = stream("-", "--incremental", "-m", base_path, "--voice", str(vf), "--greedy", "--max-frames", "8", "--raw",
+               input=b"A cloned voice, fed as it comes.")
+    assert r.exit_code == 0, r.output
+    from qwen3tts_cli.voice import load_voice
+
+    assert r.stdout_bytes == pcm16(fed(tts, "A cloned voice, fed as it comes.", voice=load_voice(vf), greedy=True,
+                                       max_frames=8))
+
+
+@pytest.fixture(scope="module")
+def base_path(tiny_checkpoint):
+    return str(tiny_checkpoint("0.6B-Base"))
+
+
+def test_incremental_bad_input(cv_path, tmp_path):
+    r = stream("-", "--incremental", "-m", cv_path, "--raw", input=b" \n\t ")
+    assert r.exit_code == 2 and r.stderr.strip().splitlines()[-1] == "error: standard input had no text"
+    out = tmp_path / "o.wav"
+    r = stream("-", "--incremental", "-m", cv_path, "--greedy", "--max-frames", "4", "-o", str(out),
+               input=b"Good \xff text.")
+    assert r.exit_code == 2 and out.exists()
+    assert r.stderr.strip().splitlines()[-1] == ("error: standard input held 1 byte that is not UTF-8 (first 0xff): "
+                                                 "dropped, the rest was spoken")
+    for args, msg in ((["Hello.", "--incremental"], "--incremental reads standard input: give '-' as TEXT"),
+                      (["-", "--incremental", "--no-split"], "--no-split does not apply")):
+        r = stream(*args, "-m", cv_path, "--raw", input=b"x")
+        assert r.exit_code == 2 and msg in r.stderr, r.output
+
+
+def test_incremental_ctrl_c_leaves_a_valid_wav(cv_path, tmp_path, monkeypatch):
+    interrupt_at_frame(monkeypatch, 8)
+    out = tmp_path / "out.wav"
+    codes = tmp_path / "c.npy"
+    r = stream("-", "--incremental", "-m", cv_path, "--greedy", "--max-frames", "20", "-o", str(out),
+               "--save-codes", str(codes), input=INC_TEXT.encode())
+    assert r.exit_code == 130 and "interrupted" in r.stderr
+    assert sf.info(out).frames == 7 * HOP and not codes.exists()
+
+
+def _cli(*args):
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-m", "qwen3tts_cli.cli", "stream", "-", "--incremental", *args],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _read_some(f, timeout: float) -> bytes:
+    import os
+    import select
+
+    ready, _, _ = select.select([f], [], [], timeout)
+    return os.read(f.fileno(), 1 << 16) if ready else b""
+
+
+def test_incremental_audio_begins_before_the_input_ends(cv_path, cv):
+    # A real pipe: the first third of the text, then wait for audio, then the rest.
+    third = len(INC_TEXT) // 3
+    p = _cli("-m", cv_path, "--device", "cpu", "--greedy", "--max-frames", "40", "--raw", "-q")
+    p.stdin.write(INC_TEXT[:third].encode())
+    p.stdin.flush()
+    first = _read_some(p.stdout, 120)
+    assert first, "no audio while standard input was still open"
+    assert p.poll() is None
+    p.stdin.write(INC_TEXT[third:].encode())
+    p.stdin.close()
+    rest = p.stdout.read()
+    assert p.wait(120) == 0, p.stderr.read()
+    assert first + rest == pcm16(fed(cv, INC_TEXT, greedy=True, max_frames=40))
+
+
+def test_incremental_broken_pipe_mid_feed(cv_path):
+    p = _cli("-m", cv_path, "--device", "cpu", "--greedy", "--max-frames", "400", "--raw", "-q")
+    p.stdin.write(INC_TEXT.encode())
+    p.stdin.flush()  # standard input stays open: the feed is still going
+    assert _read_some(p.stdout, 120)
+    p.stdout.close()  # the player goes away mid-stream
+    assert p.wait(120) == 1
+    err = p.stderr.read().decode()
+    assert err.strip() == "error: standard output was closed before all audio was written", err
+    p.stdin.close()
+
+
+def test_save_codes_in_line_mode(cv_path, cv, tmp_path):
+    codes = tmp_path / "c.npy"
+    r = stream("-", "-m", cv_path, "--seed", "3", "--max-frames", "5", "--raw", "--save-codes", str(codes), "-q",
+               input="First line.\nSecond line here.\n")
+    assert r.exit_code == 0, r.output
+    want = np.concatenate([cv.synthesize(t, seed=3, max_frames=5).codes.numpy()
+                           for t in ("First line.", "Second line here.")])
+    assert np.load(codes).tolist() == want.tolist()
+    r = stream(TEXT, "-m", cv_path, "-o", str(codes), "--save-codes", str(codes))
+    assert r.exit_code == 2 and "name the same file" in r.stderr

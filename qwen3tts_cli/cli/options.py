@@ -25,6 +25,14 @@ DTYPE_OPTION = typer.Option(None, "--dtype",
                                  "or int8 (int8 weights, bf16 activations) (default: float32 on CPU, bfloat16 "
                                  "on CUDA).")
 QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
+
+
+def save_codes_option(when: str):
+    """--save-codes FILE.npy; ``when`` says what that command writes and when."""
+    return typer.Option(None, "--save-codes", metavar="FILE.npy",
+                        help=f"Also write the codec codes as int64 .npy \\[frames, 16]{when}.")
+
+
 CODEC_MODEL_OPTION = typer.Option(..., "--model", "-m",
                                   help="Model folder or Qwen3-TTS-Tokenizer-12Hz folder (or an official repo id).")
 

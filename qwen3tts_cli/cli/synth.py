@@ -15,7 +15,7 @@ from rich.markup import escape
 from ..errors import InputError, TruncatedError
 from . import output
 from .app import err
-from .options import QUIET_OPTION, with_groups
+from .options import QUIET_OPTION, save_codes_option, with_groups
 from .speech import (DEVICE, SPEECH, DeviceOptions, SpeechOptions, check_against_model, load_model, speech_request,
                      voice_source, with_voice)
 
@@ -38,9 +38,7 @@ def synth(
     raw: bool = typer.Option(False, "--raw", help="Write raw s16le 24 kHz mono PCM to stdout (for aplay, "
                                                   "ffplay, sox play)."),
     o: SpeechOptions = SPEECH,
-    save_codes: Optional[Path] = typer.Option(None, "--save-codes",
-                                              help="Also write the codec codes as int64 .npy \\[frames, 16]; "
-                                                   "alone (no -o/--raw), write only the codes."),
+    save_codes: Optional[Path] = save_codes_option("; alone (no -o/--raw), write only the codes"),
     d: DeviceOptions = DEVICE,
     quiet: bool = QUIET_OPTION,
     list_speakers: bool = typer.Option(False, "--list-speakers",
