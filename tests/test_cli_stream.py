@@ -412,5 +412,5 @@ def test_save_codes_in_line_mode(cv_path, cv, tmp_path):
     want = np.concatenate([cv.synthesize(t, seed=3, max_frames=5).codes.numpy()
                            for t in ("First line.", "Second line here.")])
     assert np.load(codes).tolist() == want.tolist()
-    r = stream(TEXT, "-m", cv_path, "-o", str(codes), "--save-codes", str(codes))
+    r = stream(TEXT, "-m", cv_path, "-o", "-", "--save-codes", "/dev/stdout")
     assert r.exit_code == 2 and "name the same file" in r.stderr
