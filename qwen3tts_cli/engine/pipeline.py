@@ -1,12 +1,14 @@
 """Text to audio, written once: plan -> frames -> audio.
 
     plan     a resolved request's text chunks, each one row of the frame loop: its prompt (built
-             when the chunk starts), its seed (seed + i), its frame cap and its runaway guard
+             when the chunk starts), its seed (seed + i), its frame cap and its runaway guard; a
+             text feed's utterances instead (``stream_feed``: rows whose text rows arrive while
+             they run, engine/feed.py)
     frames   model.frames.generate: one chunk at a time (``synthesize``, ``stream``), or every chunk
              of every request together (``synthesize_batch``)
     audio    ``StreamedAudio``: the streaming codec decoder fed on the request's schedule, as frames
-             come (``stream``) or once a chunk has ended (``synthesize``, batches: the same cuts,
-             so the same samples)
+             come (``stream``, ``stream_feed``: one loop, ``_Speech``) or once a chunk has ended
+             (``synthesize``, batches: the same cuts, so the same samples)
 
 Each consumer joins a request's chunks through results.Utterance: codes, stop reasons,
 truncation notes and warnings are handled there, once.
@@ -193,6 +195,7 @@ class _Speech:
             result.codes, result.chunks = utt.all_codes(), utt.chunks
             track = row.prompt.track
             result.texts.append(plan.chunks[i] if track is None else track.text(track.first_unread(row.kept)))
+            result.chunk_frames.append(row.kept)
         result.stop_reason, result.truncated, result.finished = utt.stop_reason, utt.truncated, True
 
 

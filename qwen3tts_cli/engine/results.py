@@ -47,6 +47,7 @@ class StreamResult:
     samples: int = 0  # audio samples yielded, pauses included
     finished: bool = False  # False while iterating, or when the consumer stopped early
     texts: list[str] = field(default_factory=list)  # what each chunk (a text feed: utterance) read
+    chunk_frames: list[int] = field(default_factory=list)  # frames each chunk (utterance) kept
 
     @property
     def frames(self) -> int:
