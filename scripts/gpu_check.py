@@ -6,13 +6,15 @@
 1. Tiny random checkpoints (0.6B-CustomVoice, 1.7B-VoiceDesign), fp32: graph replays vs the eager
    loop — greedy codes identical and logits close, seeded sampling reproducible, forced EOS,
    batched generation (graphs vs eager vs batch 1), streaming codec graph replays vs eager calls,
-   ``TTS.warm_up`` followed by a run that captures nothing more.
+   ``TTS.warm_up`` followed by a run that captures nothing more, a text feed arriving word by word
+   (graphs == eager == the whole text in the streaming layout).
 2. Full-size random checkpoints (``--full``): fp32 greedy codes graph == eager; bf16 logits of the
    graph vs eager path (same first codes fed) within bf16 tolerance, and of the fused ops (bf16
    default on CUDA: one-kernel RMSNorm, q/k/v and gate/up as one product each) vs op by op; then timings with EOS
    suppressed: eager vs graphs at batch 1 (and graphs with SDPA instead of flash-attn, when installed;
    its logits are checked against SDPA's first), graphs op by op, graphs at batch 16
-   (aggregate), capture time, codec decode, time to first audio and x RT of ``TTS.stream``, the
+   (aggregate), capture time, codec decode, time to first audio and x RT of ``TTS.stream``, a text
+   feed's first audio after its first word, the
    streaming codec's cost per 1/2/4/8-frame push (eager and graphs), peak CUDA memory.
 
 Prints one JSON object (also written to --json, and to $OUT/gpu_check.json when $OUT is set) and
@@ -143,6 +145,7 @@ def tiny_checks(report, model, root):
           all(torch.equal(x.codes, y.codes) and torch.equal(x.codes, z) for x, y, z in zip(bg, be, alone)),
           frames=[r.frames for r in bg])
     codec_checks(report, model, tts)
+    feed_checks(report, model, tts, kw)
     warm_s = tts.warm_up(greedy=True, max_frames=64)
     captured = len(tts.talker._static_step.graphs), len(tts.decoder._stream_states.graphs)
     w = run(tts, p, greedy, 64, True)
@@ -272,6 +275,64 @@ def full_checks(report, model, root, frames, batch):
     save(report)
 
 
+def feed_text(tts, pieces, delay):
+    """A text feed filled from another thread, ``delay`` s between pieces (frames stall on it)."""
+    import threading
+
+    feed = tts.text_feed()
+
+    def push():
+        for p in pieces:
+            feed.push(p)
+            time.sleep(delay)
+        feed.close()
+
+    threading.Thread(target=push, daemon=True).start()
+    return feed
+
+
+def feed_checks(report, model, tts, kw):
+    """A text feed arriving word by word: graph replays (and their eager halves on stalls) vs the
+    eager step, and vs the whole text in the streaming layout."""
+    from qwen3tts_cli.engine import pipeline
+
+    words = [w + " " for w in TEXT.split(" ")]
+    out = []
+    for graphs in (True, False):
+        plan = tts.resolve(tts.request(feed_text(tts, words, 0.01), greedy=True, max_frames=60,
+                                       language="english", **kw))
+        row = pipeline.feed_row(tts, plan, 0, 0)
+        for _ in generate(tts.talker, tts.predictor, [row], plan.sampling, tts.cfg.talker.codec_eos_token_id,
+                          cuda_graphs=graphs):
+            pass
+        out.append(row.codes())
+    whole = tts.generate_codes(TEXT, non_streaming_mode=False, greedy=True, max_frames=60, language="english", **kw)
+    check(report, f"{model} tiny text feed graphs == eager == whole text",
+          torch.equal(out[0], out[1]) and torch.equal(out[0], whole.codes), frames=int(out[0].shape[0]))
+
+
+def feed_first_audio_ms(tts, kw, trials=5):
+    """First audio after the first word of a text feed (warm; median of ``trials``)."""
+    import statistics
+
+    times = []
+    for i in range(trials + 1):
+        feed = tts.text_feed()
+        stream = tts.stream(feed, max_frames=12, seed=i, language="english", **kw)
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        feed.push("Hello ")
+        first = next(stream)
+        torch.cuda.synchronize()
+        dt = time.perf_counter() - t
+        feed.push("there, this is the rest of the text.")
+        feed.close()
+        list(stream)
+        if i and len(first):
+            times.append(1000 * dt)
+    return statistics.median(times) if times else None
+
+
 def stream_timings(tts, kw, timings, trials=3, frames=24):
     """Time to first audio and x RT of ``TTS.stream`` (graphs, warm; median of ``trials``), and the
     streaming codec's cost per push of 1, 2, 4 and 8 frames, eager and as graph replays."""
@@ -295,6 +356,7 @@ def stream_timings(tts, kw, timings, trials=3, frames=24):
     timings["stream_ttfa_ms"] = statistics.median(ttfa)
     timings["stream_ttfa_ms_all"] = ttfa
     timings["stream_xrt"] = statistics.median(xrt)
+    timings["feed_first_audio_after_first_word_ms"] = feed_first_audio_ms(tts, kw)
     codes = torch.randint(0, 2048, (8, 16))
     for graphs in (False, True):
         for n in (1, 2, 4, 8):

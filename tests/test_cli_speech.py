@@ -84,11 +84,12 @@ def test_synth_and_stream_share_their_options():
     shared = ["--model", "--speaker", "--language", "--instruct", "--ref-audio", "--ref-text", "--xvector-only",
               "--voice", "--greedy", "--seed", "--max-frames", "--no-split", "--max-chars", "--pause",
               "--allow-truncation", "--temperature", "--top-k", "--top-p", "--repetition-penalty"]
-    for opts, before, between in ((synth, "--raw", "--save-codes"), (stream, "--output-device", "--schedule")):
+    for opts, before, between in ((synth, "--raw", ["--save-codes"]),
+                                  (stream, "--incremental", ["--schedule", "--save-codes"])):
         i = opts.index("--model")
         assert opts[i - 1] == before and opts[i:i + len(shared)] == shared
-        assert opts[i + len(shared)] == between and opts[i + len(shared) + 1:i + len(shared) + 3] == ["--device",
-                                                                                                      "--dtype"]
+        j = i + len(shared) + len(between)
+        assert opts[i + len(shared):j] == between and opts[j:j + 2] == ["--device", "--dtype"]
 
 
 def test_seeds_past_32_bits_are_their_own(tiny_checkpoint):

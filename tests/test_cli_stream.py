@@ -414,3 +414,24 @@ def test_save_codes_in_line_mode(cv_path, cv, tmp_path):
     assert np.load(codes).tolist() == want.tolist()
     r = stream(TEXT, "-m", cv_path, "-o", "-", "--save-codes", "/dev/stdout")
     assert r.exit_code == 2 and "name the same file" in r.stderr
+
+
+def test_incremental_ctrl_c_while_waiting_for_text(cv_path, tmp_path):
+    # A real SIGINT while the stream waits for more text (standard input still open).
+    import signal
+    import time
+
+    out = tmp_path / "o.wav"
+    p = _cli("-m", cv_path, "--device", "cpu", "--greedy", "--max-frames", "40", "-o", str(out), "-q")
+    p.stdin.write(b"Hello there, and ")
+    p.stdin.flush()
+    for _ in range(600):  # until the first audio is in the file
+        if out.exists() and out.stat().st_size > 44:
+            break
+        time.sleep(0.1)
+    p.send_signal(signal.SIGINT)
+    assert p.wait(60) == 130
+    assert p.stderr.read().decode().strip() == "interrupted"
+    info = sf.info(out)
+    assert info.samplerate == 24000 and info.frames > 0 and out.stat().st_size == 44 + info.frames * 2
+    p.stdin.close()
