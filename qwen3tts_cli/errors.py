@@ -56,3 +56,9 @@ def reading(path, error: type[Qwen3TTSError], expected: str | None = None):
         raise error(f"{path}: is a directory, expected {expected}") from None
     except OSError as e:
         raise error(f"{path}: cannot read ({e.strerror})") from None
+
+
+class BusyError(Qwen3TTSError):
+    """The scheduler's queue is full: try again later (a server answers 429)."""
+
+    exit_code = 1

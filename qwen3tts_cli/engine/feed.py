@@ -67,6 +67,7 @@ class TextFeed:
         self.ids: list[int] = []
         self.closed = False
         self.cancelled = False
+        self._listeners: list = []  # called after new text, the close or a cancel (a scheduler's wake-up)
         self.first_text_at: float | None = None  # time.perf_counter() of the first non-empty push
         self.last_text_at: float | None = None  # ... of the last non-empty push
 
@@ -86,6 +87,8 @@ class TextFeed:
             if new:
                 self.ids += new
                 self._cond.notify_all()
+        if new:
+            self._tell()
 
     def close(self) -> None:
         """No more text: what is held back is committed and the speech can end."""
@@ -95,12 +98,25 @@ class TextFeed:
             self.ids += self._inc.close()
             self.closed = True
             self._cond.notify_all()
+        self._tell()
 
     def cancel(self) -> None:
         """Stop: a consumer waiting for text raises FeedCancelled."""
         with self._cond:
             self.cancelled = True
             self._cond.notify_all()
+        self._tell()
+
+    def add_listener(self, fn) -> None:
+        """``fn()`` is called (from the pushing thread) whenever text arrives, the feed closes or is
+        cancelled: a scheduler serving the feed wakes up then instead of polling."""
+        with self._cond:
+            if fn not in self._listeners:
+                self._listeners.append(fn)
+
+    def _tell(self) -> None:
+        for fn in list(self._listeners):
+            fn()
 
     # -- the consumer's side ---------------------------------------------------------------------
 

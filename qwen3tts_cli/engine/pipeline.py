@@ -77,16 +77,23 @@ class StreamedAudio:
         return audio
 
 
+def own_frames(tts, plan: ResolvedRequest):
+    """How a row is run when no scheduler runs it: alone, through the model's frame loop."""
+    return lambda row: tts.generate([row], plan.sampling)
+
+
 def synthesize(tts, plan: ResolvedRequest, progress: Callable[[int], None] | None = None,
-               decode: bool = True) -> SynthesisResult:
+               decode: bool = True, frames=None) -> SynthesisResult:
     """The chunks one after another, each decoded once it has ended, joined by the pause.
-    ``progress(n)``: frames over all chunks so far; ``decode=False``: codes only."""
+    ``progress(n)``: frames over all chunks so far; ``decode=False``: codes only. ``frames(row)``
+    runs a row (default ``own_frames``; a scheduler's runs it in its batch)."""
+    frames = frames or own_frames(tts, plan)
     utt = Utterance(plan, decodes=decode)
     done = 0
     for i in range(len(plan.chunks)):
         row = chunk_row(tts, plan, i)
         utt.warn(row.prompt.warnings)
-        for _, frame in tts.generate([row], plan.sampling):
+        for _, frame in frames(row):
             if frame is not None and progress is not None:
                 progress(done + len(row.frames))
         codes = row.codes()
@@ -97,11 +104,11 @@ def synthesize(tts, plan: ResolvedRequest, progress: Callable[[int], None] | Non
     return utt.result()
 
 
-def stream(tts, plan: ResolvedRequest, progress: Callable[[int], None] | None = None) -> SpeechStream:
+def stream(tts, plan: ResolvedRequest, progress: Callable[[int], None] | None = None, frames=None) -> SpeechStream:
     """Audio while frames are generated (see TTS.stream). The first chunk's prompt is built and
     the codec decoder loaded now, so that their errors come before the first frame."""
     first = chunk_row(tts, plan, 0)
-    speech = _Speech(tts, plan, progress)
+    speech = _Speech(tts, plan, progress, frames)
 
     def rows():
         for i in range(len(plan.chunks)):
@@ -132,12 +139,13 @@ def feed_row(tts, plan: ResolvedRequest, start: int, k: int) -> Row:
     return Row(prompt, cap=plan.max_frames, seed=plan.seed(k), watch=watch)
 
 
-def stream_feed(tts, plan: ResolvedRequest, progress: Callable[[int], None] | None = None) -> SpeechStream:
+def stream_feed(tts, plan: ResolvedRequest, progress: Callable[[int], None] | None = None,
+                frames=None) -> SpeechStream:
     """Audio of a text feed while its text arrives (engine/feed.py): utterances one after another,
     each starting at the first id the one before had not read. The codec decoder is loaded now,
     so that its errors come before the first frame."""
     feed = plan.request.feed
-    speech = _Speech(tts, plan, progress)
+    speech = _Speech(tts, plan, progress, frames)
 
     def rows():
         start = k = 0
@@ -153,8 +161,9 @@ class _Speech:
     """The one streaming loop: rows (text chunks, or a feed's utterances) spoken one after
     another, each row's audio on the request's schedule, joined by the pause."""
 
-    def __init__(self, tts, plan: ResolvedRequest, progress: Callable[[int], None] | None):
+    def __init__(self, tts, plan: ResolvedRequest, progress: Callable[[int], None] | None, frames=None):
         self.tts, self.plan, self.progress = tts, plan, progress
+        self.frames = frames or own_frames(tts, plan)
         self.decoder = tts.decoder
         self.utt = Utterance(plan)
         self.result = StreamResult(codes=torch.empty(0, tts.cfg.talker.num_code_groups, dtype=torch.long),
@@ -175,7 +184,7 @@ class _Speech:
                 yield gap
             utt.warn(row.prompt.warnings)
             audio = StreamedAudio(self.decoder, plan.request.schedule, ref_codes)  # the schedule starts again
-            for _, frame in tts.generate([row], plan.sampling):
+            for _, frame in self.frames(row):
                 if frame is None:
                     continue
                 if self.progress is not None:

@@ -164,11 +164,26 @@ class KVCache(nn.Module):
         self.register_buffer("v_cache", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
 
     def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # index_copy_ keeps the write on device and shape-static (CUDA-graph friendly).
+        """Write k, v [B, kv_heads, L, D] at slots ``input_pos``: [L] for every row, or [B, L], each
+        row at its own slots (rows that joined a running batch at different times)."""
         b = k.shape[0]
+        if input_pos.dim() == 2:
+            rows = torch.arange(b, device=k.device)[:, None]
+            self.k_cache[rows, :, input_pos] = k.transpose(1, 2)
+            self.v_cache[rows, :, input_pos] = v.transpose(1, 2)
+            return self.k_cache[:b], self.v_cache[:b]
+        # index_copy_ keeps the write on device and shape-static (CUDA-graph friendly).
         self.k_cache[:b].index_copy_(2, input_pos, k)
         self.v_cache[:b].index_copy_(2, input_pos, v)
         return self.k_cache[:b], self.v_cache[:b]
+
+    def rows(self, start: int, stop: int) -> "KVCache":
+        """Rows start..stop-1 as a cache of their own (views: writes land in this cache)."""
+        view = KVCache.__new__(KVCache)
+        nn.Module.__init__(view)
+        view.register_buffer("k_cache", self.k_cache[start:stop], persistent=False)
+        view.register_buffer("v_cache", self.v_cache[start:stop], persistent=False)
+        return view
 
 
 class Attention(nn.Module):

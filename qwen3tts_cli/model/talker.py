@@ -7,6 +7,8 @@ The talker never looks tokens up inside ``forward``: the caller builds every inp
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -98,6 +100,8 @@ class Talker(nn.Module):
         when it runs alone, and it never attends to its padding slots.
         """
         L = x.shape[1]
+        if input_pos.dim() == 2:
+            return self._forward_rows(x, input_pos, kv_len)
         if left_pad is None:
             cos, sin = rope_cos_sin(input_pos, self.cfg.head_dim, self.cfg.rope_theta, x.dtype)
         else:
@@ -121,6 +125,31 @@ class Talker(nn.Module):
         for layer in self.model.layers:
             x = layer(x, cos, sin, mask, input_pos, kv_len)
         return self.model.norm(x)
+
+    def _forward_rows(self, x: torch.Tensor, input_pos: torch.Tensor, kv_len: int | None) -> torch.Tensor:
+        """``forward`` with ``input_pos`` [B, L]: every row at its own cache slots, which are also
+        its RoPE positions; row b sees its slots up to each query's own (causal per row)."""
+        cos, sin = rope_cos_sin(input_pos, self.cfg.head_dim, self.cfg.rope_theta, x.dtype)
+        cos, sin = cos[:, None], sin[:, None]  # [B, 1, L, D]
+        k_pos = torch.arange(kv_len if kv_len is not None else self.max_seq, device=x.device)
+        mask = (k_pos[None, None, :] <= input_pos[:, :, None])[:, None]  # [B, 1, L, Lk]
+        mask = CacheSpan(mask, (input_pos[:, -1] + 1).to(torch.int32), None)
+        for layer in self.model.layers:
+            x = layer(x, cos, sin, mask, input_pos, kv_len)
+        return self.model.norm(x)
+
+    @contextlib.contextmanager
+    def cache_rows(self, start: int, stop: int):
+        """Run calls on cache rows start..stop-1 only (as rows 0..): a request that joins a running
+        batch is prefilled into its own row."""
+        saved = [layer.self_attn.kv_cache for layer in self.model.layers]
+        try:
+            for layer, cache in zip(self.model.layers, saved):
+                layer.self_attn.kv_cache = cache.rows(start, stop)
+            yield
+        finally:
+            for layer, cache in zip(self.model.layers, saved):
+                layer.self_attn.kv_cache = cache
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.codec_head(h)

@@ -1,0 +1,265 @@
+"""One loaded model serving many requests at once: dynamic batching (model/continuous.py).
+
+    scheduler = Scheduler(tts, max_batch=4)
+    handle = scheduler.submit("Hello there.", speaker="ryan")     # from any thread
+    for chunk in handle: play(chunk)                             # audio as it is made
+    handle.result                                                # codes, stop reason, ... (a StreamResult)
+    scheduler.submit(text).synthesis()                           # or the whole utterance, as synthesize
+    handle.cancel()                                              # from any thread
+
+One worker thread owns the model and runs the batch: a request's rows (its text chunks, or a text
+feed's utterances) join at the next frame boundary once a cache row is free, and leave the moment
+they end or are cancelled. Everything else of a request runs in the thread that consumes it, with
+the same code as a request alone (engine/pipeline.py): its prompts, its codec decoding, the
+joining of its chunks. Only the frames of its rows come from the shared batch, so a request's
+audio is what it gives alone (greedy: the same codes; seeded: the same draws from its own
+generator; batched products round differently, ~1e-6 on logits).
+
+Backpressure: at most ``max_batch`` rows run and ``max_queue`` more requests wait; past that
+``submit`` raises BusyError (a server answers 429). An error in one request fails that request
+only; an error in a batched step fails the rows of that step and the worker goes on.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+
+import torch
+
+from ..errors import BusyError
+from ..model.continuous import ContinuousBatch
+from . import pipeline
+from .results import SpeechStream, SynthesisResult
+
+DEFAULT_MAX_BATCH = 4
+DEFAULT_MAX_QUEUE = 16
+
+
+class RequestCancelled(Exception):
+    """The request was cancelled: its consumer stops."""
+
+
+class _RowJob:
+    """One row on its way through the batch: its frames come back through ``frames``."""
+
+    def __init__(self, row, settings, handle):
+        self.row, self.settings, self.handle = row, settings, handle
+        self.frames: queue.SimpleQueue = queue.SimpleQueue()
+        self.slot = None
+        self.cancelled = False
+
+    def emit(self, frame) -> None:
+        self.frames.put(frame)
+
+    def fail(self, error: BaseException) -> None:
+        self.frames.put(error)
+
+
+class SpeechHandle:
+    """A submitted request: iterate it for audio chunks (``result`` is then the StreamResult), or
+    call ``synthesis()`` for the whole SynthesisResult; ``cancel()`` from any thread."""
+
+    def __init__(self, scheduler: "Scheduler", plan):
+        self.scheduler, self.plan = scheduler, plan
+        self.cancelled = False
+        self._jobs: list[_RowJob] = []
+        self._stream: SpeechStream | None = None
+        self._done = False
+
+    # -- the consumer's side ---------------------------------------------------------------------
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._stream is None:
+            self._stream = self._start_stream()
+        try:
+            return next(self._stream)
+        except RequestCancelled:
+            self._finish()
+            raise StopIteration from None
+        except BaseException:
+            self._finish()
+            raise
+
+    @property
+    def result(self):
+        """The StreamResult (complete once the iteration has ended)."""
+        if self._stream is None:
+            self._stream = self._start_stream()
+        return self._stream.result
+
+    def synthesis(self, progress=None, decode: bool = True) -> SynthesisResult:
+        """The whole utterance, as ``TTS.synthesize`` makes it (each chunk decoded once it ends)."""
+        try:
+            return pipeline.synthesize(self.scheduler.tts, self.plan, progress, decode, frames=self._frames)
+        finally:
+            self._finish()
+
+    def cancel(self) -> None:
+        """Stop now: the rows leave the batch at the next boundary; the iteration ends."""
+        self.cancelled = True
+        for job in list(self._jobs):
+            job.cancelled = True
+            if job.slot is not None:
+                job.slot.cancelled = True
+        feed = self.plan.request.feed
+        if feed is not None:
+            feed.cancel()
+        self.scheduler._wake()
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _start_stream(self) -> SpeechStream:
+        tts = self.scheduler.tts
+        if self.plan.request.feed is not None:
+            self.plan.request.feed.add_listener(self.scheduler._wake)
+            return pipeline.stream_feed(tts, self.plan, frames=self._frames)
+        return pipeline.stream(tts, self.plan, frames=self._frames)
+
+    def _frames(self, row):
+        """Run ``row`` in the shared batch: (0, frame) per kept frame, then (0, None)."""
+        if self.cancelled:
+            raise RequestCancelled()
+        job = _RowJob(row, self.plan.sampling, self)
+        self._jobs.append(job)
+        self.scheduler._enqueue(job)
+        ended = False
+        try:
+            while True:
+                item = job.frames.get()
+                if item is None:
+                    ended = True
+                    if self.cancelled:
+                        raise RequestCancelled()
+                    yield 0, None
+                    return
+                if isinstance(item, BaseException):
+                    ended = True
+                    raise item
+                yield 0, item
+        finally:
+            self._jobs.remove(job)
+            if not ended:  # the consumer stopped early: the row leaves the batch
+                job.cancelled = True
+                if job.slot is not None:
+                    job.slot.cancelled = True
+                self.scheduler._wake()
+
+    def _finish(self) -> None:
+        if not self._done:
+            self._done = True
+            self.scheduler._release()
+
+
+class Scheduler:
+    """Owns one loaded TTS and runs every submitted request's rows in one dynamic batch."""
+
+    def __init__(self, tts, max_batch: int = DEFAULT_MAX_BATCH, max_queue: int = DEFAULT_MAX_QUEUE):
+        if max_batch < 1 or max_queue < 0:
+            raise ValueError("max_batch must be at least 1 and max_queue at least 0")
+        self.tts, self.max_batch, self.max_queue = tts, max_batch, max_queue
+        self._cond = threading.Condition()
+        self._inbox: deque[_RowJob] = deque()
+        self._open = 0  # requests submitted and not finished
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name="qwen3tts-scheduler", daemon=True)
+        self._thread.start()
+
+    def submit(self, text, **options) -> SpeechHandle:
+        """Check the request now (RequestError in the caller's thread), then queue it; BusyError
+        when ``max_batch + max_queue`` requests are already open."""
+        tts = self.tts
+        plan = tts.resolve(tts.request(text, **options))
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the scheduler is closed")
+            if self._open >= self.max_batch + self.max_queue:
+                raise BusyError(f"busy: {self._open} requests are running or waiting (at most "
+                                f"{self.max_batch} run and {self.max_queue} wait); try again shortly")
+            self._open += 1
+        return SpeechHandle(self, plan)
+
+    @property
+    def open_requests(self) -> int:
+        return self._open
+
+    def close(self) -> None:
+        """Stop the worker; rows still running end with an error."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(10)
+
+    def __enter__(self) -> "Scheduler":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- between threads -------------------------------------------------------------------------
+
+    def _enqueue(self, job: _RowJob) -> None:
+        with self._cond:
+            if self._closed:
+                job.fail(RuntimeError("the scheduler is closed"))
+                return
+            self._inbox.append(job)
+            self._cond.notify_all()
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _release(self) -> None:
+        with self._cond:
+            self._open -= 1
+
+    # -- the worker ------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        tts = self.tts
+        batch = ContinuousBatch(tts.talker, tts.predictor, tts.cfg.talker.codec_eos_token_id, self.max_batch)
+        jobs: dict[int, _RowJob] = {}  # cache row -> job
+        with torch.inference_mode():
+            while True:
+                with self._cond:
+                    while not self._closed and not self._inbox and not batch.active:
+                        self._cond.wait()
+                    if self._closed:
+                        break
+                    joining = [self._inbox.popleft() for _ in range(min(batch.free, len(self._inbox)))]
+                for job in joining:
+                    if job.cancelled:
+                        job.emit(None)
+                        continue
+                    try:
+                        job.slot = batch.join(job.row, job.settings, job.emit)
+                        jobs[job.slot.index] = job
+                        if job.cancelled:
+                            job.slot.cancelled = True
+                    except Exception as e:  # this request's prompt or cache: its failure only
+                        job.fail(e)
+                try:
+                    moved = batch.step()
+                except Exception as e:  # a batched step: every row in it fails, the worker goes on
+                    for slot in batch.active:
+                        batch.slots[slot.index] = None
+                        job = jobs.pop(slot.index, None)
+                        if job is not None:
+                            job.fail(e)
+                    continue
+                if not moved and batch.active:
+                    with self._cond:  # every row waits for text: a feed, a cancel or a new row wakes us
+                        if not self._inbox or not batch.free:
+                            self._cond.wait(0.05)
+        for slot in batch.active:
+            batch.slots[slot.index] = None
+            job = jobs.pop(slot.index, None)
+            if job is not None:
+                job.fail(RuntimeError("the scheduler was closed"))
+        for job in self._inbox:
+            job.fail(RuntimeError("the scheduler was closed"))
