@@ -237,8 +237,9 @@ class TransformerLayer(nn.Module):
         self.mlp_layer_scale = LayerScale(cfg.hidden_size)
 
     def forward(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor,
-                input_pos: torch.Tensor | None = None, kv_len: int | None = None) -> torch.Tensor:
-        h = h + self.self_attn_layer_scale(self.self_attn(self.input_layernorm(h), cos, sin, mask, input_pos, kv_len))
+                input_pos: torch.Tensor | None = None, kv_len: int | None = None, cache=None) -> torch.Tensor:
+        h = h + self.self_attn_layer_scale(self.self_attn(self.input_layernorm(h), cos, sin, mask, input_pos, kv_len,
+                                                          cache))
         return h + self.mlp_layer_scale(self.mlp(self.post_attention_layernorm(h)))
 
 
@@ -286,14 +287,9 @@ class PreTransformer(nn.Module):
             caches = state.kv
         cos, sin = rope_cos_sin(positions, self.cfg.head_dim, self.cfg.rope_theta, h.dtype)
         for layer, cache in zip(self.layers, caches):
-            if cache is None:
-                h = layer(h, cos, sin, mask)
-                continue
-            layer.self_attn.kv_cache = cache  # lent for this call only: the state owns the buffers
-            try:
-                h = layer(h, cos, sin, mask, input_pos, kv_len)
-            finally:
-                layer.self_attn.kv_cache = None
+            # The state's buffers go with the call, not onto the module: streams on other threads
+            # may be decoding with the same layers at the same time.
+            h = layer(h, cos, sin, mask, input_pos, kv_len, cache)
         return self.output_proj(self.norm(h))
 
 

@@ -139,6 +139,8 @@ class SpeechHandle:
                     return
                 if isinstance(item, BaseException):
                     ended = True
+                    if self.cancelled:  # e.g. its text feed, cancelled with it
+                        raise RequestCancelled()
                     raise item
                 yield 0, item
         finally:

@@ -39,7 +39,7 @@ class Slot:
 
     row: Row
     settings: SamplingSettings
-    emit: Callable[[torch.Tensor | None], None]  # each kept frame, then None when the row ends
+    emit: Callable[[torch.Tensor | None | BaseException], None]  # each kept frame, then None (or the error) at the end
     index: int  # its talker cache row
     pos: int  # its next cache slot (= its RoPE position)
     sampler: FirstCodeSampler
@@ -99,13 +99,13 @@ class ContinuousBatch:
         self.slots[index] = slot
         return slot
 
-    def leave(self, slot: Slot, reason: str | None = None) -> None:
-        """End a row now (its cache row is free for the next one)."""
+    def leave(self, slot: Slot, reason: str | None = None, error: BaseException | None = None) -> None:
+        """End a row now (its cache row is free for the next one); ``error``: it failed."""
         if self.slots[slot.index] is slot:
             self.slots[slot.index] = None
             if reason is not None and slot.row.stop_reason is None:
                 slot.row.stop_reason = reason
-            slot.emit(None)
+            slot.emit(error)
 
     # -- one frame boundary ----------------------------------------------------------------------
 
@@ -116,8 +116,15 @@ class ContinuousBatch:
             if slot.cancelled:
                 self.leave(slot, "cancelled")
         moved = self._predict([s for s in self.active if s.logits is not None])
-        waiting = [s for s in self.active if s.logits is None]
-        ready = [(s, t) for s in waiting if (t := s.text_row()) is not None]
+        ready = []
+        for s in [s for s in self.active if s.logits is None]:
+            try:
+                text = s.text_row()
+            except Exception as e:  # its text feed was cancelled or failed: this row only
+                self.leave(s, error=e)
+                continue
+            if text is not None:
+                ready.append((s, text))
         if ready:
             self._advance(ready)
         return moved or bool(ready)
@@ -155,7 +162,11 @@ class ContinuousBatch:
         row = slot.row
         slot.step += 1
         slot.logits = None
-        trip = row.watch.push(frame) if row.watch is not None else None
+        try:
+            trip = row.watch.push(frame) if row.watch is not None else None
+        except Exception as e:  # a failing watcher fails its own row
+            self.leave(slot, error=e)
+            return
         if trip is not None:
             row.trip = trip
             self.leave(slot, trip.reason)

@@ -212,8 +212,10 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 mask: torch.Tensor | CacheSpan | None = None, input_pos: torch.Tensor | None = None,
-                kv_len: int | None = None) -> torch.Tensor:
+                kv_len: int | None = None, cache: "KVCache | None" = None) -> torch.Tensor:
         """x [B, L, dim]; cos/sin [L, head_dim]; mask bool [L, Lk] (None = attend to all keys).
+        ``cache``: a KV cache for this call instead of the module's own (the codec's streaming
+        states pass theirs, so that several streams may decode at once on one model).
 
         With a cache, ``input_pos`` [L] says where the new keys go and attention reads the first
         ``kv_len`` cache slots (all of them when None; the mask must then cover max_seq). A
@@ -221,6 +223,7 @@ class Attention(nn.Module):
         (``flash_attention_for``), and is its mask for SDPA otherwise.
         """
         B, L, _ = x.shape
+        kv_cache = self.kv_cache if cache is None else cache
         if self.qkv_proj is not None:
             kv = self.n_kv_heads * self.head_dim
             q, k, v = self.qkv_proj(x).split((self.n_heads * self.head_dim, kv, kv), dim=-1)
@@ -238,17 +241,17 @@ class Attention(nn.Module):
         q, k, v = qk[:, :self.n_heads], qk[:, self.n_heads:], v.transpose(1, 2)
         if isinstance(mask, CacheSpan):
             span, mask = mask, mask.mask
-            flash = flash_attention_for(q, span, self.flash_attn) if self.kv_cache is not None else None
+            flash = flash_attention_for(q, span, self.flash_attn) if kv_cache is not None else None
             if flash is not None:
-                k_cache, v_cache = self.kv_cache.update(input_pos, k, v)
+                k_cache, v_cache = kv_cache.update(input_pos, k, v)
                 # The cache is [B, kv_heads, slots, D]; flash-attn reads [B, slots, kv_heads, D]
                 # through strides, so the transposed views cost no copy.
                 kw = {} if span.start is None else {"cache_leftpad": span.start}
                 y = flash(q.transpose(1, 2), k_cache.transpose(1, 2), v_cache.transpose(1, 2),
                           cache_seqlens=span.end, softmax_scale=1.0 / math.sqrt(self.head_dim), causal=True, **kw)
                 return self.o_proj(y.reshape(B, L, self.n_heads * self.head_dim))
-        if self.kv_cache is not None:
-            k, v = self.kv_cache.update(input_pos, k, v)
+        if kv_cache is not None:
+            k, v = kv_cache.update(input_pos, k, v)
             if kv_len is not None:
                 k, v = k[:, :, :kv_len], v[:, :, :kv_len]
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0 / math.sqrt(self.head_dim),
@@ -285,8 +288,8 @@ class DecoderBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 mask: torch.Tensor | None = None, input_pos: torch.Tensor | None = None,
-                kv_len: int | None = None) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, input_pos, kv_len)
+                kv_len: int | None = None, cache: "KVCache | None" = None) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, input_pos, kv_len, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 

@@ -1,0 +1,259 @@
+"""The scheduler (engine/scheduler.py): many requests on one loaded model, joining and leaving a
+running batch, each giving exactly what it gives alone."""
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from qwen3tts_cli.engine import load_tts
+from qwen3tts_cli.engine.scheduler import Scheduler
+from qwen3tts_cli.errors import BusyError, RequestError
+
+
+@pytest.fixture(scope="module")
+def engines(tiny_checkpoint):
+    cache = {}
+
+    def get(model):
+        if model not in cache:
+            cache[model] = load_tts(tiny_checkpoint(model, 0), device="cpu", dtype=torch.float32)
+        return cache[model]
+
+    return get
+
+
+def run_together(sched, requests, delays):
+    """Submit each (text, options) from its own thread after its delay; their SynthesisResults."""
+    out = [None] * len(requests)
+    errors = []
+
+    def run(i):
+        time.sleep(delays[i])
+        try:
+            text, options = requests[i]
+            out[i] = sched.submit(text, **options).synthesis()
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors, errors
+    return out
+
+
+def assert_same(alone, together):
+    assert torch.equal(alone.codes, together.codes)
+    assert np.array_equal(alone.audio, together.audio)
+    assert alone.stop_reason == together.stop_reason and alone.truncated == together.truncated
+
+
+CV_REQUESTS = [
+    ("Hello there, how are you today?", dict(speaker="ryan", greedy=True, max_frames=30)),
+    ("Short one.", dict(speaker="vivian", greedy=True, max_frames=9)),
+    ("A much longer sentence that goes on and on. And then a second sentence, split from the first.",
+     dict(speaker="ryan", language="english", greedy=True, max_frames=25, max_chars=50)),
+    ("今天天气很好。", dict(speaker="serena", language="chinese", greedy=True, max_frames=20)),
+    ("Seeded sampling, its own draws.", dict(speaker="aiden", seed=7, max_frames=24)),
+    ("Another seed, other settings.", dict(speaker="ryan", seed=2**40 + 1, max_frames=18, temperature=0.7,
+                                           top_k=20, subtalker_temperature=0.5)),
+    ("The streaming layout, too.", dict(speaker="ryan", greedy=True, max_frames=15, non_streaming_mode=False)),
+]
+
+
+@pytest.mark.parametrize("max_batch,delays", [(3, [0, 0.02, 0.05, 0.1, 0.12, 0.3, 0.31]), (7, [0] * 7),
+                                               (1, [0, 0, 0, 0, 0, 0, 0])])
+def test_custom_voice_requests_equal_their_solo_runs(engines, max_batch, delays):
+    tts = engines("0.6B-CustomVoice")
+    alone = [tts.synthesize(text, **options) for text, options in CV_REQUESTS]
+    with Scheduler(tts, max_batch=max_batch) as sched:
+        together = run_together(sched, CV_REQUESTS, delays)
+        assert sched.open_requests == 0
+    for a, b in zip(alone, together):
+        assert_same(a, b)
+    assert together[2].chunks == 2
+
+
+def test_voice_design_and_clones_equal_their_solo_runs(engines):
+    from clone_goldens import load_goldens
+
+    vd = engines("1.7B-VoiceDesign")
+    reqs = [("Welcome to the evening news.", dict(instruct="A deep, calm male voice.", greedy=True, max_frames=20)),
+            ("Bonjour!", dict(instruct="A bright young voice.", seed=3, max_frames=12))]
+    alone = [vd.synthesize(t, **o) for t, o in reqs]
+    with Scheduler(vd, max_batch=2) as sched:
+        for a, b in zip(alone, run_together(sched, reqs, [0, 0.05])):
+            assert_same(a, b)
+
+    base = engines("0.6B-Base")
+    signals, _ = load_goldens()
+    icl = base.create_voice((signals["chirp"], 24000), ref_text="A short reference.")
+    xv = base.create_voice((signals["voice"], 24000), xvector_only=True)
+    reqs = [("Cloned in context.", dict(voice=icl, greedy=True, max_frames=16)),
+            ("Cloned from the speaker embedding.", dict(voice=xv, greedy=True, max_frames=22)),
+            ("In context, streaming layout.", dict(voice=icl, greedy=True, max_frames=10, non_streaming_mode=False))]
+    alone = [base.synthesize(t, **o) for t, o in reqs]
+    with Scheduler(base, max_batch=3) as sched:
+        for a, b in zip(alone, run_together(sched, reqs, [0, 0.03, 0.06])):
+            assert_same(a, b)
+
+
+def test_streaming_handles_equal_tts_stream(engines):
+    tts = engines("0.6B-CustomVoice")
+    with Scheduler(tts, max_batch=2) as sched:
+        handles = [sched.submit(t, **o) for t, o in CV_REQUESTS[:3]]
+        got = [np.concatenate(list(h)) for h in handles[:1]]  # one consumer at a time is fine too
+        rest = [None, None]
+
+        def consume(i):
+            rest[i] = np.concatenate(list(handles[i + 1]))
+
+        threads = [threading.Thread(target=consume, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        got += rest
+    for (text, options), audio, h in zip(CV_REQUESTS[:3], got, handles):
+        want = np.concatenate(list(tts.stream(text, **options)))
+        assert np.array_equal(audio, want)
+        assert h.result.finished
+
+
+def test_a_text_feed_waiting_for_text_holds_no_one_back(engines):
+    tts = engines("0.6B-CustomVoice")
+    text = "A slow writer feeds this text, word by word, while others speak."
+    solo_feed = tts.text_feed()
+    solo = tts.stream(solo_feed, speaker="ryan", greedy=True, max_frames=30, guard=False)
+    solo_feed.push(text)
+    solo_feed.close()
+    want = np.concatenate(list(solo))
+    with Scheduler(tts, max_batch=2) as sched:
+        feed = tts.text_feed()
+        fh = sched.submit(feed, speaker="ryan", greedy=True, max_frames=30, guard=False)
+        got = {}
+        t = threading.Thread(target=lambda: got.setdefault("feed", np.concatenate(list(fh))))
+        t.start()
+        feed.push("A slow ")
+        t0 = time.perf_counter()
+        other = sched.submit("Meanwhile, another request.", speaker="vivian", greedy=True, max_frames=20).synthesis()
+        other_s = time.perf_counter() - t0
+        for w in text[len("A slow "):].split(" "):
+            time.sleep(0.05)
+            feed.push(w + " ")
+        feed.close()
+        t.join(120)
+    assert np.array_equal(got["feed"], want)
+    assert_same(tts.synthesize("Meanwhile, another request.", speaker="vivian", greedy=True, max_frames=20), other)
+    assert other_s < 0.05 * len(text.split(" "))  # done long before the feed's text was all there
+
+
+def test_a_full_queue_is_busy(engines):
+    tts = engines("0.6B-CustomVoice")
+    with Scheduler(tts, max_batch=1, max_queue=1) as sched:
+        a = sched.submit("One.", speaker="ryan", greedy=True, max_frames=5)
+        b = sched.submit("Two.", speaker="ryan", greedy=True, max_frames=5)
+        with pytest.raises(BusyError, match="busy"):
+            sched.submit("Three.", speaker="ryan")
+        a.synthesis()
+        c = sched.submit("Three.", speaker="ryan", greedy=True, max_frames=5)  # room again
+        b.synthesis()
+        c.synthesis()
+        assert sched.open_requests == 0
+
+
+def test_bad_requests_fail_in_the_callers_thread(engines):
+    tts = engines("0.6B-CustomVoice")
+    with Scheduler(tts) as sched:
+        with pytest.raises(RequestError):
+            sched.submit("Hi.", speaker="nobody")
+        assert sched.open_requests == 0
+
+
+def test_cancel_from_another_thread_frees_the_row(engines):
+    tts = engines("0.6B-CustomVoice")
+    with Scheduler(tts, max_batch=1) as sched:
+        long = sched.submit("This one would run for a long time.", speaker="ryan", greedy=True, max_frames=2000,
+                            guard=False)
+        chunks = []
+
+        def consume():
+            for c in long:
+                chunks.append(c)
+
+        t = threading.Thread(target=consume)
+        t.start()
+        while not chunks:
+            time.sleep(0.01)
+        threading.Thread(target=long.cancel).start()
+        t.join(60)
+        assert not t.is_alive() and not long.result.finished
+        # The only row is free again: the next request runs.
+        done = sched.submit("Next.", speaker="ryan", greedy=True, max_frames=6).synthesis()
+        assert done.frames == 6 and sched.open_requests == 0
+
+
+def test_an_error_in_one_request_fails_that_request_only(engines):
+    tts = engines("0.6B-CustomVoice")
+
+    class Boom:
+        def push(self, frame):
+            raise RuntimeError("watcher failed")
+
+    from qwen3tts_cli.engine import pipeline
+
+    real = pipeline.chunk_row
+
+    def chunk_row(tts_, plan, i):
+        row = real(tts_, plan, i)
+        if plan.request.text.startswith("Broken"):
+            row.watch = Boom()
+        return row
+
+    pipeline.chunk_row = chunk_row
+    try:
+        with Scheduler(tts, max_batch=2) as sched:
+            ok = sched.submit("Fine request.", speaker="ryan", greedy=True, max_frames=12)
+            bad = sched.submit("Broken request.", speaker="ryan", greedy=True, max_frames=12)
+            results = {}
+
+            def run(name, h):
+                try:
+                    results[name] = h.synthesis()
+                except Exception as e:  # noqa: BLE001
+                    results[name] = e
+
+            ts = [threading.Thread(target=run, args=a) for a in (("ok", ok), ("bad", bad))]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(60)
+            assert isinstance(results["bad"], RuntimeError)
+            assert_same(tts.synthesize("Fine request.", speaker="ryan", greedy=True, max_frames=12), results["ok"])
+            assert sched.open_requests == 0
+    finally:
+        pipeline.chunk_row = real
+
+
+def test_many_threads_and_an_asyncio_loop(engines):
+    tts = engines("0.6B-CustomVoice")
+    texts = [f"Caller number {i} says hello." for i in range(8)]
+    alone = [tts.synthesize(t, speaker="ryan", greedy=True, max_frames=8 + i) for i, t in enumerate(texts)]
+
+    async def main(sched):
+        async def one(i):
+            h = sched.submit(texts[i], speaker="ryan", greedy=True, max_frames=8 + i)
+            return await asyncio.to_thread(h.synthesis)
+
+        return await asyncio.gather(*(one(i) for i in range(8)))
+
+    with Scheduler(tts, max_batch=3, max_queue=8) as sched:
+        got = asyncio.run(main(sched))
+    for a, b in zip(alone, got):
+        assert_same(a, b)
