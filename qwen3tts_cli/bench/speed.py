@@ -19,6 +19,7 @@ config.json, or the packaged metadata of an official repo id / short name): the 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import resource
@@ -228,7 +229,7 @@ def _ttfa(tts, text: str, kw: dict) -> float:
 
 def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dtype: str | None = None,
               frames: int = 25, batch: int = 1, warmup: int = 3, threads: int | None = None, seed: int = 0,
-              text: str = DEFAULT_TEXT) -> dict:
+              text: str = DEFAULT_TEXT, concurrency: list[int] | None = None) -> dict:
     """Benchmark one model; returns a JSON-ready dict (see the module docstring and docs/benchmarks.md)."""
     from ..engine.load import load_tts, parse_device, parse_precision, resolve_model_folder
 
@@ -334,9 +335,76 @@ def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dty
     out["floor_ms_per_frame"] = 1000 * wb / bw
     per_frame = out["ms_per_frame"]["talker_and_code_predictor"]  # one step of all `batch` streams
     out["floor_fraction"] = out["floor_ms_per_frame"] / per_frame if per_frame else None
+    if concurrency:
+        out["concurrency"] = [concurrency_level(tts, text, kw, frames, n) for n in concurrency]
     out["peak_rss_mb"] = peak_rss_mb()
     out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else 0.0
     return out
+
+
+def parse_levels(value: str | None) -> list[int]:
+    """--concurrency "1,4,8" -> [1, 4, 8]."""
+    if value is None:
+        return []
+    try:
+        levels = [int(v) for v in value.split(",")]
+    except ValueError:
+        levels = []
+    if not levels or min(levels) < 1:
+        raise InputError(f"--concurrency must be positive counts separated by commas (got {value!r})")
+    return levels
+
+
+def concurrency_level(tts, text: str, kw: dict, frames: int, n: int, stagger_s: float = 0.1) -> dict:
+    """``n`` requests on one scheduler (max_batch n), arriving ``stagger_s`` apart, each streamed to
+    the end by its own thread: aggregate x real time (audio seconds per wall second, codec included),
+    aggregate frames per second, and the time from each submit to its first audio (p50, p95)."""
+    import threading
+
+    from ..engine.scheduler import Scheduler
+
+    opts = dict(seed=0, max_frames=frames, min_new_tokens=NO_EOS, guard=False, **kw)
+    ttfa, audio, made, errors = [], [], [], []
+
+    def one(i: int, sched) -> None:
+        time.sleep(i * stagger_s)
+        t = time.perf_counter()
+        first = None
+        samples = 0
+        try:
+            h = sched.submit(text, **dict(opts, seed=i))
+            for chunk in h:
+                if first is None:
+                    first = time.perf_counter() - t
+                samples += len(chunk)
+            made.append(h.result.frames)
+            audio.append(samples / tts.sample_rate)
+            ttfa.append(first)
+        except Exception as e:  # noqa: BLE001 (reported with the level)
+            errors.append(f"{type(e).__name__}: {e}")
+
+    with Scheduler(tts, max_batch=n, max_queue=n) as sched:
+        one(0, sched)  # warm: this batch size's caches
+        ttfa.clear(), audio.clear(), made.clear()
+        threads = [threading.Thread(target=one, args=(i, sched)) for i in range(n)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError(f"concurrency {n}: {errors[0]}")
+    ms = sorted(1000 * t for t in ttfa)
+    return {"concurrency": n, "requests": n, "frames_each": frames, "stagger_s": stagger_s, "wall_s": wall,
+            "aggregate_xrt": sum(audio) / wall, "aggregate_frames_per_s": sum(made) / wall,
+            "ttfa_ms_p50": _percentile(ms, 50), "ttfa_ms_p95": _percentile(ms, 95)}
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    k = max(0, min(len(sorted_values) - 1, math.ceil(q / 100 * len(sorted_values)) - 1))
+    return sorted_values[k]
 
 
 def _bench_batch(tts, text: str, kw: dict, frames: int, batch: int) -> dict:
@@ -388,4 +456,9 @@ def summary_lines(r: dict) -> list[str]:
         f"bandwidth floor: {r['weight_bytes_per_frame'] / 1e9:.2f} GB/frame at {r['copy_gb_s']:.1f} GB/s copy = "
         f"{r['floor_ms_per_frame']:.1f} ms/frame; reached {100 * (r['floor_fraction'] or 0):.0f}%",
     ]
+    for c in r.get("concurrency", []):
+        lines.append(f"concurrency {c['concurrency']}: {c['aggregate_xrt']:.2f}x real time in aggregate, "
+                     f"{c['aggregate_frames_per_s']:.1f} frames/s, time to first audio p50 {c['ttfa_ms_p50']:.0f} ms, "
+                     f"p95 {c['ttfa_ms_p95']:.0f} ms ({c['requests']} requests of {c['frames_each']} frames, "
+                     f"{c['stagger_s']:g} s apart)")
     return lines

@@ -25,6 +25,10 @@ def bench(
                                              "activations). Default: float32 on CPU, bfloat16 on CUDA."),
     frames: int = typer.Option(25, "--frames", "-n", help="Timed frames (EOS suppressed; at least 3)."),
     batch: int = typer.Option(1, "--batch", "-b", help="Streams generated together."),
+    concurrency: Optional[str] = typer.Option(None, "--concurrency", metavar="N,N,…",
+                                              help="Also serve N requests at once through the scheduler (dynamic "
+                                                   "batching), arriving 0.1 s apart, for each N: aggregate x real "
+                                                   "time, frames/s and time to first audio p50/p95."),
     warmup: int = typer.Option(3, "--warmup", help="Warm-up frames before timing."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: torch's choice)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of the report."),
@@ -32,10 +36,10 @@ def bench(
 ) -> None:
     """Measure speed and memory: ms per frame (talker, code predictor, codec, host), x real time,
     time to first audio, load and capture time, peak memory, share of the memory-bandwidth floor."""
-    from ..bench.speed import run_bench, summary_lines, to_json
+    from ..bench.speed import parse_levels, run_bench, summary_lines, to_json
 
     result = run_bench(model, random_weights=random_weights, device=device, dtype=dtype, frames=frames,
-                       batch=batch, warmup=warmup, threads=threads)
+                       batch=batch, warmup=warmup, threads=threads, concurrency=parse_levels(concurrency))
     if json_out:
         print_stdout(to_json(result) + "\n")
     elif not quiet:  # the report is notes on stderr; --json is the result on stdout
