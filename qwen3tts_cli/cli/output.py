@@ -463,14 +463,20 @@ class SynthProgress:
         self.task = self.progress.add_task(escape(label), total=self.cap, audio=0.0, speed="")
         start = time.perf_counter()
 
+        task = self.task
+
         def on_frame(n: int) -> None:
             audio = n * 0.08
             speed = f"{audio / max(time.perf_counter() - start, 1e-9):.2f}× RT"
-            self.progress.update(self.task, completed=n, audio=audio, speed=speed)
+            self.progress.update(task, completed=n, audio=audio, speed=speed)
 
+        on_frame.task = task
         return on_frame
 
-    def done(self) -> None:
-        if self.progress is not None and self.task is not None:
-            self.progress.remove_task(self.task)
-            self.task = None
+    def done(self, on_frame=None) -> None:
+        """Remove the line of ``on_frame`` (a callback of this bar; default: the latest)."""
+        task = getattr(on_frame, "task", None) if on_frame is not None else self.task
+        if self.progress is not None and task is not None:
+            self.progress.remove_task(task)
+            if task == self.task:
+                self.task = None

@@ -44,8 +44,9 @@ def synth(
     list_speakers: bool = typer.Option(False, "--list-speakers",
                                        help="List the model's speakers and languages (no weights loaded) and exit."),
     batch_size: int = typer.Option(1, "--batch-size", "-b", min=1,
-                                   help="With --input: synthesize this many lines at once (batched generation; "
-                                        "each file equals its batch-size-1 result)."),
+                                   help="With --input: synthesize up to this many lines at once (dynamic "
+                                        "batching: a line joins as soon as another ends; each file equals its "
+                                        "batch-size-1 result)."),
     resume: bool = typer.Option(False, "--resume",
                                 help="With --input: skip lines whose WAV in --dir already exists and is complete."),
 ) -> None:
@@ -184,34 +185,65 @@ def _synth_each(tts, requests, jobs, out, save_codes, live: bool, say, t_load: f
 
 
 def _synth_batches(tts, requests, paths, batch_size: int, live: bool, say, t_load: float, cap: int) -> int:
-    """--input with --batch-size: lines in groups of ``batch_size``; each WAV is written (atomically)
-    as soon as its line ends, so an interruption keeps every finished file and no partial one.
-    Returns how many lines the runaway guard cut short."""
+    """--input with --batch-size: the lines through one scheduler (engine/scheduler.py), up to
+    ``batch_size`` at once; a line joins the running batch as soon as another ends. Each WAV is
+    written (atomically) as soon as its line ends, so an interruption keeps every finished file and
+    no partial one. Returns how many lines the runaway guard cut short."""
+    import threading
+
+    from ..engine.scheduler import Scheduler
     from ..io.audio import write_wav
 
-    # Rows decode in lock-step until the longest ends: grouping lines of similar length wastes
-    # least. Longest first, so a batch that does not fit in memory fails at once.
-    order = sorted(range(len(requests)), key=lambda i: len(requests[i].text), reverse=True)
-    groups = [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
-    truncated = 0
-    with output.SynthProgress(live, cap, 1) as bar:
-        for k, group in enumerate(groups):
-            t1 = time.perf_counter()
-            seconds = 0.0
+    lines = iter(range(len(requests)))
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+    totals = {"truncated": 0, "seconds": 0.0}
+    t1 = time.perf_counter()
 
-            def write(i: int, result) -> None:
-                nonlocal seconds, truncated
-                path = paths[group[i]]
-                truncated += _report(result, say, path.name + ": ")
+    def consume(sched, bar) -> None:
+        while not errors:
+            with lock:
+                i = next(lines, None)
+            if i is None:
+                return
+            path = paths[i]
+            on_frame = bar.callback(i, path)
+            try:
+                result = sched.submit(requests[i]).synthesis(progress=on_frame)
                 write_wav(path, result.audio)
-                seconds += result.seconds
+            except BaseException as e:  # noqa: BLE001 (raised again in the main thread)
+                errors.append(e)
+                return
+            finally:
+                bar.done(on_frame)
+            with lock:
+                totals["truncated"] += _report(result, say, path.name + ": ")
+                totals["seconds"] += result.seconds
                 chunks = f" in {result.chunks} chunks" if result.chunks > 1 else ""
                 say(f"wrote {escape(str(path))}: {result.frames} frames ({result.seconds:.2f} s "
                     f"of audio{chunks}), stop: {result.stop_reason}")
 
-            tts.synthesize_batch([requests[i] for i in group], on_result=write, progress=bar.callback(k, None))
-            bar.done()
-            dt = time.perf_counter() - t1
-            say(f"batch {k + 1}/{len(groups)}: {len(group)} files, {seconds:.2f} s of audio; load {t_load:.1f} s, "
-                f"synthesis {dt:.1f} s ({seconds / max(dt, 1e-9):.2f}x real time)")
-    return truncated
+    with output.SynthProgress(live, cap, len(requests)) as bar, \
+            Scheduler(tts, max_batch=batch_size, max_queue=batch_size) as sched:
+        threads = [threading.Thread(target=consume, args=(sched, bar), daemon=True)
+                   for _ in range(min(batch_size, len(requests)))]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():  # short joins: Ctrl-C reaches this thread at once
+                    t.join(0.1)
+        except BaseException:
+            # Ctrl-C: the rows stop and every line thread ends (a file being written is finished,
+            # atomically) before the command exits.
+            errors.append(RuntimeError("interrupted"))
+            sched.close()
+            for t in threads:
+                t.join(10)
+            raise
+    if errors:
+        raise errors[0]
+    dt = time.perf_counter() - t1
+    say(f"{len(requests)} files, {totals['seconds']:.2f} s of audio, up to {batch_size} at once; load {t_load:.1f} s, "
+        f"synthesis {dt:.1f} s ({totals['seconds'] / max(dt, 1e-9):.2f}x real time)")
+    return totals["truncated"]
