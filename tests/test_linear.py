@@ -210,3 +210,25 @@ def test_float_fusion_keeps_the_models_results(tiny_checkpoint, monkeypatch):
             for t in (fused, split)]
     assert torch.equal(runs[0].codes, runs[1].codes) and runs[0].frames == 8
     torch.testing.assert_close(runs[0].talker_logits, runs[1].talker_logits, rtol=1e-4, atol=1e-4)
+
+
+def test_packed_rows_match_the_plain_product():
+    from qwen3tts_cli.model.linear import PackedLinear, _mkl_packed_available, pack_for_rows
+
+    if not _mkl_packed_available():
+        pytest.skip("this torch has no MKL packed GEMM")
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(1024, 1536, bias=False)
+    lin.__class__ = PackedLinear
+    module = torch.nn.Sequential(lin)
+    assert pack_for_rows(module, 4) == 1 and lin.packed_rows == 4
+    assert pack_for_rows(module, 4) == 0  # already packed for 4
+    for shape in ((1, 1024), (2, 1024), (3, 1024), (4, 1024), (2, 2, 1024), (5, 1024), (1, 7, 1024)):
+        x = torch.randn(*shape)
+        y = lin(x)
+        assert y.shape == (*shape[:-1], 1536)
+        torch.testing.assert_close(y, torch.nn.functional.linear(x, lin.weight), atol=2e-4, rtol=1e-4)
+    # One row keeps the oneDNN product: bit for bit what it was before packing.
+    x = torch.randn(1, 1024)
+    assert torch.equal(lin(x), torch.ops.mkldnn._linear_pointwise(x, lin.weight, None, "none", [], ""))
+    assert pack_for_rows(module, 1) == 0

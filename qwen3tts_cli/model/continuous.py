@@ -29,6 +29,7 @@ import torch
 
 from .code_predictor import CodePredictor
 from .frames import CACHE_CHUNK, Row
+from .linear import pack_for_rows
 from .sampling import FirstCodeSampler, SamplingSettings, make_generator
 from .talker import Talker
 
@@ -70,6 +71,11 @@ class ContinuousBatch:
         self.slots: list[Slot | None] = [None] * max_batch
         talker.setup_cache(max_batch, CACHE_CHUNK, self.device, self.dtype)
         predictor.setup_cache(max_batch, self.device, self.dtype)
+        if self.device.type == "cpu" and max_batch > 1:
+            # Batched products at about the cost of one row (linear.pack_for_rows); the code
+            # predictor's first pass has two rows per frame.
+            pack_for_rows(talker, max_batch)
+            pack_for_rows(predictor, 2 * max_batch)
 
     # -- rows in and out -----------------------------------------------------------------------
 
