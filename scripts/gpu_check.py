@@ -7,14 +7,16 @@
    loop — greedy codes identical and logits close, seeded sampling reproducible, forced EOS,
    batched generation (graphs vs eager vs batch 1), streaming codec graph replays vs eager calls,
    ``TTS.warm_up`` followed by a run that captures nothing more, a text feed arriving word by word
-   (graphs == eager == the whole text in the streaming layout).
+   (graphs == eager == the whole text in the streaming layout), the scheduler (requests arriving at
+   different times == their solo runs).
 2. Full-size random checkpoints (``--full``): fp32 greedy codes graph == eager; bf16 logits of the
    graph vs eager path (same first codes fed) within bf16 tolerance, and of the fused ops (bf16
    default on CUDA: one-kernel RMSNorm, q/k/v and gate/up as one product each) vs op by op; then timings with EOS
    suppressed: eager vs graphs at batch 1 (and graphs with SDPA instead of flash-attn, when installed;
    its logits are checked against SDPA's first), graphs op by op, graphs at batch 16
    (aggregate), capture time, codec decode, time to first audio and x RT of ``TTS.stream``, a text
-   feed's first audio after its first word, the
+   feed's first audio after its first word, the scheduler at concurrency 1, 4 and 16 (aggregate x RT,
+   frames/s, TTFA p50/p95), the
    streaming codec's cost per 1/2/4/8-frame push (eager and graphs), peak CUDA memory.
 
 Prints one JSON object (also written to --json, and to $OUT/gpu_check.json when $OUT is set) and
@@ -146,6 +148,7 @@ def tiny_checks(report, model, root):
           frames=[r.frames for r in bg])
     codec_checks(report, model, tts)
     feed_checks(report, model, tts, kw)
+    scheduler_checks(report, model, tts, kw)
     warm_s = tts.warm_up(greedy=True, max_frames=64)
     captured = len(tts.talker._static_step.graphs), len(tts.decoder._stream_states.graphs)
     w = run(tts, p, greedy, 64, True)
@@ -270,9 +273,46 @@ def full_checks(report, model, root, frames, batch):
     timings[f"batch{batch}_ms_per_step"] = 1000 * dt / frames
     save(report)
     stream_timings(tts, kw, timings)
+    save(report)
+    concurrency_timings(tts, kw, timings, min(frames, 100))
     timings["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     print(json.dumps(timings), file=sys.stderr, flush=True)
     save(report)
+
+
+def scheduler_checks(report, model, tts, kw):
+    """Dynamic batching on CUDA: requests of different lengths and seeds, arriving at different
+    times, give their solo codes."""
+    import threading
+
+    from qwen3tts_cli.engine.scheduler import Scheduler
+
+    reqs = [(t, dict(language="english", greedy=True, max_frames=20 + 7 * i, **kw)) for i, t in enumerate(TEXTS)]
+    reqs.append((TEXT, dict(language="english", seed=5, max_frames=30, **kw)))
+    alone = [tts.synthesize(t, **o).codes for t, o in reqs]
+    got = [None] * len(reqs)
+    with Scheduler(tts, max_batch=3) as sched:
+        def one(i):
+            time.sleep(0.05 * i)
+            got[i] = sched.submit(reqs[i][0], **reqs[i][1]).synthesis().codes
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(reqs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(600)
+    greedy_ok = all(g is not None and torch.equal(a, g) for a, g in zip(alone[:-1], got[:-1]))
+    check(report, f"{model} tiny scheduler: requests == their solo runs", greedy_ok,
+          seeded_equal=bool(got[-1] is not None and torch.equal(alone[-1], got[-1])))
+
+
+def concurrency_timings(tts, kw, timings, frames, levels=(1, 4, 16)):
+    """bench --concurrency on this model: aggregate x real time, frames/s, TTFA p50/p95."""
+    from qwen3tts_cli.bench.speed import DEFAULT_TEXT, concurrency_level
+
+    timings["concurrency"] = []
+    for n in levels:
+        timings["concurrency"].append(concurrency_level(tts, DEFAULT_TEXT, dict(language="english", **kw), frames, n))
 
 
 def feed_text(tts, pieces, delay):
