@@ -329,3 +329,23 @@ def test_static_step_matches_the_eager_step_with_stalls(engines):
         out.append(row.codes())
     assert torch.equal(out[0], out[1])
     np.testing.assert_array_equal(out[0].numpy(), ref["codes"][:30])
+
+
+def test_an_icl_utterance_that_reads_no_text_ends_the_stream(engines):
+    # A 1 s reference with a long transcript: the prompt's rows are all reference transcript, and
+    # a frame cap that ends each utterance before any text is read must not loop forever.
+    from clone_goldens import load_goldens
+
+    tts = engines("0.6B-Base")
+    signals, _ = load_goldens()
+    words = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen " * 2
+    voice = tts.create_voice((signals["chirp"][:24000], 24000), ref_text=words.strip())
+    feed = tts.text_feed()
+    stream = tts.stream(feed, voice=voice, greedy=True, max_frames=4, guard=False)
+    feed.push("Hello there, this text is never reached.")
+    feed.close()
+    t0 = time.perf_counter()
+    list(stream)
+    assert time.perf_counter() - t0 < 30
+    r = stream.result
+    assert r.chunks == 1 and "before it read any of its text" in r.truncated

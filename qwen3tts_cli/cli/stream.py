@@ -242,10 +242,13 @@ def _speak_feed(tts, request, sink, run: _Run) -> None:
     if feed.undecodable_bytes:
         n = feed.undecodable_bytes
         run.skipped = (f"standard input held {n} byte{'s' if n > 1 else ''} that {'are' if n > 1 else 'is'} not "
-                       f"UTF-8 (first 0x{feed.first_undecodable:02x}): dropped, the rest was spoken")
+                       f"UTF-8 (first 0x{feed.first_undecodable:02x}): dropped")
+        if result.chunks == 0:
+            raise InputError(f"standard input had no text ({run.skipped})")
+        run.skipped += ", the rest was spoken"
         run.say(f"[yellow]warning:[/] {escape(run.skipped)}")
     if result.chunks == 0:
-        raise InputError("standard input had no text" + (f" ({run.skipped})" if run.skipped else ""))
+        raise InputError("standard input had no text")
     if run.stats:
         def ms(a, b):
             return "none" if a is None or b is None else f"{(a - b) * 1000:.0f} ms"
@@ -279,11 +282,15 @@ class _StdinReader(threading.Thread):
                     break
                 self.feed.push(data)
             self.feed.close()
-        except (FeedCancelled, ValueError):
+        except FeedCancelled:
             pass  # the consumer stopped first
         except OSError as e:
             self.error = InputError(f"cannot read standard input: {e.strerror or e}")
             self.feed.cancel()
+        except BaseException as e:  # noqa: BLE001 (anything else: the consumer must not wait forever)
+            if not self.feed.cancelled:
+                self.error = e
+                self.feed.cancel()
 
 
 def _parse_schedule(value: str | None) -> list[int] | None:

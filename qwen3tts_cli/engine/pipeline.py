@@ -152,7 +152,16 @@ def stream_feed(tts, plan: ResolvedRequest, progress: Callable[[int], None] | No
         while feed.wait(start + 1):
             row = feed_row(tts, plan, start, k)
             yield row
-            start, k = row.prompt.track.first_unread(row.kept), k + 1
+            nxt = row.prompt.track.first_unread(row.kept)
+            if nxt <= start:
+                # It ended before reading any of its text (an ICL clone's prompt may start with
+                # the reference transcript's own rows): the same utterance again would end the
+                # same way. Stop, and say what was not spoken.
+                speech.utt.notes.append(plan.chunk_label(k, (
+                    f"the model ended it ({row.stop_reason}) before it read any of its text: the text from "
+                    f"token {start + 1} on was not spoken")))
+                return
+            start, k = nxt, k + 1
 
     return speech.stream(rows())
 

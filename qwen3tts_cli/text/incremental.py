@@ -27,7 +27,6 @@ tokenization's.
 
 from __future__ import annotations
 
-import codecs
 import re
 import functools
 import unicodedata
@@ -77,29 +76,42 @@ def nfc_final(ch: str) -> bool:
     return nfc[-1] not in _compositions()[1]
 
 
-class _SkipUndecodable:
-    """Codec error handler that drops bytes that are not UTF-8 and counts them."""
+class Utf8Pieces:
+    """UTF-8 bytes arriving cut anywhere -> text: an incomplete sequence at the end waits for the
+    next piece; bytes that are not UTF-8 are dropped and counted (``count``, ``first``)."""
 
     def __init__(self):
+        self.held = b""
         self.count = 0
         self.first: int | None = None
 
-    def __call__(self, exc: UnicodeDecodeError):
-        self.count += exc.end - exc.start
+    def decode(self, data: bytes, final: bool = False) -> str:
+        data = self.held + bytes(data)
+        self.held = b""
+        out = []
+        while data:
+            try:
+                out.append(data.decode("utf-8"))
+                break
+            except UnicodeDecodeError as e:
+                out.append(data[:e.start].decode("utf-8"))
+                if not final and e.end == len(data) and e.reason == "unexpected end of data":
+                    self.held = data[e.start:]  # may still be completed
+                    break
+                self._drop(data[e.start:e.end])
+                data = data[e.end:]
+        return "".join(out)
+
+    def flush(self) -> None:
+        """What is held can no longer be completed (text came, or the end)."""
+        if self.held:
+            self._drop(self.held)
+            self.held = b""
+
+    def _drop(self, bad: bytes) -> None:
+        self.count += len(bad)
         if self.first is None:
-            self.first = exc.object[exc.start]
-        return "", exc.end
-
-
-_handlers: dict[str, _SkipUndecodable] = {}
-
-
-def _decoder():
-    handler = _SkipUndecodable()
-    name = f"qwen3tts-skip-{id(handler)}"
-    codecs.register_error(name, handler)
-    _handlers[name] = handler  # codecs keeps its own reference; this one lets the feed read the count
-    return codecs.getincrementaldecoder("utf-8")(errors=name), handler
+            self.first = bad[0]
 
 
 class IncrementalTokenizer:
@@ -112,7 +124,7 @@ class IncrementalTokenizer:
         self._specials = sorted({t.content for t in tok.get_added_tokens_decoder().values()}, key=len)
         self._longest = max((len(s) for s in self._specials), default=0)
         self._special_re = re.compile("|".join(re.escape(s) for s in reversed(self._specials))) if self._specials else None
-        self._bytes, self._undecodable = _decoder()
+        self._bytes = Utf8Pieces()
         self.pending = ""  # cleaned text not yet committed
         self.started = False  # something other than whitespace has arrived
         self._cr = False  # the last character was "\r": a "\n" right after it is the same line end
@@ -124,16 +136,20 @@ class IncrementalTokenizer:
     @property
     def undecodable_bytes(self) -> int:
         """Bytes dropped because they were not UTF-8."""
-        return self._undecodable.count
+        return self._bytes.count
 
     @property
     def first_undecodable(self) -> int | None:
-        return self._undecodable.first
+        return self._bytes.first
 
     def push(self, piece: str | bytes) -> list[int]:
         if self.closed:
             raise ValueError("the text is closed")
-        text = self._bytes.decode(piece) if isinstance(piece, (bytes, bytearray, memoryview)) else piece
+        if isinstance(piece, (bytes, bytearray, memoryview)):
+            text = self._bytes.decode(piece)
+        else:
+            self._bytes.flush()  # text between the bytes of one character: they cannot complete it
+            text = piece
         self.pending += self._clean(text)
         if not self.started:
             self.pending = self.pending.lstrip()
@@ -144,9 +160,10 @@ class IncrementalTokenizer:
         """The ids of everything still held back (whitespace at the end dropped)."""
         if self.closed:
             return []
-        tail = self._clean(self._bytes.decode(b"", final=True))
+        self._bytes.flush()
         self.closed = True
-        self.pending = (self.pending + tail).rstrip()
+        # NFC before the special tokens are matched, as normalize_text does for a whole text.
+        self.pending = unicodedata.normalize("NFC", self.pending).rstrip()
         if not self.pending:
             return []
         enc = self.tokenizer.tokenizer.encode(self.pending, add_special_tokens=False)
@@ -170,21 +187,26 @@ class IncrementalTokenizer:
         return "".join(out)
 
     def _stable_end(self) -> int:
-        """Where the text that can still change begins, before the pre-token rule: a partial
-        special token or an NFC-unsafe boundary."""
+        """Normalize (NFC) the part of ``pending`` that can no longer change under NFC, and return
+        where, after that, the text that may still change begins, before the pre-token rule: a
+        partial special token, or a character NFC could still join with what follows."""
         p = self.pending
         end = len(p)
-        for start in range(max(0, end - self._longest + 1), end):
-            tail = p[start:]
-            if any(s.startswith(tail) and s != tail for s in self._specials):
-                end = start
-                break
-        if end == len(p) and end and not nfc_final(p[-1]):
+        if end and not nfc_final(p[-1]):
             end -= 1  # a mark may still follow and join the last character
         while 0 < end < len(p) and not nfc_safe(p[end]):
             end -= 1
-        # Never inside a whole special token (a mark after one does not join it: specials are
-        # matched in the raw text before NFC).
+        # NFC first, then the special tokens, as for a whole text: ">" + U+0338 is "≯", and then
+        # "<|im_end|>" is no special token.
+        head = unicodedata.normalize("NFC", p[:end])
+        self.pending = p = head + p[end:]
+        end = len(head)
+        for start in range(max(0, end - self._longest + 1), end):
+            tail = p[start:end]
+            if any(s.startswith(tail) and s != tail for s in self._specials):
+                end = start
+                break
+        # Never inside a whole special token.
         if self._special_re is not None:
             for m in self._special_re.finditer(p, 0, len(p)):
                 if m.start() < end < m.end():
@@ -195,7 +217,10 @@ class IncrementalTokenizer:
         if end <= 0:
             return []
         p = self.pending
-        stripped = len(p.rstrip())  # whitespace is committed only once text follows it
+        # Whitespace is committed only once text follows it: at the end of the text it is dropped,
+        # and at the end of the encoded part the split regex may still join it with what comes
+        # (a run of "\n \n" is one pre-token, "\n" and " \n" while it is cut).
+        stripped = min(len(p.rstrip()), len(p[:end].rstrip()))
         enc = self.tokenizer.tokenizer.encode(p[:end], add_special_tokens=False)
         words, offsets = enc.word_ids, enc.offsets
         # Hold back the last pre-token, and more while the cut would fall before an unsafe
