@@ -75,7 +75,7 @@ class ContinuousBatch:
             # Batched products at about the cost of one row (linear.pack_for_rows); the code
             # predictor's first pass has two rows per frame.
             pack_for_rows(talker, max_batch)
-            pack_for_rows(predictor, 2 * max_batch)
+            pack_for_rows(predictor, max_batch)
 
     # -- rows in and out -----------------------------------------------------------------------
 
