@@ -257,3 +257,19 @@ def test_many_threads_and_an_asyncio_loop(engines):
         got = asyncio.run(main(sched))
     for a, b in zip(alone, got):
         assert_same(a, b)
+
+
+def test_dropped_or_cancelled_unstarted_handles_free_their_place(engines):
+    import gc
+
+    tts = engines("0.6B-CustomVoice")
+    with Scheduler(tts, max_batch=1, max_queue=0) as sched:
+        h = sched.submit("Never consumed.", speaker="ryan")
+        with pytest.raises(BusyError):
+            sched.submit("Second.", speaker="ryan")
+        del h
+        gc.collect()
+        h = sched.submit("Cancelled before it started.", speaker="ryan")
+        h.cancel()
+        assert sched.open_requests == 0
+        assert sched.submit("Now there is room.", speaker="ryan", greedy=True, max_frames=4).synthesis().frames == 4

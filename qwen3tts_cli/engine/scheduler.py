@@ -102,6 +102,8 @@ class SpeechHandle:
     def cancel(self) -> None:
         """Stop now: the rows leave the batch at the next boundary; the iteration ends."""
         self.cancelled = True
+        if self._stream is None:
+            self._finish()  # never started: nothing will end it otherwise
         for job in list(self._jobs):
             job.cancelled = True
             if job.slot is not None:
@@ -155,6 +157,13 @@ class SpeechHandle:
         if not self._done:
             self._done = True
             self.scheduler._release()
+
+    def __del__(self):
+        # A handle dropped without being consumed must not hold its place in the queue.
+        try:
+            self._finish()
+        except Exception:  # noqa: BLE001 (interpreter shutdown)
+            pass
 
 
 class Scheduler:

@@ -164,23 +164,19 @@ class ContinuousBatch:
         return True
 
     def _frame(self, slot: Slot, frame: torch.Tensor, emb: torch.Tensor) -> None:
-        """What ends a row, in ``frames.generate``'s order: its watcher, then its cap."""
+        """What ends a row: ``Row.take`` (its watcher, then its cap), as in ``frames.generate``."""
         row = slot.row
         slot.step += 1
         slot.logits = None
         try:
-            trip = row.watch.push(frame) if row.watch is not None else None
+            kept = row.take(frame)
         except Exception as e:  # a failing watcher fails its own row
             self.leave(slot, error=e)
             return
-        if trip is not None:
-            row.trip = trip
-            self.leave(slot, trip.reason)
-            return
-        row.frames.append(frame)
-        slot.emit(frame)
-        if len(row.frames) == row.cap:
-            self.leave(slot, "max_frames")
+        if kept:
+            slot.emit(frame)
+        if row.done:
+            self.leave(slot)
             return
         slot.frame_emb = emb
 

@@ -243,6 +243,19 @@ class Row:
     def done(self) -> bool:
         return self.stop_reason is not None
 
+    def take(self, frame: torch.Tensor) -> bool:
+        """A frame whose first code is not the end token: its watcher sees it (a trip ends the row
+        without it), then it is kept, then the cap may end the row. Returns whether it was kept.
+        The one rule for every loop (``generate``, model/continuous.py)."""
+        trip = self.watch.push(frame) if self.watch is not None else None
+        if trip is not None:
+            self.stop_reason, self.trip = trip.reason, trip
+            return False
+        self.frames.append(frame)
+        if len(self.frames) == self.cap:
+            self.stop_reason = "max_frames"
+        return True
+
     @property
     def kept(self) -> int:
         """Frames that belong to the codes (all but a runaway stretch)."""
@@ -302,17 +315,11 @@ def generate(talker: Talker, predictor: CodePredictor, rows: Sequence[Row], sett
                     row.stop_reason = "eos"
                     yield b, None
                     continue
-                trip = row.watch.push(frame[b]) if row.watch is not None else None
-                if trip is not None:
-                    row.stop_reason, row.trip = trip.reason, trip
-                    yield b, None
-                    continue
-                row.frames.append(frame[b])
-                if cp_logits is not None:
-                    row.cp_logits.append(cp_logits[b].clone())
-                yield b, frame[b]
-                if len(row.frames) == row.cap:
-                    row.stop_reason = "max_frames"
+                if row.take(frame[b]):
+                    if cp_logits is not None:
+                        row.cp_logits.append(cp_logits[b].clone())
+                    yield b, frame[b]
+                if row.done:
                     yield b, None
             if on_step is not None:
                 on_step(s + 1)
