@@ -54,8 +54,12 @@ def test_json_has_every_field_with_sane_values(report, folder):
     for part in ("talker", "code_predictor", "codec"):
         assert m[part] > 0
     assert m["host"] >= 0
-    # The parts are measured inside the same window as the frame time.
-    assert m["talker"] + m["code_predictor"] <= m["talker_and_code_predictor"] * 1.05
+    # The parts are measured inside the same window as the frame time: their sums fit in it. In
+    # the window of n frames: n - 2 talker steps and n - 1 code-predictor calls (bench/speed.py).
+    # (Averages may not add up: the counts differ, and one slow step moves one average only.)
+    n = r["frames"]
+    window = (n - 1) * m["talker_and_code_predictor"]
+    assert (n - 2) * m["talker"] + (n - 1) * m["code_predictor"] <= window * (1 + 1e-9) + 1e-3
     assert r["frames_per_s"] == pytest.approx(1000 / m["talker_and_code_predictor"])
     assert r["xrt"] == pytest.approx(80 / (m["talker_and_code_predictor"] + m["codec"]))
     assert r["e2e_s"] > r["generate_s"] > 0

@@ -15,6 +15,9 @@ joining of its chunks. Only the frames of its rows come from the shared batch, s
 audio is what it gives alone (greedy: the same codes; seeded: the same draws from its own
 generator; batched products round differently, ~1e-6 on logits).
 
+The scheduler's batch uses the model's KV caches: while it runs, send every request on that model
+through it (a ``tts.synthesize`` or ``tts.stream`` beside it would share the caches).
+
 Backpressure: at most ``max_batch`` rows run and ``max_queue`` more requests wait; past that
 ``submit`` raises BusyError (a server answers 429). An error in one request fails that request
 only; an error in a batched step fails the rows of that step and the worker goes on.
