@@ -122,3 +122,42 @@ def test_engine_and_wav_writing_need_no_soundfile(tmp_path):
     assert out.stdout.split("\n")[:2] == ["24000 0040", "0040"]
     data, rate = sf.read(tmp_path / "x.wav", dtype="float32")
     assert rate == 24000 and data.tolist() == [0.5, -0.5] and sf.info(tmp_path / "x.wav").subtype == "FLOAT"
+
+
+def test_encoded_formats_round_trip():
+    import io
+
+    import soundfile as sf
+
+    from qwen3tts_cli.io.audio import ENCODED, _to_int16, encode_audio
+
+    t = np.arange(24000) / 24000
+    x = (0.4 * np.sin(2 * np.pi * 220 * t) + 0.2 * np.sin(2 * np.pi * 1500 * t)).astype(np.float32)
+    x[100] = 3.0  # clipped, as in a WAV
+    for suffix in ENCODED:
+        data = encode_audio(x, suffix)
+        y, sr = sf.read(io.BytesIO(data), dtype="float32")
+        assert sr == 24000 and y.ndim == 1, suffix
+        if suffix == ".flac":
+            # Lossless: exactly the 16-bit samples a WAV gets.
+            stored, _ = sf.read(io.BytesIO(data), dtype="int16")
+            assert np.array_equal(stored, _to_int16(x))
+            continue
+        # Lossy: the same length within a codec frame, and the same signal.
+        assert abs(len(y) - len(x)) <= 2048, (suffix, len(y))
+        n = min(len(x), len(y))
+        a, b = np.clip(x[2000:n - 2000], -1, 1), y[2000:n - 2000]
+        corr = max(np.corrcoef(a[:len(b) - d], b[d:])[0, 1] for d in range(0, 400, 1))
+        assert corr > 0.9, (suffix, corr)
+
+
+def test_write_audio_picks_the_format_by_name(tmp_path):
+    import soundfile as sf
+
+    from qwen3tts_cli.io.audio import write_audio
+
+    x = (0.3 * np.sin(np.arange(4800) / 10)).astype(np.float32)
+    for name, fmt in (("a.wav", "WAV"), ("a.flac", "FLAC"), ("a.MP3", "MP3"), ("a.ogg", "OGG"), ("a.opus", "OGG")):
+        write_audio(tmp_path / name, x)
+        assert sf.info(str(tmp_path / name)).format == fmt
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.MP3", "a.flac", "a.ogg", "a.opus", "a.wav"]

@@ -282,3 +282,26 @@ def test_ctrl_c_while_writing_keeps_the_old_file(cv_path, tmp_path, monkeypatch)
     r = synth(TEXT, "-m", cv_path, "--greedy", "--max-frames", "4", "-o", str(out))
     assert r.exit_code == 130
     assert out.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["out.wav"]
+
+
+def test_output_format_follows_the_name(cv_path, tmp_path):
+    import soundfile as sf
+
+    wav = tmp_path / "a.wav"
+    r = runner.invoke(app, ["synth", "Hello there.", "-m", cv_path, "--greedy", "--max-frames", "6", "-o", str(wav),
+                            "-q"])
+    assert r.exit_code == 0, r.output
+    want, _ = sf.read(wav, dtype="int16")
+    for name, fmt in (("a.flac", "FLAC"), ("a.mp3", "MP3"), ("a.ogg", "OGG"), ("a.opus", "OGG")):
+        out = tmp_path / name
+        r = runner.invoke(app, ["synth", "Hello there.", "-m", cv_path, "--greedy", "--max-frames", "6", "-o",
+                                str(out), "-q"])
+        assert r.exit_code == 0, r.output
+        info = sf.info(str(out))
+        assert info.format == fmt and info.samplerate == 24000 and info.channels == 1
+        if fmt == "FLAC":  # lossless: the WAV's samples
+            got, _ = sf.read(out, dtype="int16")
+            assert got.tolist() == want.tolist()
+    r = runner.invoke(app, ["synth", "Hello.", "-m", cv_path, "-o", str(tmp_path / "a.aac")])
+    assert r.exit_code == 2 and "unsupported output format '.aac'" in r.stderr
+    assert not (tmp_path / "a.aac").exists()

@@ -86,8 +86,12 @@ def test_checks_before_any_work(tmp_path):
     check_output(tmp_path / "x.wav")
     for ok in ("x.wav", "x.WAV", "x", "/dev/null"):
         check_audio_name(ok)
-    with pytest.raises(InputError, match=r"unsupported output format '\.mp3'"):
-        check_audio_name("x.mp3")
+    with pytest.raises(InputError, match=r"written as it is produced, as WAV"):
+        check_audio_name("x.mp3")  # a progressive output (stream -o, decode -o)
+    for ok in ("x.flac", "x.MP3", "x.ogg", "x.opus", "x.wav"):
+        check_audio_name(ok, encoded=True)
+    with pytest.raises(InputError, match=r"unsupported output format '\.aac' \(this output writes wav, flac"):
+        check_audio_name("x.aac", encoded=True)
 
 
 def test_a_full_disk_at_the_temporary_file_is_a_runtime_error(tmp_path, monkeypatch):

@@ -138,9 +138,9 @@ def write_stdout(data: bytes, what: str = "all audio") -> None:
         raise OSError(e.errno, e.strerror or str(e), "standard output") from None
 
 
-def check_output(path: Path | None, audio: bool = True) -> None:
+def check_output(path: Path | None, audio: bool = True, encoded: bool = False) -> None:
     """An output checked before any work: its folder exists and is writable, it is not a folder,
-    and (``audio``) its name asks for a format we write."""
+    and (``audio``) its name asks for a format we write there (``encoded``: FLAC, MP3, Ogg too)."""
     from ..io.audio import check_audio_name
     from ..io.files import check_output as check_file
 
@@ -149,7 +149,7 @@ def check_output(path: Path | None, audio: bool = True) -> None:
     if str(path) == "-":
         raise InputError("this output cannot go to standard output ('-'): give it a file name")
     if audio:
-        check_audio_name(path)
+        check_audio_name(path, encoded)
     check_file(path)
 
 
@@ -236,10 +236,10 @@ class UtteranceOutput:
         return self.kind != "codes-only"
 
     def put(self, audio, path: Path | None) -> str | None:
-        from ..io.audio import pcm16, wav_bytes, write_wav
+        from ..io.audio import pcm16, wav_bytes, write_audio, write_wav
 
         if self.kind == "files":
-            return str(write_wav(path, audio))
+            return str(write_audio(path, audio))  # the format the name asks for
         if self.kind == "stdout-wav":
             write_stdout(wav_bytes(audio))
             return "stdout (WAV)"

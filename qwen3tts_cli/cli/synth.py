@@ -31,8 +31,9 @@ def synth(
                                            help="Folder for --input's numbered files (created if "
                                                 "missing; default: current folder)."),
     output_: Optional[str] = typer.Option(
-        None, "--output", "-o", metavar="FILE.wav",
-        help="WAV to write (16-bit, 24 kHz mono); '-' writes the WAV to stdout. Without -o: play it when "
+        None, "--output", "-o", metavar="FILE",
+        help="File to write, 24 kHz mono, in the format its name asks for: .wav (16-bit), .flac, .mp3, .ogg "
+             "(Vorbis) or .opus (Ogg Opus); '-' writes a WAV to stdout. Without -o: play it when "
              "a sound device is available (pip install 'qwen3tts-cli\\[play]'), else write "
              "qwen3tts-output.wav (then -2, -3, …; never overwritten)."),
     raw: bool = typer.Option(False, "--raw", help="Write raw s16le 24 kHz mono PCM to stdout (for aplay, "
@@ -83,7 +84,7 @@ def synth(
     if to_stdout:
         output.check_stdout()
     out_path = Path(output_) if output_ not in (None, "-") else None
-    output.check_output(out_path)
+    output.check_output(out_path, encoded=True)
     output.check_output(save_codes, audio=False)
     if save_codes is not None and output.same_file(save_codes, "-" if to_stdout else out_path):
         raise InputError(f"-o and --save-codes name the same file ({save_codes}): give each its own")

@@ -1,13 +1,16 @@
-"""Audio output: WAV files written atomically (whole or chunk by chunk) and raw s16le PCM.
+"""Audio output: WAV files written atomically (whole or chunk by chunk), raw s16le PCM, and
+FLAC, MP3, Ogg Vorbis and Ogg Opus files encoded by libsndfile.
 
-A WAV is first written to a hidden temporary file beside the target and renamed over it only when
+A file is first written to a hidden temporary file beside the target and renamed over it only when
 complete, so an interrupted or failed write never leaves a partial file at the target path.
-The WAV bytes are our own (a 44-byte header and little-endian samples): writing needs no
-libsndfile, and a write error is an OSError naming the file. soundfile is only for reading.
+The WAV bytes are our own (a 44-byte header and little-endian samples): writing a WAV needs no
+libsndfile, and a write error is an OSError naming the file. The compressed formats are encoded
+by libsndfile (soundfile) in memory and written the same way.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -18,13 +21,54 @@ from .files import naming, output_target, replace_atomically
 
 SAMPLE_RATE = 24000
 AUDIO_SUFFIXES = ("", ".wav")  # what audio files can be written as (WAV; a name without a suffix too)
+# Formats libsndfile encodes for us, by suffix: (format, subtype). FLAC gets our own 16-bit samples
+# (the WAV's integers); the lossy codecs get the float samples, clipped.
+ENCODED = {".flac": ("FLAC", "PCM_16"), ".mp3": ("MP3", "MPEG_LAYER_III"), ".ogg": ("OGG", "VORBIS"),
+           ".opus": ("OGG", "OPUS")}
 
 
-def check_audio_name(path: str | Path) -> None:
-    """Refuse an output name whose suffix promises a format this version does not write."""
-    suffix = Path(path).suffix
-    if suffix.lower() not in AUDIO_SUFFIXES:
-        raise InputError(f"{path}: unsupported output format '{suffix}' (this version writes WAV: use a .wav name)")
+def check_audio_name(path: str | Path, encoded: bool = False) -> None:
+    """Refuse an output name whose suffix promises a format this output does not write: WAV, and
+    with ``encoded`` also FLAC, MP3, Ogg Vorbis (.ogg) and Ogg Opus (.opus)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in AUDIO_SUFFIXES or (encoded and suffix in ENCODED):
+        return
+    if suffix in ENCODED:
+        raise InputError(f"{path}: this output is written as it is produced, as WAV: use a .wav name "
+                         f"(synth writes {', '.join(ENCODED)} too)")
+    what = ", ".join(("wav", *(s.lstrip(".") for s in ENCODED))) if encoded else "WAV: use a .wav name"
+    raise InputError(f"{path}: unsupported output format '{Path(path).suffix}' (this output writes {what})")
+
+
+def encode_audio(samples, suffix: str, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """Mono float samples as a whole FLAC/MP3/Ogg file in memory (``suffix`` a key of ENCODED)."""
+    import soundfile as sf
+
+    fmt, subtype = ENCODED[suffix.lower()]
+    if subtype == "PCM_16":
+        data = _to_int16(samples)
+    else:
+        data = np.clip(np.nan_to_num(np.asarray(samples, dtype=np.float32), nan=0.0, posinf=1.0, neginf=-1.0),
+                       -1.0, 1.0)
+    buf = io.BytesIO()
+    with sf.SoundFile(buf, "w", sample_rate, 1, format=fmt, subtype=subtype) as f:
+        f.write(data)
+    return buf.getvalue()
+
+
+def write_audio(path: str | Path, samples, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Write mono samples atomically in the format the name asks for: WAV (16-bit), or FLAC, MP3,
+    Ogg Vorbis or Ogg Opus (ENCODED)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in ENCODED:
+        return write_wav(path, samples, sample_rate)
+    data = encode_audio(samples, suffix, sample_rate)
+    with replace_atomically(Path(path)) as (where, _):
+        with naming(Path(path)), open(where, "wb") as f:
+            f.write(data)
+    return Path(path)
+
+
 SUBTYPES = ("pcm16", "float32")
 _PCM16_SCALE = np.float32(32767.0)
 
