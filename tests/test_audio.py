@@ -129,13 +129,14 @@ def test_encoded_formats_round_trip():
 
     import soundfile as sf
 
-    from qwen3tts_cli.io.audio import ENCODED, _to_int16, encode_audio
+    from qwen3tts_cli.io.audio import ENCODED, _to_int16
+    from qwen3tts_cli.io.encode import encode_audio
 
     t = np.arange(24000) / 24000
     x = (0.4 * np.sin(2 * np.pi * 220 * t) + 0.2 * np.sin(2 * np.pi * 1500 * t)).astype(np.float32)
     x[100] = 3.0  # clipped, as in a WAV
-    for suffix in ENCODED:
-        data = encode_audio(x, suffix)
+    for suffix, fmt in ENCODED.items():
+        data = encode_audio(x, fmt)
         y, sr = sf.read(io.BytesIO(data), dtype="float32")
         assert sr == 24000 and y.ndim == 1, suffix
         if suffix == ".flac":

@@ -1,16 +1,15 @@
 """Audio output: WAV files written atomically (whole or chunk by chunk), raw s16le PCM, and
-FLAC, MP3, Ogg Vorbis and Ogg Opus files encoded by libsndfile.
+FLAC, MP3, Ogg Vorbis and Ogg Opus files (io/encode.py).
 
 A file is first written to a hidden temporary file beside the target and renamed over it only when
 complete, so an interrupted or failed write never leaves a partial file at the target path.
 The WAV bytes are our own (a 44-byte header and little-endian samples): writing a WAV needs no
 libsndfile, and a write error is an OSError naming the file. The compressed formats are encoded
-by libsndfile (soundfile) in memory and written the same way.
+in memory by io/encode.py (libsndfile) and written the same way.
 """
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
@@ -21,10 +20,8 @@ from .files import naming, output_target, replace_atomically
 
 SAMPLE_RATE = 24000
 AUDIO_SUFFIXES = ("", ".wav")  # what audio files can be written as (WAV; a name without a suffix too)
-# Formats libsndfile encodes for us, by suffix: (format, subtype). FLAC gets our own 16-bit samples
-# (the WAV's integers); the lossy codecs get the float samples, clipped.
-ENCODED = {".flac": ("FLAC", "PCM_16"), ".mp3": ("MP3", "MPEG_LAYER_III"), ".ogg": ("OGG", "VORBIS"),
-           ".opus": ("OGG", "OPUS")}
+# Compressed formats a file name may ask for, by suffix (encoders in io/encode.py).
+ENCODED = {".flac": "flac", ".mp3": "mp3", ".ogg": "vorbis", ".opus": "opus"}
 
 
 def check_audio_name(path: str | Path, encoded: bool = False) -> None:
@@ -40,29 +37,15 @@ def check_audio_name(path: str | Path, encoded: bool = False) -> None:
     raise InputError(f"{path}: unsupported output format '{Path(path).suffix}' (this output writes {what})")
 
 
-def encode_audio(samples, suffix: str, sample_rate: int = SAMPLE_RATE) -> bytes:
-    """Mono float samples as a whole FLAC/MP3/Ogg file in memory (``suffix`` a key of ENCODED)."""
-    import soundfile as sf
-
-    fmt, subtype = ENCODED[suffix.lower()]
-    if subtype == "PCM_16":
-        data = _to_int16(samples)
-    else:
-        data = np.clip(np.nan_to_num(np.asarray(samples, dtype=np.float32), nan=0.0, posinf=1.0, neginf=-1.0),
-                       -1.0, 1.0)
-    buf = io.BytesIO()
-    with sf.SoundFile(buf, "w", sample_rate, 1, format=fmt, subtype=subtype) as f:
-        f.write(data)
-    return buf.getvalue()
-
-
 def write_audio(path: str | Path, samples, sample_rate: int = SAMPLE_RATE) -> Path:
     """Write mono samples atomically in the format the name asks for: WAV (16-bit), or FLAC, MP3,
     Ogg Vorbis or Ogg Opus (ENCODED)."""
+    from .encode import encode_audio
+
     suffix = Path(path).suffix.lower()
     if suffix not in ENCODED:
         return write_wav(path, samples, sample_rate)
-    data = encode_audio(samples, suffix, sample_rate)
+    data = encode_audio(samples, ENCODED[suffix], sample_rate)
     with replace_atomically(Path(path)) as (where, _):
         with naming(Path(path)), open(where, "wb") as f:
             f.write(data)
