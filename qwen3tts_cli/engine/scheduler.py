@@ -105,8 +105,7 @@ class SpeechHandle:
     def cancel(self) -> None:
         """Stop now: the rows leave the batch at the next boundary; the iteration ends."""
         self.cancelled = True
-        if self._stream is None:
-            self._finish()  # never started: nothing will end it otherwise
+        self._finish()  # its place is free now: its rows leave the batch at the next boundary
         for job in list(self._jobs):
             job.cancelled = True
             if job.slot is not None:

@@ -1,0 +1,313 @@
+"""The OpenAI-compatible speech server (FastAPI): a front door on one loaded model and its scheduler.
+
+    POST /v1/audio/speech        OpenAI's speech request; audio streamed as it is made (or SSE)
+    GET  /v1/models              the one model this server serves
+    GET  /v1/audio/voices        its built-in speakers
+    GET  /health                 200 once the model is loaded (the app is built after that)
+    WS   /v1/audio/speech/stream text streamed in, s16le 24 kHz PCM streamed out
+
+Every request goes through the engine's Scheduler, so callers share one batch and each gets what
+it would get alone. A request is checked before it is queued: a bad field is a 400 in OpenAI's
+error shape, a full queue a 429 with Retry-After, a disconnect cancels the request at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..engine.feed import FeedCancelled
+from ..engine.scheduler import Scheduler
+from ..errors import BusyError, InputError, RequestError
+from ..io.encode import MEDIA_TYPES, StreamEncoder
+
+RESPONSE_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+DEFAULT_MAX_INPUT_CHARS = 4096  # OpenAI's limit
+# The extensions a request may carry beside OpenAI's fields, and their JSON types.
+EXTENSIONS = {"language": str, "seed": int, "greedy": bool, "temperature": (int, float), "top_k": int,
+              "top_p": (int, float), "repetition_penalty": (int, float), "max_frames": int}
+RETRY_AFTER_S = 1
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    model_id: str
+    api_key: str | None = None
+    max_input_chars: int = DEFAULT_MAX_INPUT_CHARS
+
+
+class APIError(Exception):
+    """An error answered in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
+
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None,
+                 code: str | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+        self.headers = headers
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+def create_app(tts, scheduler: Scheduler, settings: ServerSettings) -> FastAPI:
+    app = FastAPI(title="qwen3tts", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(APIError)
+    async def api_error(_request, e: APIError):
+        return e.response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request, e: StarletteHTTPException):
+        kind = "not_found" if e.status_code == 404 else "http_error"
+        return APIError(e.status_code, str(e.detail), kind, code=kind).response()
+
+    @app.middleware("http")
+    async def auth(request: Request, call_next):
+        if settings.api_key and request.url.path != "/health" and not _authorized(request.headers, settings.api_key):
+            return APIError(401, "missing or wrong API key (Authorization: Bearer KEY)", "authentication_error",
+                            code="invalid_api_key").response()
+        return await call_next(request)
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": settings.model_id}
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": settings.model_id, "object": "model", "owned_by": "qwen3tts",
+                                            "model_type": tts.model_type}]}
+
+    @app.get("/v1/audio/voices")
+    async def voices():
+        return {"voices": [{"name": s, "type": "speaker"} for s in tts.speakers]}
+
+    @app.post("/v1/audio/speech")
+    async def speech(request: Request):
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise APIError(400, "the body is not valid JSON", code="invalid_json") from None
+        fields = _speech_fields(body, settings, need_input=True)
+        handle = _submit(scheduler, fields)
+        fmt = fields["response_format"]
+        if fields["stream_format"] == "sse":
+            return StreamingResponse(_sse(handle, fmt, request), media_type="text/event-stream")
+        return StreamingResponse(_audio(handle, fmt, request), media_type=MEDIA_TYPES[fmt])
+
+    @app.websocket("/v1/audio/speech/stream")
+    async def speech_stream(ws: WebSocket):
+        if settings.api_key and not _authorized(ws.headers, settings.api_key):
+            await ws.close(code=1008, reason="missing or wrong API key")
+            return
+        await ws.accept()
+        await _text_in(ws, tts, scheduler, settings)
+
+    return app
+
+
+def _authorized(headers, key: str) -> bool:
+    value = headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    return scheme.lower() == "bearer" and secrets.compare_digest(token.strip().encode(), key.encode())
+
+
+def _speech_fields(body: Any, settings: ServerSettings, need_input: bool) -> dict:
+    """The request body checked field by field (a 400 names the field); the engine's own checks
+    follow at submit."""
+    if not isinstance(body, dict):
+        raise APIError(400, "the body must be a JSON object", code="invalid_body")
+    out: dict = {}
+    model = body.get("model")
+    if model is not None and model != settings.model_id:
+        raise APIError(400, f"unknown model {model!r}; this server serves {settings.model_id!r}", param="model",
+                       code="model_not_found")
+    if need_input:
+        text = body.get("input")
+        if not isinstance(text, str):
+            raise APIError(400, "input must be a string", param="input", code="invalid_type")
+        if not text.strip():
+            raise APIError(400, "input is empty", param="input", code="empty_input")
+        if len(text) > settings.max_input_chars:
+            raise APIError(413, f"input has {len(text)} characters; this server takes at most "
+                                f"{settings.max_input_chars}", param="input", code="input_too_long")
+        out["input"] = text
+    for name in ("voice", "instructions"):
+        v = body.get(name)
+        if isinstance(v, dict) and name == "voice":
+            v = v.get("id")
+        if v is not None and not isinstance(v, str):
+            raise APIError(400, f"{name} must be a string", param=name, code="invalid_type")
+        out[name] = v
+    fmt = body.get("response_format", "mp3")
+    if fmt not in RESPONSE_FORMATS:
+        raise APIError(400, f"unsupported response_format {fmt!r}; supported: {', '.join(RESPONSE_FORMATS)}",
+                       param="response_format", code="unsupported_format")
+    out["response_format"] = fmt
+    stream_format = body.get("stream_format", "audio")
+    if stream_format not in ("audio", "sse"):
+        raise APIError(400, "stream_format must be 'audio' or 'sse'", param="stream_format", code="invalid_value")
+    out["stream_format"] = stream_format
+    speed = body.get("speed", 1.0)
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)):
+        raise APIError(400, "speed must be a number", param="speed", code="invalid_type")
+    if speed != 1.0:
+        raise APIError(400, "speed other than 1.0 is not supported (no time-stretch)", param="speed",
+                       code="unsupported_speed")
+    for name, kind in EXTENSIONS.items():
+        v = body.get(name)
+        if v is None:
+            continue
+        if isinstance(v, bool) and kind is not bool or not isinstance(v, kind):
+            raise APIError(400, f"{name} has the wrong type", param=name, code="invalid_type")
+        out[name] = v
+    return out
+
+
+def _submit(scheduler: Scheduler, fields: dict, text=None):
+    """Queue the request (RequestError -> 400 naming the field, BusyError -> 429)."""
+    tts = scheduler.tts
+    options = {k: v for k, v in fields.items() if k in EXTENSIONS}
+    voice = fields.get("voice")
+    if voice:
+        if tts.model_type != "custom_voice":
+            raise APIError(400, f"unknown voice {voice!r}: this {tts.model_type} model has no built-in speakers",
+                           param="voice", code="voice_not_found")
+        if voice.strip().lower() not in tts.speakers:
+            raise APIError(400, f"unknown voice {voice!r}; voices: {', '.join(tts.speakers)}", param="voice",
+                           code="voice_not_found")
+        options["speaker"] = voice
+    if fields.get("instructions"):
+        options["instruct"] = fields["instructions"]
+    try:
+        return scheduler.submit(fields["input"] if text is None else text, **options)
+    except RequestError as e:
+        raise APIError(400, str(e), param=_param(e.field), code=e.code) from None
+    except InputError as e:
+        raise APIError(400, str(e), code="invalid_request") from None
+    except BusyError as e:
+        raise APIError(429, str(e), "rate_limit_error", code="busy", headers={"Retry-After": str(RETRY_AFTER_S)}) \
+            from None
+
+
+def _param(field: str) -> str:
+    return {"text": "input", "instruct": "instructions", "speaker": "voice"}.get(field, field)
+
+
+async def _chunks(handle, request: Request | None = None):
+    """The handle's audio chunks, pulled in a worker thread. A client that has gone (``request``
+    says so between chunks) or a consumer that stops early cancels the request at once: its row
+    leaves the batch and its place in the queue is free."""
+    it = iter(handle)
+    done = False
+    try:
+        while True:
+            chunk = await anyio.to_thread.run_sync(next, it, None)
+            if chunk is None:
+                done = True
+                return
+            if request is not None and await request.is_disconnected():
+                return
+            yield chunk
+    finally:
+        if not done:
+            handle.cancel()
+
+
+async def _audio(handle, fmt: str, request: Request):
+    enc = StreamEncoder(fmt)
+    async for chunk in _chunks(handle, request):
+        data = enc.write(chunk)
+        if data:
+            yield data
+    tail = enc.close()
+    if tail:
+        yield tail
+
+
+async def _sse(handle, fmt: str, request: Request):
+    def event(payload: dict) -> bytes:
+        return f"data: {json.dumps(payload)}\n\n".encode()
+
+    enc = StreamEncoder(fmt)
+    async for chunk in _chunks(handle, request):
+        data = enc.write(chunk)
+        if data:
+            yield event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+    tail = enc.close()
+    if tail:
+        yield event({"type": "speech.audio.delta", "audio": base64.b64encode(tail).decode()})
+    r = handle.result
+    yield event({"type": "speech.audio.done", "usage": {"input_tokens": None, "output_frames": r.frames,
+                                                        "audio_seconds": round(r.seconds, 3)},
+                 "stop_reason": r.stop_reason})
+
+
+async def _text_in(ws: WebSocket, tts, scheduler: Scheduler, settings: ServerSettings) -> None:
+    """session.config, input.text..., input.done in; PCM (s16le 24 kHz mono) and audio.done out."""
+    from ..io.audio import pcm16
+
+    async def fail(message: str, code: str, type_: str = "invalid_request_error") -> None:
+        await ws.send_json({"type": "error", "error": {"message": message, "type": type_, "code": code}})
+        await ws.close(code=1008)
+
+    try:
+        first = await ws.receive_json()
+    except (WebSocketDisconnect, json.JSONDecodeError, KeyError, ValueError):
+        return
+    if not isinstance(first, dict) or first.get("type") != "session.config":
+        await fail("the first message must be {\"type\": \"session.config\", ...}", "expected_session_config")
+        return
+    config = {k: v for k, v in first.items() if k not in ("type", "input")}
+    feed = tts.text_feed()
+    try:
+        fields = _speech_fields(config, settings, need_input=False)
+        handle = _submit(scheduler, {**fields, "input": feed}, text=feed)
+    except APIError as e:
+        await fail(e.message, e.code or "invalid_request", e.type)
+        return
+
+    async def read_text():
+        try:
+            while True:
+                msg = await ws.receive_json()
+                kind = msg.get("type") if isinstance(msg, dict) else None
+                if kind == "input.text" and isinstance(msg.get("text"), str):
+                    feed.push(msg["text"])
+                elif kind == "input.done":
+                    feed.close()
+                    return
+                else:
+                    feed.cancel()
+                    await fail("expected {\"type\": \"input.text\", \"text\": \"...\"} or {\"type\": \"input.done\"}",
+                               "bad_message")
+                    return
+        except (WebSocketDisconnect, json.JSONDecodeError, ValueError, KeyError):
+            feed.cancel()
+            handle.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read_text)
+        try:
+            async for chunk in _chunks(handle):
+                await ws.send_bytes(pcm16(chunk))
+            if not feed.cancelled:
+                r = handle.result
+                await ws.send_json({"type": "audio.done", "frames": r.frames, "stop_reason": r.stop_reason})
+                await ws.close()
+        except FeedCancelled:
+            pass  # the client's bad message or disconnect: already answered
+        except (WebSocketDisconnect, RuntimeError):
+            handle.cancel()
+        tg.cancel_scope.cancel()
+

@@ -1,0 +1,243 @@
+"""The speech server on loopback, driven by real clients: the openai SDK, httpx, websockets."""
+
+import asyncio
+import json
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("fastapi")
+openai = pytest.importorskip("openai")
+httpx = pytest.importorskip("httpx")
+websockets = pytest.importorskip("websockets")
+
+from qwen3tts_cli.engine import load_tts  # noqa: E402
+from qwen3tts_cli.engine.scheduler import Scheduler  # noqa: E402
+from qwen3tts_cli.io.audio import pcm16  # noqa: E402
+
+MODEL_ID = "qwen3tts-test"
+KEY = "sk-test-key"
+
+
+class LiveServer:
+    def __init__(self, app):
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        for _ in range(200):
+            if self.server.started:
+                break
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def tts(tiny_checkpoint):
+    return load_tts(tiny_checkpoint("0.6B-CustomVoice", 0), device="cpu", dtype=torch.float32)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint):
+    from qwen3tts_cli.server.app import ServerSettings, create_app
+
+    # Its own loaded model: the expected audio is made on the other one (a scheduler owns its
+    # model's caches).
+    served = load_tts(tiny_checkpoint("0.6B-CustomVoice", 0), device="cpu", dtype=torch.float32)
+    sched = Scheduler(served, max_batch=3, max_queue=4)
+    live = LiveServer(create_app(served, sched, ServerSettings(MODEL_ID, api_key=KEY, max_input_chars=200)))
+    live.scheduler = sched
+    yield live
+    live.stop()
+    sched.close()
+
+
+def client(server, key=KEY):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
+
+
+def solo_pcm(tts, text, **options):
+    with Scheduler(tts, max_batch=1) as s:  # the scheduler's audio: the stream's, bit for bit
+        return pcm16(np.concatenate(list(s.submit(text, **options))))
+
+
+EXTRA = {"greedy": True, "max_frames": 12, "language": "english"}
+
+
+def test_openai_sdk_pcm_and_wav_equal_the_engine(server, tts):
+    want = solo_pcm(tts, "Hello from the server.", speaker="vivian", **EXTRA)
+    c = client(server)
+    got = c.audio.speech.create(model=MODEL_ID, voice="vivian", input="Hello from the server.",
+                                response_format="pcm", extra_body=EXTRA)
+    assert got.content == want
+    wav = c.audio.speech.create(model=MODEL_ID, voice="vivian", input="Hello from the server.",
+                                response_format="wav", extra_body=EXTRA)
+    assert wav.content[:4] == b"RIFF" and wav.content[4:8] == b"\xff\xff\xff\xff" and wav.content[44:] == want
+
+
+def test_streaming_response_arrives_in_pieces(server, tts):
+    c = client(server)
+    with c.audio.speech.with_streaming_response.create(model=MODEL_ID, voice="ryan", input="Streaming, piece by piece.",
+                                                       response_format="pcm",
+                                                       extra_body={**EXTRA, "max_frames": 20}) as r:
+        pieces = [p for p in r.iter_bytes() if p]
+    assert len(pieces) > 1
+    assert b"".join(pieces) == solo_pcm(tts, "Streaming, piece by piece.", speaker="ryan",
+                                        **{**EXTRA, "max_frames": 20})
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "flac", "aac"])
+def test_compressed_formats(server, fmt):
+    import io
+
+    import av
+
+    data = client(server).audio.speech.create(model=MODEL_ID, voice="ryan", input="Compressed audio.",
+                                              response_format=fmt, extra_body=EXTRA).content
+    with av.open(io.BytesIO(data), format={"aac": "adts", "opus": "ogg"}.get(fmt, fmt)) as cont:
+        n = sum(f.samples for f in cont.decode(audio=0))
+    assert abs(n - 12 * 1920) <= 4096 or (fmt == "opus" and n > 0), (fmt, n)
+
+
+def test_sse_events(server, tts):
+    import base64
+
+    want = solo_pcm(tts, "Events.", speaker="ryan", **EXTRA)
+    body = {"model": MODEL_ID, "voice": "ryan", "input": "Events.", "response_format": "pcm", "stream_format": "sse",
+            **EXTRA}
+    with httpx.stream("POST", server.url + "/v1/audio/speech", json=body, headers={"Authorization": f"Bearer {KEY}"},
+                      timeout=60) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+    assert [e["type"] for e in events[:-1]] == ["speech.audio.delta"] * (len(events) - 1)
+    assert events[-1]["type"] == "speech.audio.done" and events[-1]["usage"]["output_frames"] == 12
+    assert b"".join(base64.b64decode(e["audio"]) for e in events[:-1]) == want
+
+
+def test_concurrent_clients_equal_their_solo_runs(server, tts):
+    texts = [f"Caller {i} is speaking now." for i in range(6)]
+    wants = [solo_pcm(tts, t, speaker="ryan", **{**EXTRA, "max_frames": 8 + i}) for i, t in enumerate(texts)]
+    got = [None] * 6
+
+    def call(i):
+        for _ in range(50):
+            try:
+                got[i] = client(server).audio.speech.create(model=MODEL_ID, voice="ryan", input=texts[i],
+                                                            response_format="pcm",
+                                                            extra_body={**EXTRA, "max_frames": 8 + i}).content
+                return
+            except openai.RateLimitError:
+                time.sleep(0.1)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert got == wants
+
+
+def test_errors_in_openai_shape_and_the_server_keeps_serving(server):
+    h = {"Authorization": f"Bearer {KEY}"}
+    url = server.url + "/v1/audio/speech"
+    ok = {"model": MODEL_ID, "voice": "ryan", "input": "Hi.", "response_format": "pcm", **EXTRA}
+    cases = [
+        ({**ok, "input": ""}, 400, "input"),
+        ({k: v for k, v in ok.items() if k != "input"}, 400, "input"),
+        ({**ok, "voice": "nobody"}, 400, "voice"),
+        ({**ok, "response_format": "ogg"}, 400, "response_format"),
+        ({**ok, "speed": 1.5}, 400, "speed"),
+        ({**ok, "temperature": -1, "greedy": False}, 400, "sampling"),
+        ({**ok, "top_k": "many"}, 400, "top_k"),
+        ({**ok, "model": "tts-1"}, 400, "model"),
+        ({**ok, "input": "x" * 201}, 413, "input"),
+    ]
+    for body, status, param in cases:
+        r = httpx.post(url, json=body, headers=h, timeout=30)
+        assert r.status_code == status, (body, r.text)
+        err = r.json()["error"]
+        assert set(err) == {"message", "type", "param", "code"} and err["param"] == param, err
+    r = httpx.post(url, content=b"{not json", headers={**h, "content-type": "application/json"}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+    assert httpx.get(server.url + "/v1/nothing", headers=h).status_code == 404
+    assert httpx.post(url, json=ok, timeout=30).status_code == 401  # no key
+    assert httpx.post(url, json=ok, headers={"Authorization": "Bearer wrong"}, timeout=30).status_code == 401
+    assert httpx.get(server.url + "/health").status_code == 200  # no key needed
+    models = httpx.get(server.url + "/v1/models", headers=h).json()
+    assert models["data"][0]["id"] == MODEL_ID
+    assert "ryan" in [v["name"] for v in httpx.get(server.url + "/v1/audio/voices", headers=h).json()["voices"]]
+    # Still serving.
+    assert httpx.post(url, json=ok, headers=h, timeout=60).status_code == 200
+
+
+def test_a_client_that_leaves_mid_stream_frees_its_slot(server, tts):
+    body = {"model": MODEL_ID, "voice": "ryan", "input": "A long one that the client abandons.",
+            "response_format": "pcm", "greedy": True, "max_frames": 3000}
+    h = {"Authorization": f"Bearer {KEY}"}
+    with httpx.stream("POST", server.url + "/v1/audio/speech", json=body, headers=h, timeout=60) as r:
+        for piece in r.iter_bytes():
+            if piece:
+                break  # and hang up
+    # The request is cancelled at once: its row leaves the batch and its place in the queue is free.
+    t0 = time.time()
+    while server.scheduler.open_requests and time.time() - t0 < 20:
+        time.sleep(0.05)
+    assert server.scheduler.open_requests == 0
+    r = httpx.post(server.url + "/v1/audio/speech", json={**body, "max_frames": 4}, headers=h, timeout=60)
+    assert r.status_code == 200
+
+
+def test_text_in_over_a_websocket_equals_the_feed(server, tts):
+    text = "Text streamed in, word by word, over a socket."
+    feed = tts.text_feed()
+    with Scheduler(tts, max_batch=1) as s:
+        h = s.submit(feed, speaker="ryan", greedy=True, max_frames=30)
+        feed.push(text)
+        feed.close()
+        want = pcm16(np.concatenate(list(h)))
+
+    async def run():
+        uri = f"ws://127.0.0.1:{server.port}/v1/audio/speech/stream"
+        async with websockets.connect(uri, additional_headers={"Authorization": f"Bearer {KEY}"}) as ws:
+            await ws.send(json.dumps({"type": "session.config", "voice": "ryan", "greedy": True, "max_frames": 30}))
+            for w in text.split(" "):
+                await ws.send(json.dumps({"type": "input.text", "text": w + " "}))
+            await ws.send(json.dumps({"type": "input.done"}))
+            audio, done = b"", None
+            async for msg in ws:
+                if isinstance(msg, bytes):
+                    audio += msg
+                else:
+                    done = json.loads(msg)
+            return audio, done
+
+    audio, done = asyncio.run(run())
+    assert done["type"] == "audio.done" and done["frames"] == 30
+    assert audio == want
+
+
+def test_a_bad_websocket_message_is_answered_and_closed(server):
+    async def run():
+        uri = f"ws://127.0.0.1:{server.port}/v1/audio/speech/stream"
+        async with websockets.connect(uri, additional_headers={"Authorization": f"Bearer {KEY}"}) as ws:
+            await ws.send(json.dumps({"type": "input.text", "text": "no config first"}))
+            msg = json.loads(await ws.recv())
+            try:
+                await ws.recv()
+            except websockets.ConnectionClosed as e:
+                return msg, e.rcvd.code
+
+    msg, code = asyncio.run(run())
+    assert msg["type"] == "error" and set(msg["error"]) == {"message", "type", "code"} and code == 1008
