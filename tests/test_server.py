@@ -241,3 +241,98 @@ def test_a_bad_websocket_message_is_answered_and_closed(server):
 
     msg, code = asyncio.run(run())
     assert msg["type"] == "error" and set(msg["error"]) == {"message", "type", "code"} and code == 1008
+
+
+# -- saved voices (Base models) --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def base_server(tiny_checkpoint, tmp_path_factory):
+    from qwen3tts_cli.server.app import ServerSettings, create_app
+
+    served = load_tts(tiny_checkpoint("0.6B-Base", 0), device="cpu", dtype=torch.float32)
+    voices = tmp_path_factory.mktemp("voices")
+    sched = Scheduler(served, max_batch=2)
+    live = LiveServer(create_app(served, sched, ServerSettings("base-test", voices_dir=voices)))
+    live.voices = voices
+    yield live
+    live.stop()
+    sched.close()
+
+
+def test_saved_voices_round_trip(base_server, tiny_checkpoint, tmp_path):
+    import soundfile as sf
+
+    from clone_goldens import load_goldens
+    from qwen3tts_cli.voice import load_voice
+
+    signals, _ = load_goldens()
+    ref = tmp_path / "ref.wav"
+    sf.write(ref, signals["voice"], 24000)
+    url = base_server.url + "/v1/audio/voices"
+    with open(ref, "rb") as f:
+        r = httpx.post(url, data={"name": "alice", "ref_text": "A reference voice."},
+                       files={"audio_sample": ("ref.wav", f, "audio/wav")}, timeout=120)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"name": "alice", "type": "saved", "mode": "icl"}
+    assert (base_server.voices / "alice.safetensors").is_file()
+    assert {"name": "alice", "type": "saved"} in httpx.get(url).json()["voices"]
+    # Speech in the saved voice equals the engine with that voice file.
+    other = load_tts(tiny_checkpoint("0.6B-Base", 0), device="cpu", dtype=torch.float32)
+    want = solo_pcm(other, "Spoken in a saved voice.", voice=load_voice(base_server.voices / "alice.safetensors"),
+                    **EXTRA)
+    got = openai.OpenAI(base_url=base_server.url + "/v1", api_key="x").audio.speech.create(
+        model="base-test", voice="alice", input="Spoken in a saved voice.", response_format="pcm",
+        extra_body=EXTRA).content
+    assert got == want
+    assert httpx.delete(url + "/alice").json() == {"name": "alice", "deleted": True}
+    assert httpx.delete(url + "/alice").status_code == 404
+    assert not (base_server.voices / "alice.safetensors").exists()
+
+
+def test_bad_voice_uploads(base_server, tmp_path):
+    url = base_server.url + "/v1/audio/voices"
+    for name in ("../evil", "a/b", ".hidden", "", "x" * 65):
+        r = httpx.post(url, data={"name": name}, files={"audio_sample": ("a.wav", b"RIFF", "audio/wav")})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "name", name
+    r = httpx.post(url, data={"name": "junk"}, files={"audio_sample": ("a.wav", b"not audio at all", "audio/wav")})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_audio"
+    big = b"\0" * (10 * 2**20 + 10)
+    r = httpx.post(url, data={"name": "big"}, files={"audio_sample": ("a.wav", big, "audio/wav")}, timeout=60)
+    assert r.status_code == 413
+    assert httpx.delete(url + "/..%2Fx").status_code in (404, 400)
+    assert list(base_server.voices.iterdir()) == []
+    assert httpx.get(base_server.url + "/health").status_code == 200
+
+
+def test_serve_command_runs_a_real_server(tiny_checkpoint, tmp_path):
+    # The command as a person runs it, stopped with Ctrl-C.
+    import signal
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**__import__("os").environ, "QWEN3TTS_API_KEY": "env-key"}
+    p = subprocess.Popen([sys.executable, "-m", "qwen3tts_cli.cli", "serve", "-m",
+                          str(tiny_checkpoint("0.6B-CustomVoice", 0)), "--port", str(port), "--device", "cpu", "-q"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert httpx.get(url + "/v1/models").status_code == 401  # the key from the environment
+        models = httpx.get(url + "/v1/models", headers={"Authorization": "Bearer env-key"}).json()
+        audio = openai.OpenAI(base_url=url + "/v1", api_key="env-key").audio.speech.create(
+            model=models["data"][0]["id"], voice="ryan", input="From the command.", response_format="pcm",
+            extra_body=EXTRA).content
+        assert len(audio) == 12 * 1920 * 2
+    finally:
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+    assert p.returncode in (0, 130), err
+    assert b"env-key" not in out + err

@@ -2,7 +2,10 @@
 
     POST /v1/audio/speech        OpenAI's speech request; audio streamed as it is made (or SSE)
     GET  /v1/models              the one model this server serves
-    GET  /v1/audio/voices        its built-in speakers
+    GET  /v1/audio/voices        its built-in speakers and saved voices
+    POST /v1/audio/voices        a saved voice from a recording (Base models; multipart name,
+                                 audio_sample, optional ref_text), kept in --voices-dir
+    DELETE /v1/audio/voices/{name}
     GET  /health                 200 once the model is loaded (the app is built after that)
     WS   /v1/audio/speech/stream text streamed in, s16le 24 kHz PCM streamed out
 
@@ -14,9 +17,12 @@ error shape, a full queue a 429 with Retry-After, a disconnect cancels the reque
 from __future__ import annotations
 
 import base64
+import io
 import json
+import re
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -35,6 +41,10 @@ DEFAULT_MAX_INPUT_CHARS = 4096  # OpenAI's limit
 EXTENSIONS = {"language": str, "seed": int, "greedy": bool, "temperature": (int, float), "top_k": int,
               "top_p": (int, float), "repetition_penalty": (int, float), "max_frames": int}
 RETRY_AFTER_S = 1
+MAX_UPLOAD_BYTES = 10 * 2**20
+# A saved voice's name is its file name: letters, digits, and - _ . inside, nothing that walks
+# out of the voices folder.
+VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,7 @@ class ServerSettings:
     model_id: str
     api_key: str | None = None
     max_input_chars: int = DEFAULT_MAX_INPUT_CHARS
+    voices_dir: Path | None = None  # saved voices (Base models), NAME.safetensors
 
 
 class APIError(Exception):
@@ -90,7 +101,45 @@ def create_app(tts, scheduler: Scheduler, settings: ServerSettings) -> FastAPI:
 
     @app.get("/v1/audio/voices")
     async def voices():
-        return {"voices": [{"name": s, "type": "speaker"} for s in tts.speakers]}
+        saved = [{"name": p.stem, "type": "saved"} for p in _saved_voices(settings)]
+        return {"voices": [{"name": s, "type": "speaker"} for s in tts.speakers] + saved}
+
+    @app.post("/v1/audio/voices")
+    async def create_voice(request: Request):
+        if tts.model_type != "base":
+            raise APIError(400, f"only Base models clone voices (this model is {tts.model_type})",
+                           code="voice_cloning_unsupported")
+        if settings.voices_dir is None:
+            raise APIError(400, "this server keeps no voices (start it with --voices-dir)", code="no_voices_dir")
+        if int(request.headers.get("content-length") or 0) > MAX_UPLOAD_BYTES + 65536:
+            raise APIError(413, "upload over 10 MiB", param="audio_sample", code="upload_too_large")
+        try:
+            form = await request.form(max_part_size=MAX_UPLOAD_BYTES)
+        except Exception:  # noqa: BLE001 (a malformed or oversized multipart body)
+            raise APIError(400, "expected multipart/form-data with name and audio_sample (at most 10 MiB)",
+                           code="invalid_form") from None
+        name = _voice_name(form.get("name"))
+        upload = form.get("audio_sample")
+        if upload is None or not hasattr(upload, "read"):
+            raise APIError(400, "audio_sample (a file) is missing", param="audio_sample", code="missing_field")
+        data = await upload.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise APIError(413, "audio_sample is over 10 MiB", param="audio_sample", code="upload_too_large")
+        ref_text = form.get("ref_text")
+        ref_text = ref_text if isinstance(ref_text, str) and ref_text.strip() else None
+        voice = await anyio.to_thread.run_sync(_make_voice, tts, data, ref_text)
+        from ..voice.clone import save_voice
+
+        save_voice(settings.voices_dir / f"{name}.safetensors", voice)
+        return {"name": name, "type": "saved", "mode": voice.mode}
+
+    @app.delete("/v1/audio/voices/{name}")
+    async def delete_voice(name: str):
+        path = _voice_path(settings, name)
+        if path is None or not path.is_file():
+            raise APIError(404, f"no saved voice {name!r}", param="name", code="voice_not_found")
+        path.unlink()
+        return {"name": name, "deleted": True}
 
     @app.post("/v1/audio/speech")
     async def speech(request: Request):
@@ -99,7 +148,7 @@ def create_app(tts, scheduler: Scheduler, settings: ServerSettings) -> FastAPI:
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise APIError(400, "the body is not valid JSON", code="invalid_json") from None
         fields = _speech_fields(body, settings, need_input=True)
-        handle = _submit(scheduler, fields)
+        handle = _submit(scheduler, fields, settings=settings)
         fmt = fields["response_format"]
         if fields["stream_format"] == "sse":
             return StreamingResponse(_sse(handle, fmt, request), media_type="text/event-stream")
@@ -174,14 +223,57 @@ def _speech_fields(body: Any, settings: ServerSettings, need_input: bool) -> dic
     return out
 
 
-def _submit(scheduler: Scheduler, fields: dict, text=None):
+def _saved_voices(settings: ServerSettings) -> list[Path]:
+    if settings.voices_dir is None or not settings.voices_dir.is_dir():
+        return []
+    return sorted(p for p in settings.voices_dir.glob("*.safetensors") if VOICE_NAME.fullmatch(p.stem))
+
+
+def _voice_name(name) -> str:
+    if not isinstance(name, str) or not VOICE_NAME.fullmatch(name) or ".." in name:
+        raise APIError(400, "name must be 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit",
+                       param="name", code="invalid_voice_name")
+    return name
+
+
+def _voice_path(settings: ServerSettings, name: str) -> Path | None:
+    if settings.voices_dir is None or not VOICE_NAME.fullmatch(name) or ".." in name:
+        return None
+    return settings.voices_dir / f"{name}.safetensors"
+
+
+def _make_voice(tts, data: bytes, ref_text: str | None):
+    """A voice from uploaded audio bytes (any format libsndfile reads), checked as a reference."""
+    import soundfile as sf
+
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception:  # noqa: BLE001 (libsndfile says "not audio" in many ways)
+        raise APIError(400, "audio_sample is not an audio file libsndfile can read", param="audio_sample",
+                       code="invalid_audio") from None
+    try:
+        return tts.create_voice((samples, rate), ref_text=ref_text, xvector_only=ref_text is None)
+    except (InputError, RequestError) as e:
+        raise APIError(400, str(e), param="audio_sample", code="invalid_audio") from None
+
+
+def _submit(scheduler: Scheduler, fields: dict, text=None, settings: ServerSettings | None = None):
     """Queue the request (RequestError -> 400 naming the field, BusyError -> 429)."""
     tts = scheduler.tts
     options = {k: v for k, v in fields.items() if k in EXTENSIONS}
     voice = fields.get("voice")
-    if voice:
+    saved = _voice_path(settings, voice) if voice and settings is not None else None
+    if saved is not None and saved.is_file():
+        from ..voice.clone import load_voice
+
+        try:
+            options["voice"] = load_voice(saved)
+        except InputError as e:
+            raise APIError(400, f"saved voice {voice!r}: {e}", param="voice", code="voice_unreadable") from None
+    elif voice:
         if tts.model_type != "custom_voice":
-            raise APIError(400, f"unknown voice {voice!r}: this {tts.model_type} model has no built-in speakers",
+            raise APIError(400, f"unknown voice {voice!r}: this {tts.model_type} model has no built-in speakers"
+                                + (" (saved voices: GET /v1/audio/voices)" if tts.model_type == "base" else ""),
                            param="voice", code="voice_not_found")
         if voice.strip().lower() not in tts.speakers:
             raise APIError(400, f"unknown voice {voice!r}; voices: {', '.join(tts.speakers)}", param="voice",
@@ -272,7 +364,7 @@ async def _text_in(ws: WebSocket, tts, scheduler: Scheduler, settings: ServerSet
     feed = tts.text_feed()
     try:
         fields = _speech_fields(config, settings, need_input=False)
-        handle = _submit(scheduler, {**fields, "input": feed}, text=feed)
+        handle = _submit(scheduler, {**fields, "input": feed}, text=feed, settings=settings)
     except APIError as e:
         await fail(e.message, e.code or "invalid_request", e.type)
         return
