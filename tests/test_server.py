@@ -336,3 +336,41 @@ def test_serve_command_runs_a_real_server(tiny_checkpoint, tmp_path):
         out, err = p.communicate(timeout=30)
     assert p.returncode in (0, 130), err
     assert b"env-key" not in out + err
+
+
+def _rss_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_bounded_load(tiny_checkpoint, tts):
+    """50 requests at concurrency 8 on the tiny model: no errors, every caller its own audio, flat memory."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from qwen3tts_cli.server.app import ServerSettings, create_app
+
+    served = load_tts(tiny_checkpoint("0.6B-CustomVoice", 0), device="cpu", dtype=torch.float32)
+    sched = Scheduler(served, max_batch=4, max_queue=8)
+    live = LiveServer(create_app(served, sched, ServerSettings(MODEL_ID)))
+    texts = [f"Request number {i}, with its own words." for i in range(10)]
+    wants = [solo_pcm(tts, t, speaker="ryan", **{**EXTRA, "max_frames": 6 + i % 5}) for i, t in enumerate(texts)]
+    c = openai.OpenAI(base_url=live.url + "/v1", api_key="x", max_retries=0)
+
+    def call(i):
+        k = i % 10
+        return k, c.audio.speech.create(model=MODEL_ID, voice="ryan", input=texts[k], response_format="pcm",
+                                        extra_body={**EXTRA, "max_frames": 6 + k % 5}).content
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(call, range(10)))  # warm
+            before = _rss_mb()
+            results = list(pool.map(call, range(50)))
+        after = _rss_mb()
+    finally:
+        live.stop()
+        sched.close()
+    assert len(results) == 50 and all(audio == wants[k] for k, audio in results)
+    assert after - before < 150, (before, after)
