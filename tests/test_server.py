@@ -374,3 +374,29 @@ def test_bounded_load(tiny_checkpoint, tts):
         sched.close()
     assert len(results) == 50 and all(audio == wants[k] for k, audio in results)
     assert after - before < 150, (before, after)
+
+
+def test_a_full_server_answers_429_with_retry_after(tiny_checkpoint):
+    from qwen3tts_cli.server.app import ServerSettings, create_app
+
+    served = load_tts(tiny_checkpoint("0.6B-CustomVoice", 0), device="cpu", dtype=torch.float32)
+    sched = Scheduler(served, max_batch=1, max_queue=0)
+    live = LiveServer(create_app(served, sched, ServerSettings(MODEL_ID)))
+    body = {"model": MODEL_ID, "voice": "ryan", "input": "Holding the only place.", "response_format": "pcm",
+            "greedy": True, "max_frames": 3000}
+    try:
+        with httpx.stream("POST", live.url + "/v1/audio/speech", json=body, timeout=60) as held:
+            pieces = held.iter_bytes()  # kept: a dropped iterator closes the response
+            next(pieces)  # it is running
+            r = httpx.post(live.url + "/v1/audio/speech", json={**body, "max_frames": 4}, timeout=60)
+            assert r.status_code == 429 and r.headers["retry-after"] == "1"
+            assert r.json()["error"]["type"] == "rate_limit_error"
+        # The held request left with its client: there is room again.
+        for _ in range(100):
+            if sched.open_requests == 0:
+                break
+            time.sleep(0.05)
+        assert httpx.post(live.url + "/v1/audio/speech", json={**body, "max_frames": 4}, timeout=60).status_code == 200
+    finally:
+        live.stop()
+        sched.close()

@@ -151,8 +151,8 @@ def create_app(tts, scheduler: Scheduler, settings: ServerSettings) -> FastAPI:
         handle = _submit(scheduler, fields, settings=settings)
         fmt = fields["response_format"]
         if fields["stream_format"] == "sse":
-            return StreamingResponse(_sse(handle, fmt, request), media_type="text/event-stream")
-        return StreamingResponse(_audio(handle, fmt, request), media_type=MEDIA_TYPES[fmt])
+            return _Streaming(_sse(handle, fmt), media_type="text/event-stream")
+        return _Streaming(_audio(handle, fmt), media_type=MEDIA_TYPES[fmt])
 
     @app.websocket("/v1/audio/speech/stream")
     async def speech_stream(ws: WebSocket):
@@ -296,10 +296,21 @@ def _param(field: str) -> str:
     return {"text": "input", "instruct": "instructions", "speaker": "voice"}.get(field, field)
 
 
-async def _chunks(handle, request: Request | None = None):
-    """The handle's audio chunks, pulled in a worker thread. A client that has gone (``request``
-    says so between chunks) or a consumer that stops early cancels the request at once: its row
-    leaves the batch and its place in the queue is free."""
+class _Streaming(StreamingResponse):
+    """A StreamingResponse that always closes its body iterator: when the client goes, the send
+    fails (or the response task is cancelled) and the generator's ``finally`` cancels the request
+    at once, instead of whenever the generator is garbage-collected."""
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()
+
+
+async def _chunks(handle):
+    """The handle's audio chunks, pulled in a worker thread. A consumer that stops early (a client
+    that left) cancels the request at once: its row leaves the batch, its place is free."""
     it = iter(handle)
     done = False
     try:
@@ -308,17 +319,15 @@ async def _chunks(handle, request: Request | None = None):
             if chunk is None:
                 done = True
                 return
-            if request is not None and await request.is_disconnected():
-                return
             yield chunk
     finally:
         if not done:
             handle.cancel()
 
 
-async def _audio(handle, fmt: str, request: Request):
+async def _audio(handle, fmt: str):
     enc = StreamEncoder(fmt)
-    async for chunk in _chunks(handle, request):
+    async for chunk in _chunks(handle):
         data = enc.write(chunk)
         if data:
             yield data
@@ -327,12 +336,12 @@ async def _audio(handle, fmt: str, request: Request):
         yield tail
 
 
-async def _sse(handle, fmt: str, request: Request):
+async def _sse(handle, fmt: str):
     def event(payload: dict) -> bytes:
         return f"data: {json.dumps(payload)}\n\n".encode()
 
     enc = StreamEncoder(fmt)
-    async for chunk in _chunks(handle, request):
+    async for chunk in _chunks(handle):
         data = enc.write(chunk)
         if data:
             yield event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
