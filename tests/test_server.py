@@ -400,3 +400,40 @@ def test_a_full_server_answers_429_with_retry_after(tiny_checkpoint):
     finally:
         live.stop()
         sched.close()
+
+
+def test_hostile_bodies_are_400s(server):
+    h = {"Authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    url = server.url + "/v1/audio/speech"
+    for body in ("[" * 100000 + "]" * 100000, '{"input": "Hi", "seed": 1' + "0" * 5000 + "}", "\xff\xfe"):
+        r = httpx.post(url, content=body.encode("latin-1"), headers=h, timeout=30)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", r.text
+    assert httpx.get(server.url + "/health").status_code == 200
+
+
+@pytest.mark.parametrize("frames", [[b"\x00\x01"], ["{nope"], ['{"type": "session.config", "voice": "ryan"}', b"\x01"],
+                                    ['{"type": "session.config", "voice": "ryan"}', "{x"],
+                                    ['{"type": "session.config", "voice": "ryan"}',
+                                     '{"type": "input.text", "text": "bad \\ud800 text"}']])
+def test_bad_websocket_frames_get_an_error_and_1008(server, frames):
+    async def run():
+        uri = f"ws://127.0.0.1:{server.port}/v1/audio/speech/stream"
+        async with websockets.connect(uri, additional_headers={"Authorization": f"Bearer {KEY}"}) as ws:
+            for f in frames:
+                await ws.send(f)
+            msg = None
+            try:
+                while True:
+                    m = await ws.recv()
+                    if isinstance(m, str):
+                        msg = json.loads(m)
+            except websockets.ConnectionClosed as e:
+                return msg, e.rcvd.code if e.rcvd else None
+
+    msg, code = asyncio.run(run())
+    assert msg is not None and msg["type"] == "error" and code == 1008
+    for _ in range(100):
+        if server.scheduler.open_requests == 0:
+            break
+        time.sleep(0.05)
+    assert server.scheduler.open_requests == 0

@@ -41,6 +41,7 @@ DEFAULT_MAX_INPUT_CHARS = 4096  # OpenAI's limit
 EXTENSIONS = {"language": str, "seed": int, "greedy": bool, "temperature": (int, float), "top_k": int,
               "top_p": (int, float), "repetition_penalty": (int, float), "max_frames": int}
 RETRY_AFTER_S = 1
+WS_IDLE_S = 60.0  # a text-in session that sends nothing for this long is closed (it holds a batch row)
 MAX_UPLOAD_BYTES = 10 * 2**20
 # A saved voice's name is its file name: letters, digits, and - _ . inside, nothing that walks
 # out of the voices folder.
@@ -145,7 +146,7 @@ def create_app(tts, scheduler: Scheduler, settings: ServerSettings) -> FastAPI:
     async def speech(request: Request):
         try:
             body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep, a 5000-digit number
             raise APIError(400, "the body is not valid JSON", code="invalid_json") from None
         fields = _speech_fields(body, settings, need_input=True)
         handle = _submit(scheduler, fields, settings=settings)
@@ -354,6 +355,19 @@ async def _sse(handle, fmt: str):
                  "stop_reason": r.stop_reason})
 
 
+async def _message(ws: WebSocket):
+    """The next JSON text message: ValueError for binary or invalid JSON, TimeoutError when the
+    client has said nothing for WS_IDLE_S (an idle client would hold its batch row forever)."""
+    with anyio.fail_after(WS_IDLE_S):
+        message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if text is None:
+        raise ValueError("a binary message")
+    return json.loads(text)
+
+
 async def _text_in(ws: WebSocket, tts, scheduler: Scheduler, settings: ServerSettings) -> None:
     """session.config, input.text..., input.done in; PCM (s16le 24 kHz mono) and audio.done out."""
     from ..io.audio import pcm16
@@ -363,8 +377,11 @@ async def _text_in(ws: WebSocket, tts, scheduler: Scheduler, settings: ServerSet
         await ws.close(code=1008)
 
     try:
-        first = await ws.receive_json()
-    except (WebSocketDisconnect, json.JSONDecodeError, KeyError, ValueError):
+        first = await _message(ws)
+    except WebSocketDisconnect:
+        return
+    except (ValueError, RecursionError, KeyError, TimeoutError):
+        await fail("messages are JSON text frames, the first {\"type\": \"session.config\", ...}", "bad_message")
         return
     if not isinstance(first, dict) or first.get("type") != "session.config":
         await fail("the first message must be {\"type\": \"session.config\", ...}", "expected_session_config")
@@ -379,21 +396,40 @@ async def _text_in(ws: WebSocket, tts, scheduler: Scheduler, settings: ServerSet
         return
 
     async def read_text():
+        from ..text.segment import check_unicode
+
         try:
             while True:
-                msg = await ws.receive_json()
+                try:
+                    msg = await _message(ws)
+                except (ValueError, RecursionError, KeyError, TimeoutError) as e:
+                    feed.cancel()
+                    handle.cancel()
+                    idle = isinstance(e, TimeoutError)
+                    await fail(f"no message for {WS_IDLE_S:g} s: closed" if idle else
+                               "messages are JSON text frames", "idle_timeout" if idle else "bad_message")
+                    return
                 kind = msg.get("type") if isinstance(msg, dict) else None
-                if kind == "input.text" and isinstance(msg.get("text"), str):
-                    feed.push(msg["text"])
+                text = msg.get("text") if kind == "input.text" else None
+                if isinstance(text, str):
+                    try:
+                        check_unicode(text, "text")
+                    except RequestError as e:
+                        feed.cancel()
+                        handle.cancel()
+                        await fail(str(e), e.code)
+                        return
+                    feed.push(text)
                 elif kind == "input.done":
                     feed.close()
                     return
                 else:
                     feed.cancel()
+                    handle.cancel()
                     await fail("expected {\"type\": \"input.text\", \"text\": \"...\"} or {\"type\": \"input.done\"}",
                                "bad_message")
                     return
-        except (WebSocketDisconnect, json.JSONDecodeError, ValueError, KeyError):
+        except WebSocketDisconnect:
             feed.cancel()
             handle.cancel()
 
