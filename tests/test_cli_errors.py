@@ -342,7 +342,7 @@ def test_stereo_and_unusual_rates_work(base_path, tmp_path, rate, channels):
 # -- output paths ------------------------------------------------------------------------------------
 
 def test_output_names_and_folders_are_checked_first(cv_path, tmp_path):
-    one_error(synth(TEXT, "-m", cv_path, "-o", str(tmp_path / "x.mp3")), 2, "unsupported output format '.mp3'")
+    one_error(synth(TEXT, "-m", cv_path, "-o", str(tmp_path / "x.aac")), 2, "unsupported output format '.aac'")
     one_error(synth(TEXT, "-m", cv_path, "-o", str(tmp_path)), 2, "is a folder")
     assert list(tmp_path.iterdir()) == []
 

@@ -17,7 +17,7 @@ ALLOWED = {
     "voice": {"io", "text", "codec"},  # text: a clone transcript is checked as any text is
     "engine": {"io", "text", "model", "codec", "voice"},
     "bench": {"io", "model", "codec", "engine"},
-    "cli": {"io", "text", "voice", "codec", "engine", "bench"},
+    "cli": {"io", "text", "voice", "codec", "engine", "bench", "server"},
     "server": {"io", "text", "voice", "codec", "engine"},
 }
 FRONT_DOOR_PACKAGES = ("typer", "rich", "click", "fastapi", "starlette", "uvicorn", "ray")
