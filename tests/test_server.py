@@ -437,3 +437,14 @@ def test_bad_websocket_frames_get_an_error_and_1008(server, frames):
             break
         time.sleep(0.05)
     assert server.scheduler.open_requests == 0
+
+
+def test_what_the_engine_changed_is_said_in_a_header(server):
+    # The 0.6B CustomVoice model drops instructions (as the reference does): the caller is told.
+    r = httpx.post(server.url + "/v1/audio/speech", headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
+                   json={"model": MODEL_ID, "voice": "ryan", "input": "Hi.", "instructions": "Happily.",
+                         "response_format": "pcm", **EXTRA})
+    assert r.status_code == 200 and "ignores instructions" in r.headers["x-qwen3tts-warning"]
+    r = httpx.post(server.url + "/v1/audio/speech", headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
+                   json={"model": MODEL_ID, "voice": "ryan", "input": "Hi.", "response_format": "pcm", **EXTRA})
+    assert "x-qwen3tts-warning" not in r.headers

@@ -151,9 +151,12 @@ def create_app(tts, scheduler: Scheduler, settings: ServerSettings) -> FastAPI:
         fields = _speech_fields(body, settings, need_input=True)
         handle = _submit(scheduler, fields, settings=settings)
         fmt = fields["response_format"]
+        # What the engine changed about the request (e.g. the 0.6B CustomVoice model drops
+        # instructions) is known before the first byte: said in a header.
+        headers = {"X-Qwen3TTS-Warning": "; ".join(handle.plan.warnings)} if handle.plan.warnings else None
         if fields["stream_format"] == "sse":
-            return _Streaming(_sse(handle, fmt), media_type="text/event-stream")
-        return _Streaming(_audio(handle, fmt), media_type=MEDIA_TYPES[fmt])
+            return _Streaming(_sse(handle, fmt), media_type="text/event-stream", headers=headers)
+        return _Streaming(_audio(handle, fmt), media_type=MEDIA_TYPES[fmt], headers=headers)
 
     @app.websocket("/v1/audio/speech/stream")
     async def speech_stream(ws: WebSocket):
