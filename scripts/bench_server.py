@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import socket
-import statistics
 import threading
 import time
 
@@ -22,6 +21,7 @@ def main(argv=None) -> int:
     import httpx
     import uvicorn
 
+    from qwen3tts_cli.bench.speed import percentile
     from qwen3tts_cli.engine import load_tts
     from qwen3tts_cli.engine.scheduler import Scheduler
     from qwen3tts_cli.server.app import ServerSettings, create_app
@@ -79,9 +79,8 @@ def main(argv=None) -> int:
             t.join()
         wall = time.perf_counter() - t0
         ms = sorted(1000 * x for x in ttfa)
-        p95 = ms[max(0, int(round(0.95 * len(ms))) - 1)]
         print(f"concurrency {n}: {sum(audio) / wall:.2f}x real time in aggregate, TTFA p50 "
-              f"{statistics.median(ms):.0f} ms, p95 {p95:.0f} ms ({len(ms)} requests of {a.frames} frames)", flush=True)
+              f"{percentile(ms, 50):.0f} ms, p95 {percentile(ms, 95):.0f} ms ({len(ms)} requests of {a.frames} frames)", flush=True)
     server.should_exit = True
     sched.close()
     return 0

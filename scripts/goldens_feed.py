@@ -69,7 +69,7 @@ def _check_regexes(case: dict, ckpt: Path, rec: dict) -> None:
 
 
 def main(argv=None) -> int:
-    from refenv import add_golden_options, reference_python
+    from refenv import add_golden_options, reference_python, select_cases
 
     from feed_goldens import scale_eos_row
 
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     from qwen3tts_cli.io.checkpoint import build_checkpoint
 
     py = reference_python(args.refvenv)
-    cases = [c for c in CASES if args.only is None or c["name"] in args.only]
+    cases = select_cases(CASES, args.only)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="qwen3tts-goldens-feed-") as tmp:

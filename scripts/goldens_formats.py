@@ -44,7 +44,7 @@ CASES = {
 
 
 def main(argv=None) -> int:
-    from refenv import add_golden_options, reference_python  # scripts/ is on sys.path when run as a script
+    from refenv import add_golden_options, reference_python, select_cases  # scripts/ is on sys.path when run as a script
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_golden_options(ap, DEFAULT_OUT, cases=True)
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     from qwen3tts_cli.io.checkpoint import build_checkpoint, rewrite_checkpoint
 
     py = reference_python(args.refvenv)
-    names = [n for n in CASES if args.only is None or n in args.only]
+    names = select_cases(list(CASES), args.only, name=lambda n: n)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="qwen3tts-goldens-") as tmp:

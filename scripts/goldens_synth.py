@@ -63,7 +63,7 @@ def check_tokenization(case: dict, ckpt: Path, rec: dict) -> None:
 
 
 def main(argv=None) -> int:
-    from refenv import add_golden_options, reference_python  # scripts/ is on sys.path when run as a script
+    from refenv import add_golden_options, reference_python, select_cases  # scripts/ is on sys.path when run as a script
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_golden_options(ap, DEFAULT_OUT, cases=True)
@@ -72,10 +72,7 @@ def main(argv=None) -> int:
     from qwen3tts_cli.io.checkpoint import build_checkpoint
 
     py = reference_python(args.refvenv)
-    cases = [c for c in CASES if args.only is None or c["name"] in args.only]
-    unknown = set(args.only or ()) - {c["name"] for c in cases}
-    if unknown:
-        raise SystemExit(f"unknown case(s): {sorted(unknown)}; known: {[c['name'] for c in CASES]}")
+    cases = select_cases(CASES, args.only)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -36,6 +36,15 @@ def add_golden_options(ap, default_out: Path, cases: bool = False) -> None:
         ap.add_argument("--only", nargs="*", default=None, help="case names to regenerate (default: all)")
 
 
+def select_cases(cases: list, only: list[str] | None, name=lambda c: c["name"]) -> list:
+    """The cases --only names (all without it); a name that is no case stops the script."""
+    chosen = [c for c in cases if only is None or name(c) in only]
+    unknown = set(only or ()) - {name(c) for c in chosen}
+    if unknown:
+        raise SystemExit(f"unknown case(s): {sorted(unknown)}; known: {[name(c) for c in cases]}")
+    return chosen
+
+
 def import_qwen_tts():
     """Import the official package offline in a venv without torchaudio.
 

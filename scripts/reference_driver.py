@@ -143,8 +143,6 @@ def run(cases: list[dict], out_dir: str) -> None:
             wavs, sr = tts.generate_voice_design(text=case["text"], instruct=case["instruct"], language=language,
                                                  **kw)
         elif case["method"] == "voice_clone":
-            import numpy as np
-
             ref_wav = np.load(case["ref_audio"]).astype(np.float32)
             if case.get("ref_text"):
                 record["ref_ids"] = tokenize(tts._build_ref_text(case["ref_text"]))

@@ -342,19 +342,6 @@ def run_bench(model: str, random_weights: bool = False, device: str = "cpu", dty
     return out
 
 
-def parse_levels(value: str | None) -> list[int]:
-    """--concurrency "1,4,8" -> [1, 4, 8]."""
-    if value is None:
-        return []
-    try:
-        levels = [int(v) for v in value.split(",")]
-    except ValueError:
-        levels = []
-    if not levels or min(levels) < 1:
-        raise InputError(f"--concurrency must be positive counts separated by commas (got {value!r})")
-    return levels
-
-
 def concurrency_level(tts, text: str, kw: dict, frames: int, n: int, stagger_s: float = 0.1) -> dict:
     """``n`` requests on one scheduler (max_batch n), arriving ``stagger_s`` apart, each streamed to
     the end by its own thread: aggregate x real time (audio seconds per wall second, codec included),
@@ -398,10 +385,10 @@ def concurrency_level(tts, text: str, kw: dict, frames: int, n: int, stagger_s: 
     ms = sorted(1000 * t for t in ttfa)
     return {"concurrency": n, "requests": n, "frames_each": frames, "stagger_s": stagger_s, "wall_s": wall,
             "aggregate_xrt": sum(audio) / wall, "aggregate_frames_per_s": sum(made) / wall,
-            "ttfa_ms_p50": _percentile(ms, 50), "ttfa_ms_p95": _percentile(ms, 95)}
+            "ttfa_ms_p50": percentile(ms, 50), "ttfa_ms_p95": percentile(ms, 95)}
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
+def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile of an ascending list."""
     k = max(0, min(len(sorted_values) - 1, math.ceil(q / 100 * len(sorted_values)) - 1))
     return sorted_values[k]

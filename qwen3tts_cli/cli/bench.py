@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from .app import err
-from .options import QUIET_OPTION
+from .options import QUIET_OPTION, comma_counts
 from .output import print_stdout
 
 
@@ -36,10 +36,10 @@ def bench(
 ) -> None:
     """Measure speed and memory: ms per frame (talker, code predictor, codec, host), x real time,
     time to first audio, load and capture time, peak memory, share of the memory-bandwidth floor."""
-    from ..bench.speed import parse_levels, run_bench, summary_lines, to_json
+    from ..bench.speed import run_bench, summary_lines, to_json
 
     result = run_bench(model, random_weights=random_weights, device=device, dtype=dtype, frames=frames,
-                       batch=batch, warmup=warmup, threads=threads, concurrency=parse_levels(concurrency))
+                       batch=batch, warmup=warmup, threads=threads, concurrency=comma_counts(concurrency, "--concurrency"))
     if json_out:
         print_stdout(to_json(result) + "\n")
     elif not quiet:  # the report is notes on stderr; --json is the result on stdout

@@ -27,6 +27,21 @@ DTYPE_OPTION = typer.Option(None, "--dtype",
 QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
 
 
+def comma_counts(value: str | None, flag: str, what: str = "counts") -> list[int] | None:
+    """A flag's "1,2,4" -> [1, 2, 4] (None stays None); anything else is one usage error."""
+    if value is None:
+        return None
+    try:
+        counts = [int(v) for v in value.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        from ..errors import InputError
+
+        raise InputError(f"{flag} must be positive {what} separated by commas (got {value!r})")
+    return counts
+
+
 def save_codes_option(when: str):
     """--save-codes FILE.npy; ``when`` says what that command writes and when."""
     return typer.Option(None, "--save-codes", metavar="FILE.npy",

@@ -18,7 +18,7 @@ from ..engine.request import DEFAULT_STREAM_SCHEDULE
 from ..errors import InputError, TruncatedError
 from . import output
 from .app import err
-from .options import save_codes_option, with_groups
+from .options import comma_counts, save_codes_option, with_groups
 from .speech import (DEVICE, SPEECH, DeviceOptions, SpeechOptions, check_against_model, load_model, speech_request,
                      voice_source, with_voice)
 
@@ -83,7 +83,7 @@ def stream(
         raise InputError("--incremental cuts long input at sentence ends past --max-chars; --no-split does not "
                          "apply to it")
     voice = voice_source(o)
-    sizes = _parse_schedule(schedule)
+    sizes = comma_counts(schedule, "--schedule", "frame counts")
     output_ = output.output_name(output_)
     to_stdout = raw or output_ == "-"
     if to_stdout:
@@ -292,14 +292,3 @@ class _StdinReader(threading.Thread):
                 self.error = e
                 self.feed.cancel()
 
-
-def _parse_schedule(value: str | None) -> list[int] | None:
-    if value is None:
-        return None
-    try:
-        sizes = [int(v) for v in value.split(",")]
-    except ValueError:
-        sizes = []
-    if not sizes or min(sizes) < 1:
-        raise InputError(f"--schedule must be positive frame counts separated by commas (got {value!r})")
-    return sizes

@@ -125,8 +125,9 @@ def feed_row(tts, plan: ResolvedRequest, start: int, k: int) -> Row:
     from .guard import RunawayGuard
 
     feed = plan.request.feed
-    feed.wait(start + tts.feed_ids_needed(plan))
-    prompt = tts.build_prompt(plan, feed.ids[start:start + tts.feed_ids_needed(plan)])
+    need = tts.feed_ids_needed(plan)
+    feed.wait(start + need)
+    prompt = tts.build_prompt(plan, feed.ids[start:start + need])
     watch = None if plan.guard is None else RunawayGuard.for_text("", plan.guard)
     device = prompt.pad.device
 
@@ -183,7 +184,7 @@ class _Speech:
 
     @torch.inference_mode()
     def _produce(self, rows):
-        tts, plan, utt, result = self.tts, self.plan, self.utt, self.result
+        plan, utt, result = self.plan, self.utt, self.result
         ref_codes = getattr(plan.voice, "ref_codes", None)
         done = 0
         for i, row in enumerate(rows):

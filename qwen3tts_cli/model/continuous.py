@@ -22,7 +22,7 @@ their own next slot and are rewritten when they do advance): the cache rows stay
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -50,15 +50,12 @@ class Slot:
     step: int = 0  # frames made (the frame loop's s)
     frame_emb: torch.Tensor | None = None  # [H] the frame waiting for its text row
     cancelled: bool = False
-    info: dict = field(default_factory=dict)
 
     def text_row(self, block: bool = False) -> torch.Tensor | None:
         """The text row that goes with frame ``step - 1`` (None: a text feed's, not here yet)."""
         p, s = self.row.prompt, self.step - 1
         track = getattr(p, "track", None)
-        if track is not None:
-            return track.row(s, block)
-        return p.trailing[s] if s < p.trailing.shape[0] else p.pad
+        return p.trailing_row(s) if track is None else track.row(s, block)
 
 
 class ContinuousBatch:

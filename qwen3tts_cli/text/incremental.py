@@ -31,14 +31,13 @@ import re
 import functools
 import unicodedata
 
-from .segment import _DROP
+from .segment import DROPPED, LINE_ENDS
 from .tokenizer import TextTokenizer
 
 # Hangul vowel and trailing-consonant jamo compose with the syllable before them (algorithmically,
 # so unicodedata.decomposition does not list them).
 _HANGUL_SECONDS = range(0x1161, 0x1176), range(0x11A8, 0x11C3)
 _HANGUL_FIRSTS = range(0x1100, 0x1113), range(0xAC00, 0xD7A4)  # leading jamo; syllables (LV take a T)
-_LINE_ENDS = {"\x0b", "\x0c", "\x85", "\u2028", "\u2029"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -178,9 +177,9 @@ class IncrementalTokenizer:
                 self._cr = False
                 continue  # the second half of CRLF: "\r" already became "\n"
             self._cr = ch == "\r"
-            if ch == "\r" or ch in _LINE_ENDS:
+            if ch in LINE_ENDS:
                 out.append("\n")
-            elif ch in _DROP or "\ud800" <= ch <= "\udfff":
+            elif ch in DROPPED or "\ud800" <= ch <= "\udfff":
                 continue
             else:
                 out.append(ch)

@@ -36,9 +36,12 @@ DEFAULT_MAX_CHARS = 300  # ~20 s of English or ~100 CJK characters: long enough 
 MIN_MAX_CHARS = 10
 WIDE_WEIGHT = 3
 
-_NEWLINES = re.compile("\r\n|[\r\x0b\x0c\x85\u2028\u2029]")
-_DROP = {chr(c) for c in range(0x20) if chr(c) not in "\n\t"} | {chr(c) for c in range(0x7f, 0xa0) if c != 0x85}
-_DROP.add("\ufeff")
+# Line endings other than "\n" (CRLF is one), and characters dropped: the cleaning rule that
+# normalize_text applies to a whole text and text.incremental to a text arriving in pieces.
+LINE_ENDS = "\r\x0b\x0c\x85\u2028\u2029"
+_NEWLINES = re.compile(f"\r\n|[{LINE_ENDS}]")
+DROPPED = {chr(c) for c in range(0x20) if chr(c) not in "\n\t"} | {chr(c) for c in range(0x7f, 0xa0) if c != 0x85}
+DROPPED.add("\ufeff")
 
 _CLOSERS = "\"'”’»›)]}」』）》〉】〕〗〙〛｣"
 _LATIN_END = ".!?…‼⁇⁈⁉"
@@ -97,7 +100,7 @@ def normalize_text(text: str) -> str:
     if not isinstance(text, str):
         raise InputError(f"text must be a string, not {type(text).__name__}")
     text = _NEWLINES.sub("\n", text)
-    text = "".join(ch for ch in text if ch not in _DROP and not 0xD800 <= ord(ch) <= 0xDFFF)
+    text = "".join(ch for ch in text if ch not in DROPPED and not 0xD800 <= ord(ch) <= 0xDFFF)
     return unicodedata.normalize("NFC", text).strip()
 
 
