@@ -3,13 +3,13 @@ each guarded (errors become one line and an exit code, app.py); and the entry po
 
 from __future__ import annotations
 
-from . import bench, codec, models, serve, stream, synth, voice
+from . import bench, bulk, codec, models, serve, stream, synth, voice
 from .app import app, guarded
 
 __all__ = ["app", "main"]
 
 for fn in (models.download, models.verify, synth.synth, stream.stream, codec.encode, codec.decode, bench.bench,
-           serve.serve):
+           serve.serve, bulk.bulk):
     app.command()(guarded(fn))
 voice.voice_app.command("create")(guarded(voice.voice_create))
 voice.voice_app.command("info")(guarded(voice.voice_info))

@@ -190,61 +190,31 @@ def _synth_batches(tts, requests, paths, batch_size: int, live: bool, say, t_loa
     ``batch_size`` at once; a line joins the running batch as soon as another ends. Each WAV is
     written (atomically) as soon as its line ends, so an interruption keeps every finished file and
     no partial one. Returns how many lines the runaway guard cut short."""
-    import threading
-
     from ..engine.scheduler import Scheduler
     from ..io.audio import write_wav
 
-    lines = iter(range(len(requests)))
-    lock = threading.Lock()
-    errors: list[BaseException] = []
-    totals = {"truncated": 0, "seconds": 0.0}
+    truncated, seconds = 0, 0.0
     t1 = time.perf_counter()
-
-    def consume(sched, bar) -> None:
-        while not errors:
-            with lock:
-                i = next(lines, None)
-            if i is None:
-                return
-            path = paths[i]
-            on_frame = bar.callback(i, path)
-            try:
-                result = sched.submit(requests[i]).synthesis(progress=on_frame)
-                write_wav(path, result.audio)
-            except BaseException as e:  # noqa: BLE001 (raised again in the main thread)
-                errors.append(e)
-                return
-            finally:
-                bar.done(on_frame)
-            with lock:
-                totals["truncated"] += _report(result, say, path.name + ": ")
-                totals["seconds"] += result.seconds
-                chunks = f" in {result.chunks} chunks" if result.chunks > 1 else ""
-                say(f"wrote {escape(str(path))}: {result.frames} frames ({result.seconds:.2f} s "
-                    f"of audio{chunks}), stop: {result.stop_reason}")
-
     with output.SynthProgress(live, cap, len(requests)) as bar, \
             Scheduler(tts, max_batch=batch_size, max_queue=batch_size) as sched:
-        threads = [threading.Thread(target=consume, args=(sched, bar), daemon=True)
-                   for _ in range(min(batch_size, len(requests)))]
-        for t in threads:
-            t.start()
-        try:
-            for t in threads:
-                while t.is_alive():  # short joins: Ctrl-C reaches this thread at once
-                    t.join(0.1)
-        except BaseException:
-            # Ctrl-C: the rows stop and every line thread ends (a file being written is finished,
-            # atomically) before the command exits.
-            errors.append(RuntimeError("interrupted"))
-            sched.close()
-            for t in threads:
-                t.join(10)
-            raise
-    if errors:
-        raise errors[0]
+        callbacks = {}
+
+        def on_frame(i):
+            callbacks[i] = bar.callback(i, paths[i])
+            return callbacks[i]
+
+        # Ctrl-C or a failed line closes the iteration, which stops the other lines first.
+        for i, result in sched.synthesize_all(requests, progress=on_frame):
+            bar.done(callbacks.pop(i, None))
+            if isinstance(result, BaseException):
+                raise result
+            write_wav(paths[i], result.audio)
+            truncated += _report(result, say, paths[i].name + ": ")
+            seconds += result.seconds
+            chunks = f" in {result.chunks} chunks" if result.chunks > 1 else ""
+            say(f"wrote {escape(str(paths[i]))}: {result.frames} frames ({result.seconds:.2f} s "
+                f"of audio{chunks}), stop: {result.stop_reason}")
     dt = time.perf_counter() - t1
-    say(f"{len(requests)} files, {totals['seconds']:.2f} s of audio, up to {batch_size} at once; load {t_load:.1f} s, "
-        f"synthesis {dt:.1f} s ({totals['seconds'] / max(dt, 1e-9):.2f}x real time)")
-    return totals["truncated"]
+    say(f"{len(requests)} files, {seconds:.2f} s of audio, up to {batch_size} at once; load {t_load:.1f} s, "
+        f"synthesis {dt:.1f} s ({seconds / max(dt, 1e-9):.2f}x real time)")
+    return truncated

@@ -196,6 +196,61 @@ class Scheduler:
             self._open += 1
         return SpeechHandle(self, plan)
 
+    def synthesize_all(self, requests, progress=None, decode: bool = True):
+        """Every request's whole utterance, as each ends: yields ``(index, SynthesisResult)``, or
+        ``(index, exception)`` for a request that failed (the others go on), in the order they end.
+
+        Up to ``max_batch`` of them run at once, each consumed by a thread of its own, so a request
+        joins the batch as soon as another leaves. ``progress(index)`` may return that request's
+        per-frame callback. Closing the iterator early (or an exception in the caller, Ctrl-C
+        included) cancels the requests still running and waits for their threads."""
+        requests = list(requests)
+        order = iter(range(len(requests)))
+        lock = threading.Lock()
+        done: queue.SimpleQueue = queue.SimpleQueue()
+        running: dict[int, SpeechHandle] = {}
+        stop = threading.Event()
+
+        def consume() -> None:
+            while not stop.is_set():
+                with lock:
+                    i = next(order, None)
+                if i is None:
+                    return
+                try:
+                    handle = self.submit(requests[i])
+                    with lock:
+                        running[i] = handle
+                    if stop.is_set():
+                        handle.cancel()
+                    outcome = handle.synthesis(progress(i) if progress is not None else None, decode)
+                except BaseException as e:  # noqa: BLE001 (handed to the caller with its index)
+                    outcome = e
+                finally:
+                    with lock:
+                        running.pop(i, None)
+                done.put((i, outcome))
+
+        threads = [threading.Thread(target=consume, name="qwen3tts-request", daemon=True)
+                   for _ in range(min(self.max_batch, len(requests)))]
+        for t in threads:
+            t.start()
+        try:
+            for _ in range(len(requests)):
+                while True:
+                    try:  # short waits: Ctrl-C reaches the caller's thread at once
+                        yield done.get(timeout=0.1)
+                        break
+                    except queue.Empty:
+                        continue
+        finally:
+            stop.set()
+            with lock:
+                for handle in running.values():
+                    handle.cancel()
+            for t in threads:
+                t.join(30)
+
     @property
     def open_requests(self) -> int:
         return self._open

@@ -1,0 +1,102 @@
+"""A bulk job's rows on a Ray cluster: Ray Data hands batches of rows to an actor pool of replicas
+(replica.py), and each batch's results stream back to the driver as it ends.
+
+Every replica is one actor holding one loaded model. Ray Data restarts an actor that dies and
+retries its batches on the pool (its defaults for actor pools: ``max_restarts=-1``,
+``max_task_retries=-1``), so a killed replica loses no row; the driver drops a row that comes back
+twice (job.py).
+
+The driver reads and checks the manifest itself (ids must be unique and a rerun must know which
+rows are done, which takes every id) and hands Ray Data the rows still to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+from ..errors import InputError
+from .manifest import ManifestRow
+from .replica import CALLS_PER_REPLICA, JobSpec, Replica
+from .results import RowResult
+
+
+@dataclass(frozen=True)
+class Cluster:
+    address: str  # "local" (start one on this machine), "auto" (the one this machine belongs to), or an address
+    replicas: int = 1
+    gpus_per_replica: float = 0.0
+    cpus_per_replica: float = 1.0
+
+
+def import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise InputError("--ray needs Ray Data: pip install 'qwen3tts-cli[ray]'") from None
+    return ray
+
+
+def ray_rows(spec: JobSpec, rows: list[ManifestRow], cluster: Cluster) -> Iterator[tuple[RowResult, bytes | None]]:
+    """(result, WAV bytes or None) for each row, as the batches holding them end."""
+    if not rows:
+        return
+    ray = import_ray()
+    started = _connect(ray, cluster)
+    try:
+        if cluster.address == "local":
+            _check_gpus(ray, cluster)
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # the command draws its own
+        ctx.print_on_execution_start = False
+        ds = ray.data.from_items([asdict(r) for r in rows])
+        made = ds.map_batches(
+            Replica, fn_constructor_kwargs={"spec": spec}, batch_size=spec.max_batch, batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(
+                size=cluster.replicas, max_tasks_in_flight_per_actor=CALLS_PER_REPLICA,
+                max_concurrent_calls_per_actor=CALLS_PER_REPLICA, enable_true_multi_threading=True),
+            num_cpus=cluster.cpus_per_replica, num_gpus=cluster.gpus_per_replica or None)
+        for batch in made.iter_batches(batch_size=None, batch_format="pyarrow"):
+            for record in batch.to_pylist():
+                wav = record.pop("wav")
+                yield RowResult(**record), wav
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _connect(ray, cluster: Cluster) -> bool:
+    """Join or start the cluster; True when this call started it (and must stop it)."""
+    if ray.is_initialized():
+        return False
+    # Ray's own chatter stays in its session logs (/tmp/ray/session_latest/logs): the command
+    # reports progress and errors itself. Ray Data's console handler is set up when it is imported.
+    for handler in logging.getLogger("ray.data").handlers:
+        if not isinstance(handler, logging.FileHandler) and type(handler).__name__ != "SessionFileHandler":
+            handler.setLevel(logging.ERROR)
+    quiet = dict(logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
+    if cluster.address == "local":
+        # Logical CPUs: at least what the replicas ask for, so that they all start on a small machine
+        # (each replica still runs as many torch threads as it was given).
+        need = cluster.replicas * cluster.cpus_per_replica
+        ray.init(num_cpus=max(os.cpu_count() or 1, int(need + 0.999)), **quiet)
+    else:
+        address = None if cluster.address == "auto" else cluster.address
+        try:
+            ray.init(address=address or "auto", **quiet)
+        except ConnectionError as e:
+            raise InputError(f"--ray {cluster.address}: no Ray cluster there ({e})") from None
+    return True
+
+
+def _check_gpus(ray, cluster: Cluster) -> None:
+    """A pool this machine cannot hold would wait forever: refuse it now. (An existing cluster may
+    add nodes as the pool asks for them: there Ray waits.)"""
+    gpus = float(ray.cluster_resources().get("GPU", 0))
+    need = cluster.replicas * cluster.gpus_per_replica
+    if need > gpus:
+        raise InputError(f"{cluster.replicas} replicas × {cluster.gpus_per_replica:g} GPUs need {need:g} GPUs; "
+                         f"this machine has {gpus:g}")

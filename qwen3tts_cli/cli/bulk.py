@@ -1,0 +1,174 @@
+"""`qwen3tts bulk`: a manifest in, OUT_DIR/<id>.wav and OUT_DIR/results.jsonl out, in this process
+or on a Ray cluster (qwen3tts_cli/bulk)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+
+from ..errors import InputError, Qwen3TTSError
+from .options import QUIET_OPTION, with_groups
+from .speech import DEVICE, SPEECH, DeviceOptions, SpeechOptions, speech_request, voice_source
+
+# Failed rows named in the closing error line; the rest are in results.jsonl.
+NAMED_FAILURES = 10
+
+
+class RowsFailed(Qwen3TTSError):
+    exit_code = 1
+
+
+@with_groups
+def bulk(
+    manifest: Path = typer.Argument(..., metavar="MANIFEST",
+                                    help="Rows to speak: .jsonl, .csv or .parquet with 'id' and 'text', optionally "
+                                         "'speaker', 'language', 'instruct', 'voice' (a voice file) and 'seed'."),
+    out_dir: Path = typer.Option(..., "--dir", "-d", metavar="OUT_DIR",
+                                 help="Folder for <id>.wav and results.jsonl (created if missing)."),
+    o: SpeechOptions = SPEECH,
+    d: DeviceOptions = DEVICE,
+    batch_size: int = typer.Option(4, "--batch-size", "-b", min=1,
+                                   help="Rows each replica synthesizes at once (dynamic batching)."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="local|auto|ADDRESS",
+                                      help="Run on Ray Data: 'local' starts a cluster on this machine, 'auto' joins "
+                                           "the one it belongs to, ADDRESS (host:port or ray://host:10001) joins "
+                                           "that one (pip install 'qwen3tts-cli\\[ray]'). Default: this process."),
+    replicas: int = typer.Option(1, "--replicas", min=1, help="With --ray: model replicas (actors) in the pool."),
+    gpus_per_replica: float = typer.Option(0.0, "--gpus-per-replica", min=0.0, metavar="G",
+                                           help="With --ray: GPUs each replica holds (e.g. 1; 0.5 puts two on a "
+                                                "GPU). With G > 0 replicas run on CUDA unless --device says else."),
+    cpus_per_replica: Optional[float] = typer.Option(
+        None, "--cpus-per-replica", min=0.0, metavar="C",
+        help="With --ray: CPUs each replica holds, and its torch threads (default: 1 with GPUs; without, "
+             "--ray local shares this machine's cores among the replicas, else 1)."),
+    quiet: bool = QUIET_OPTION,
+) -> None:
+    """Synthesize every row of a manifest into OUT_DIR/<id>.wav, with a line per row in OUT_DIR/results.jsonl.
+
+    A row's fields override the command's options. Files are written atomically as rows finish; a rerun skips rows whose file is complete (results.jsonl and SHA-256) and retries failed ones.
+
+    A failing row (unknown speaker, bad voice file, audio cut short by the runaway guard unless --allow-truncation) is recorded with its error and the others go on; the exit status is then 1.
+    """
+    from ..bulk.job import BulkJob, local_rows
+    from ..bulk.manifest import read_manifest
+    from ..bulk.replica import JobSpec
+    from ..bulk.results import OutputFolder
+    from ..engine.load import model_files
+    from .app import err
+    from .models import resolve_model_with_progress
+    from .output import say_to_stderr
+
+    # -- everything that needs no weights, before any load ------------------------------------------
+    if ray is None and (replicas != 1 or gpus_per_replica or cpus_per_replica is not None):
+        raise InputError("--replicas, --gpus-per-replica and --cpus-per-replica are for --ray")
+    job_manifest = read_manifest(manifest)
+    voice = voice_source(o)
+    template = speech_request(o, "-", None)  # the defaults, checked once (a row's text replaces it)
+    defaults = {f.name: getattr(template, f.name) for f in fields(template) if f.name not in ("text", "voice")}
+    defaults["sampling"] = dict(defaults["sampling"])
+    say = say_to_stderr(quiet)
+    live = not quiet and err.is_terminal
+    if job_manifest.ignored_columns:
+        say(f"[yellow]note:[/] columns not used: {escape(', '.join(job_manifest.ignored_columns))}")
+    cluster = _cluster(ray, replicas, gpus_per_replica, cpus_per_replica) if ray is not None else None
+    if cluster is not None:
+        from ..bulk.ray_job import import_ray
+
+        import_ray()
+    folder = resolve_model_with_progress(o.model, live, say)
+    files = model_files(folder)
+    device = d.device if d.device is not None or not gpus_per_replica else "cuda"
+    # A replica elsewhere resolves an official name itself (its own cache); a folder goes as a path.
+    model = str(folder) if cluster is None or Path(o.model).exists() else o.model
+    spec = JobSpec(model=model, device=device, dtype=d.dtype, max_batch=batch_size, defaults=defaults, voice=voice,
+                   threads=max(1, int(cluster.cpus_per_replica)) if cluster is not None else None)
+
+    with OutputFolder(out_dir) as out:
+        job = BulkJob(job_manifest, out, spec, files.model_config(), files.generation(), o.allow_truncation)
+        say(f"{job.total} rows: {job.skipped} already complete, {len(job.refused)} refused, {len(job.todo)} to "
+            f"synthesize" + (f" on {cluster.replicas} replica(s) (Ray: {escape(cluster.address)})" if cluster else ""))
+        if cluster is not None:
+            from ..bulk.ray_job import ray_rows
+
+            made = ray_rows(job.spec, job.todo, cluster)
+        else:
+            made = local_rows(job.spec, job.todo)
+        failed, cut, audio_s, count = [], 0, 0.0, 0
+        t0 = time.perf_counter()
+        with _Progress(live, say, len(job.todo) + len(job.refused)) as bar:
+            for result in job.run(made):
+                count += 1
+                audio_s += result.seconds if result.ok else 0.0
+                if not result.ok:
+                    failed.append(result.id)
+                    cut += result.truncated is not None
+                    say(f"[red]failed[/] {escape(result.id)}: {escape(result.error)}")
+                elif result.warnings and not quiet:
+                    say(f"[yellow]warning:[/] {escape(result.id)}: {escape('; '.join(result.warnings))}")
+                bar.update(count, audio_s)
+        dt = time.perf_counter() - t0
+    say(f"{count - len(failed)} written, {job.skipped} skipped, {len(failed)} failed; {audio_s / 3600:.4f} h of "
+        f"audio in {dt:.1f} s ({count / max(dt, 1e-9):.2f} rows/s, {audio_s / max(dt, 1e-9):.2f} audio hours "
+        f"per hour); results: {escape(str(out.results_path))}")
+    if failed:
+        named = ", ".join(failed[:NAMED_FAILURES]) + (f" and {len(failed) - NAMED_FAILURES} more"
+                                                      if len(failed) > NAMED_FAILURES else "")
+        hint = f" ({cut} cut short by the runaway guard: --allow-truncation keeps such audio)" if cut else ""
+        raise RowsFailed(f"{len(failed)} of {job.total} rows failed: {named}; their errors are in "
+                         f"{out.results_path}{hint}")
+
+
+def _cluster(address: str, replicas: int, gpus: float, cpus: float | None):
+    from ..bulk.ray_job import Cluster
+
+    if not address.strip():
+        raise InputError("--ray needs 'local', 'auto' or a cluster address")
+    if cpus is None:
+        cpus = 1.0 if gpus or address != "local" else max(1.0, float((os.cpu_count() or 1) // replicas))
+    if cpus <= 0 and not gpus:
+        raise InputError("--cpus-per-replica must be above 0 for replicas without GPUs")
+    return Cluster(address.strip(), replicas, gpus, cpus)
+
+
+class _Progress:
+    """Rows done of the rows to do, rows/s, hours of audio made, and time left, on stderr: a live
+    bar on a terminal, else a line at most every 10 s."""
+
+    def __init__(self, live: bool, say, total: int):
+        self.live, self.say, self.total = live, say, total
+        self.bar = self.task = None
+        self.t0 = self.last = time.perf_counter()
+
+    def __enter__(self) -> "_Progress":
+        if self.live and self.total:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            from .app import err
+
+            self.bar = Progress(TextColumn("rows"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[rate]:.2f} rows/s, {task.fields[hours]:.3f} h audio, ETA"),
+                                TimeRemainingColumn(), console=err, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("rows", total=self.total, rate=0.0, hours=0.0)
+        return self
+
+    def update(self, done: int, audio_s: float) -> None:
+        now = time.perf_counter()
+        rate = done / max(now - self.t0, 1e-9)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, rate=rate, hours=audio_s / 3600)
+        elif now - self.last >= 10 or done == self.total:
+            self.last = now
+            left = (self.total - done) / rate if rate > 0 else float("inf")
+            eta = f"{left:.0f} s" if left != float("inf") else "?"
+            self.say(f"{done}/{self.total} rows, {rate:.2f} rows/s, {audio_s / 3600:.4f} h audio, ETA {eta}")
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
