@@ -19,8 +19,8 @@ def all_commands(group, prefix=()):
 
 def test_every_command_accepts_quiet():
     commands = dict(all_commands(typer.main.get_command(app)))
-    assert sorted(commands) == ["bench", "decode", "download", "encode", "serve", "stream", "synth", "verify",
-                                "voice create", "voice info"]
+    assert sorted(commands) == ["bench", "bulk", "decode", "download", "encode", "serve", "stream", "synth",
+                                "verify", "voice create", "voice info"]
     for name, command in commands.items():
         flags = {opt for p in command.params for opt in p.opts}
         assert {"-q", "--quiet"} <= flags, name

@@ -178,6 +178,24 @@ def test_voice_files_per_row_and_a_bad_one(base_voice, tmp_path):
         assert (out / f"{rid}.wav").read_bytes() == (tmp_path / "s.wav").read_bytes()
 
 
+def test_a_reference_recording_is_cloned_once_for_every_row(base_voice, tmp_path):
+    import soundfile as sf
+    from audio_clips import clip
+
+    base, _ = base_voice
+    ref = tmp_path / "ref.wav"
+    sf.write(ref, clip(48000), 48000)
+    manifest = write_manifest(tmp_path / "m.jsonl", [{"id": "a", "text": "First line."},
+                                                     {"id": "b", "text": "Second line.", "seed": 3}])
+    clone = ["--ref-audio", str(ref), "--xvector-only", *COMMON[:4], "--greedy"]
+    r = runner.invoke(app, ["bulk", manifest, "-m", base, "-d", str(tmp_path / "out"), *clone])
+    assert r.exit_code == 0, r.output
+    for rid, text in (("a", "First line."), ("b", "Second line.")):
+        s = runner.invoke(app, ["synth", text, "-m", base, "-o", str(tmp_path / "s.wav"), *clone])
+        assert s.exit_code == 0, s.output
+        assert (tmp_path / "out" / f"{rid}.wav").read_bytes() == (tmp_path / "s.wav").read_bytes()
+
+
 @pytest.mark.parametrize("args,words", [
     (["--replicas", "2"], "--replicas, --gpus-per-replica and --cpus-per-replica are for --ray"),
     (["--speaker", "ryan", "--ref-text", "x"], "--ref-text and --xvector-only go with --ref-audio"),
@@ -200,3 +218,33 @@ def test_bad_manifest_and_busy_folder(ck, tmp_path):
         r = run_bulk(ck, manifest, tmp_path / "out")
     assert r.exit_code == 2 and "another bulk job is writing to this folder" in r.output
     assert not (tmp_path / "out" / "intro.wav").exists()
+
+
+def test_ctrl_c_keeps_finished_rows_and_no_partial_file_then_a_rerun_finishes(ck, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rows = [{"id": f"r{i}", "text": f"Line {i} of a job that is interrupted."} for i in range(8)]
+    manifest = write_manifest(tmp_path / "m.jsonl", rows)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "qwen3tts_cli.cli", "bulk", manifest, "-m", ck, "-d", str(out), "--greedy",
+           "--device", "cpu", "--max-frames", "60", "-b", "2"]
+    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((out / RESULTS_NAME).exists() and results(out)):
+        assert job.poll() is None, job.communicate()
+        time.sleep(0.05)
+    job.send_signal(signal.SIGINT)
+    _, stderr = job.communicate(timeout=120)
+    assert job.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted" and "Traceback" not in stderr
+    done = {x["id"] for x in results(out)}
+    assert 0 < len(done) < len(rows)
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".wav") == sorted(f"{i}.wav" for i in done)
+    assert not [p for p in out.iterdir() if p.name.endswith(".partial")]
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"{len(done)} already complete" in again.stderr
+    assert sorted(x["id"] for x in results(out)) == sorted(r["id"] for r in rows)

@@ -17,8 +17,9 @@ ALLOWED = {
     "voice": {"io", "text", "codec"},  # text: a clone transcript is checked as any text is
     "engine": {"io", "text", "model", "codec", "voice"},
     "bench": {"io", "model", "codec", "engine"},
-    "cli": {"io", "text", "voice", "codec", "engine", "bench", "server"},
+    "cli": {"io", "text", "voice", "codec", "engine", "bench", "server", "bulk"},
     "server": {"io", "text", "voice", "codec", "engine"},
+    "bulk": {"io", "voice", "engine"},  # ray only inside ray_job's functions: the [ray] extra
 }
 FRONT_DOOR_PACKAGES = ("typer", "rich", "click", "fastapi", "starlette", "uvicorn", "ray")
 

@@ -273,3 +273,38 @@ def test_dropped_or_cancelled_unstarted_handles_free_their_place(engines):
         h.cancel()
         assert sched.open_requests == 0
         assert sched.submit("Now there is room.", speaker="ryan", greedy=True, max_frames=4).synthesis().frames == 4
+
+
+def test_synthesize_all_yields_each_as_it_ends_and_isolates_failures(engines):
+    tts = engines("0.6B-CustomVoice")
+    requests = [tts.request("A long one, it runs the longest.", speaker="ryan", greedy=True, max_frames=30),
+                tts.request("Short.", speaker="vivian", greedy=True, max_frames=4),
+                tts.request("Unknown speaker.", speaker="ryan", greedy=True, max_frames=4).with_options(
+                    speaker="nobody"),
+                tts.request("Middle.", speaker="ryan", greedy=True, max_frames=12)]
+    alone = {i: tts.synthesize(r) for i, r in enumerate(requests) if i != 2}
+    progress_for = []
+    with Scheduler(tts, max_batch=3) as sched:
+        got = list(sched.synthesize_all(requests, progress=lambda i: progress_for.append(i)))
+        assert sched.open_requests == 0
+    order = [i for i, _ in got]
+    assert sorted(order) == [0, 1, 2, 3] and order.index(1) < order.index(3) < order.index(0)
+    outcome = dict(got)
+    assert isinstance(outcome[2], RequestError) and "nobody" in str(outcome[2])
+    for i, result in alone.items():
+        assert_same(result, outcome[i])
+    assert sorted(progress_for) == [0, 1, 3]  # asked for each request that started
+
+
+def test_closing_synthesize_all_early_cancels_the_rest(engines):
+    tts = engines("0.6B-CustomVoice")
+    requests = [tts.request("Quick.", speaker="ryan", greedy=True, max_frames=2)] + [
+        tts.request(f"Long request {i}.", speaker="ryan", greedy=True, max_frames=2000, guard=False)
+        for i in range(3)]
+    with Scheduler(tts, max_batch=2) as sched:
+        results = sched.synthesize_all(requests)
+        first, outcome = next(results)
+        t = time.perf_counter()
+        results.close()  # the long ones are cancelled, not run to 2000 frames
+        assert time.perf_counter() - t < 20
+        assert first == 0 and outcome.frames == 2 and sched.open_requests == 0

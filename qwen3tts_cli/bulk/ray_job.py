@@ -17,7 +17,7 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Iterator
 
-from ..errors import InputError
+from ..errors import InputError, ModelError
 from .manifest import ManifestRow
 from .replica import CALLS_PER_REPLICA, JobSpec, Replica
 from .results import RowResult
@@ -59,10 +59,14 @@ def ray_rows(spec: JobSpec, rows: list[ManifestRow], cluster: Cluster) -> Iterat
                 size=cluster.replicas, max_tasks_in_flight_per_actor=CALLS_PER_REPLICA,
                 max_concurrent_calls_per_actor=CALLS_PER_REPLICA, enable_true_multi_threading=True),
             num_cpus=cluster.cpus_per_replica, num_gpus=cluster.gpus_per_replica or None)
-        for batch in made.iter_batches(batch_size=None, batch_format="pyarrow"):
-            for record in batch.to_pylist():
-                wav = record.pop("wav")
-                yield RowResult(**record), wav
+        try:
+            for batch in made.iter_batches(batch_size=None, batch_format="pyarrow"):
+                for record in batch.to_pylist():
+                    wav = record.pop("wav")
+                    yield RowResult(**record), wav
+        except ray.exceptions.RayError as e:  # e.g. a replica that cannot load the model: Ray's report, shortened
+            raise ModelError(f"the Ray job failed: {_first_line(e)} (Ray's logs: "
+                             "/tmp/ray/session_latest/logs on each node)") from None
     finally:
         if started:
             ray.shutdown()
@@ -100,3 +104,11 @@ def _check_gpus(ray, cluster: Cluster) -> None:
     if need > gpus:
         raise InputError(f"{cluster.replicas} replicas × {cluster.gpus_per_replica:g} GPUs need {need:g} GPUs; "
                          f"this machine has {gpus:g}")
+
+
+def _first_line(error: BaseException) -> str:
+    """The gist of a Ray error, whose text carries the remote traceback: its last non-blank line
+    that is not a traceback frame (the original exception), else its first."""
+    lines = [x.strip() for x in str(error).splitlines() if x.strip()]
+    causes = [x for x in lines if not x.startswith(("File ", "Traceback", "^", "~")) and ":" in x]
+    return (causes[-1] if causes else lines[0] if lines else type(error).__name__)[:300]

@@ -38,7 +38,7 @@ class RowResult:
     sha256: str | None = None  # of the WAV file
     error: str | None = None  # why the row failed; None when it succeeded
     replica: str | None = None  # host:pid of the replica that made it
-    time: str = ""  # when the row finished, UTC, ISO 8601
+    time: str = ""  # when the row was written, UTC, ISO 8601 with milliseconds
     synthesis_s: float = 0.0  # wall seconds the replica spent on it
     warnings: list[str] = field(default_factory=list)
 
@@ -62,15 +62,13 @@ class OutputFolder:
     """OUT_DIR, held by this job (an exclusive lock: a second job on it is refused) while open."""
 
     def __init__(self, folder: str | Path):
+        """Checks the folder can be made or written (no change to the disk until the job opens it)."""
         self.folder = Path(folder)
-        if self.folder.exists() and not self.folder.is_dir():
-            raise InputError(f"{self.folder}: is a file; --dir names a folder for the job's WAVs")
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise InputError(f"{self.folder}: cannot create folder ({e.strerror})") from None
-        if not os.access(self.folder, os.W_OK | os.X_OK):
-            raise InputError(f"{self.folder}: folder is not writable")
+        existing = next((p for p in (self.folder, *self.folder.parents) if p.exists()), Path("."))
+        if not existing.is_dir():
+            raise InputError(f"{existing}: is a file; --dir names a folder for the job's WAVs")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise InputError(f"{existing}: folder is not writable")
         self.results_path = self.folder / RESULTS_NAME
         self._lock = None
         self._log = None
@@ -78,6 +76,10 @@ class OutputFolder:
     def __enter__(self) -> "OutputFolder":
         import fcntl
 
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"{self.folder}: cannot create folder ({e.strerror})") from None
         self._lock = open(self.folder / LOCK_NAME, "a+")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -134,7 +136,8 @@ class OutputFolder:
             with atomic_file(path) as f:
                 f.write(wav)
             result.path, result.sha256 = path.name, hashlib.sha256(wav).hexdigest()
-        result.time = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        now = time.time()
+        result.time = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
         self._append(result)
         return result
 

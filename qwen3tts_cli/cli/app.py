@@ -60,7 +60,7 @@ def stdout_to_devnull() -> None:
 app = typer.Typer(
     cls=_OneLineErrors,
     name="qwen3tts",
-    help="Qwen3-TTS 12 Hz text-to-speech: download, verify, synthesize, stream, encode, decode, bench.",
+    help="Qwen3-TTS 12 Hz text-to-speech: download, verify, synthesize, stream, encode, decode, bench, serve, bulk.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -79,7 +79,7 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
                                        help="Print the version and exit.")) -> None:
-    """Qwen3-TTS 12 Hz text-to-speech: download, verify, synthesize, stream, encode, decode, bench."""
+    """Qwen3-TTS 12 Hz text-to-speech: download, verify, synthesize, stream, encode, decode, bench, serve, bulk."""
 
 
 def fail(message: str, code: int) -> None:

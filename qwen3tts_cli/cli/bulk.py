@@ -59,7 +59,7 @@ def bulk(
     from ..bulk.manifest import read_manifest
     from ..bulk.replica import JobSpec
     from ..bulk.results import OutputFolder
-    from ..engine.load import model_files
+    from ..engine.load import model_files, parse_device, parse_precision
     from .app import err
     from .models import resolve_model_with_progress
     from .output import say_to_stderr
@@ -68,6 +68,7 @@ def bulk(
     if ray is None and (replicas != 1 or gpus_per_replica or cpus_per_replica is not None):
         raise InputError("--replicas, --gpus-per-replica and --cpus-per-replica are for --ray")
     job_manifest = read_manifest(manifest)
+    out = OutputFolder(out_dir)
     voice = voice_source(o)
     template = speech_request(o, "-", None)  # the defaults, checked once (a row's text replaces it)
     defaults = {f.name: getattr(template, f.name) for f in fields(template) if f.name not in ("text", "voice")}
@@ -81,15 +82,18 @@ def bulk(
         from ..bulk.ray_job import import_ray
 
         import_ray()
+    device = d.device if d.device is not None or not gpus_per_replica else "cuda"
+    parse_precision(d.dtype)
+    if cluster is None or cluster.address == "local":  # the replicas run on this machine: check now
+        parse_device(device)
     folder = resolve_model_with_progress(o.model, live, say)
     files = model_files(folder)
-    device = d.device if d.device is not None or not gpus_per_replica else "cuda"
     # A replica elsewhere resolves an official name itself (its own cache); a folder goes as a path.
-    model = str(folder) if cluster is None or Path(o.model).exists() else o.model
+    model = str(Path(folder).resolve()) if cluster is None or Path(o.model).exists() else o.model
     spec = JobSpec(model=model, device=device, dtype=d.dtype, max_batch=batch_size, defaults=defaults, voice=voice,
                    threads=max(1, int(cluster.cpus_per_replica)) if cluster is not None else None)
 
-    with OutputFolder(out_dir) as out:
+    with out:
         job = BulkJob(job_manifest, out, spec, files.model_config(), files.generation(), o.allow_truncation)
         say(f"{job.total} rows: {job.skipped} already complete, {len(job.refused)} refused, {len(job.todo)} to "
             f"synthesize" + (f" on {cluster.replicas} replica(s) (Ray: {escape(cluster.address)})" if cluster else ""))
