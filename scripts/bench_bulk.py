@@ -43,7 +43,7 @@ def run(model: str, rows_file: Path, out: Path, flags: list[str]) -> dict:
     p = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t
     if p.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stderr}")
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stderr}")
     lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     for x in lines:
         x["t"] = dt.datetime.fromisoformat(x["time"].replace("Z", "+00:00")).timestamp()
@@ -86,4 +86,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RuntimeError as e:
+        raise SystemExit(f"error: {e}") from None

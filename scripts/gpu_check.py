@@ -17,7 +17,9 @@
    (aggregate), capture time, codec decode, time to first audio and x RT of ``TTS.stream``, a text
    feed's first audio after its first word, the scheduler at concurrency 1, 4 and 16 (aggregate x RT,
    frames/s, TTFA p50/p95), the
-   streaming codec's cost per 1/2/4/8-frame push (eager and graphs), peak CUDA memory.
+   streaming codec's cost per 1/2/4/8-frame push (eager and graphs), peak CUDA memory; and
+   `qwen3tts bulk` on the first full model (in process, and one Ray replica on the GPU when ray is
+   installed): rows/s and audio hours per hour.
 
 Prints one JSON object (also written to --json, and to $OUT/gpu_check.json when $OUT is set) and
 exits 1 when a check failed, 2 without CUDA.
@@ -431,6 +433,29 @@ def codec_checks(report, model, tts):
           eager_vs_offline=float((outs[False] - offline).abs().max()))
 
 
+def bulk_timings(report, model, root, frames):
+    """`qwen3tts bulk` on this GPU with the full checkpoint full_checks built: in process, and on a
+    local Ray cluster with one replica holding the GPU (when ray is installed): rows/s and audio
+    hours per hour (scripts/bench_bulk.py)."""
+    import importlib.util
+
+    from bench_bulk import manifest, run
+
+    folder = root / f"full-{model}"
+    rows = manifest(root, 32)
+    timings = dict(model=model, bulk_rows=32, bulk_max_frames=frames)
+    report["timings"].append(timings)
+    common = ["--greedy", "--device", "cuda", "--max-frames", str(frames), "-b", "16"]
+    runs = {"in_process": []}
+    if importlib.util.find_spec("ray") is not None:
+        runs["ray_1_replica"] = ["--ray", "local", "--replicas", "1", "--gpus-per-replica", "1"]
+    for name, flags in runs.items():
+        r = run(str(folder), rows, root / f"bulk-{name}", common + flags)
+        timings[f"bulk_{name}"] = r
+        save(report)
+    print(json.dumps(timings), file=sys.stderr, flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tiny", default="0.6B-CustomVoice,1.7B-VoiceDesign")
@@ -456,6 +481,9 @@ def main(argv=None) -> int:
             guarded(report, f"{model} tiny checks", tiny_checks, report, model, root)
         for model in filter(None, a.full.split(",")):
             guarded(report, f"{model} full checks", full_checks, report, model, root, a.frames, a.batch)
+        first = next(iter(filter(None, a.full.split(","))), None)
+        if first is not None:
+            guarded(report, f"{first} bulk", bulk_timings, report, first, root, min(a.frames, 100))
     save(report)
     print(json.dumps({k: v for k, v in report.items() if k != "_paths"}, indent=1))
     return 0 if all(c["ok"] for c in report["checks"]) else 1

@@ -3,7 +3,10 @@ or on a Ray cluster (qwen3tts_cli/bulk)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import tempfile
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -97,15 +100,18 @@ def bulk(
         job = BulkJob(job_manifest, out, spec, files.model_config(), files.generation(), o.allow_truncation)
         say(f"{job.total} rows: {job.skipped} already complete, {len(job.refused)} refused, {len(job.todo)} to "
             f"synthesize" + (f" on {cluster.replicas} replica(s) (Ray: {escape(cluster.address)})" if cluster else ""))
+        aside = contextlib.nullcontext()
         if cluster is not None:
             from ..bulk.ray_job import ray_rows
 
             made = ray_rows(job.spec, job.todo, cluster)
+            if job.todo:
+                aside = _native_stderr_aside(Path(tempfile.gettempdir()) / f"qwen3tts-bulk-ray-{os.getpid()}.log")
         else:
             made = local_rows(job.spec, job.todo)
         failed, cut, audio_s, count = [], 0, 0.0, 0
         t0 = time.perf_counter()
-        with _Progress(live, say, len(job.todo) + len(job.refused)) as bar:
+        with aside, _Progress(live, say, len(job.todo) + len(job.refused)) as bar:
             for result in job.run(made):
                 count += 1
                 audio_s += result.seconds if result.ok else 0.0
@@ -138,6 +144,31 @@ def _cluster(address: str, replicas: int, gpus: float, cpus: float | None):
     if cpus <= 0 and not gpus:
         raise InputError("--cpus-per-replica must be above 0 for replicas without GPUs")
     return Cluster(address.strip(), replicas, gpus, cpus)
+
+
+@contextlib.contextmanager
+def _native_stderr_aside(log: Path):
+    """Ray's native core writes log lines of its own straight to file descriptor 2 (an "E ...
+    core_worker.cc" warning on every actor-pool start, for one). Send descriptor 2 to ``log``
+    (removed after the job) and keep Python's sys.stderr, where this command and Ray's own reports of dead or
+    retried workers write, on the real standard error."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    python_stderr = sys.stderr
+    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding=python_stderr.encoding or "utf-8",
+                           errors="backslashreplace")
+    os.dup2(fd, 2)
+    os.close(fd)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        ours, sys.stderr = sys.stderr, python_stderr
+        ours.close()
+        log.unlink(missing_ok=True)  # Ray's session logs keep the same lines (python-core-driver-*.log)
 
 
 class _Progress:
