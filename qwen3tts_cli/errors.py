@@ -36,6 +36,10 @@ class DownloadError(Qwen3TTSError):
     exit_code = 1
 
 
+class DownloadInProgress(DownloadError):
+    """Another process is downloading the same model into the same place right now."""
+
+
 class TruncatedError(Qwen3TTSError):
     """The runaway guard cut an utterance short; its audio so far was still delivered."""
 

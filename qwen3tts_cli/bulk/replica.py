@@ -12,6 +12,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..engine.request import SpeechRequest
@@ -56,6 +57,27 @@ def row_from_dict(record: dict) -> ManifestRow:
                                                       "seed")})
 
 
+# How long a replica waits for another replica on its node to finish downloading the model.
+DOWNLOAD_WAIT_S = 6 * 3600
+
+
+def shared_model_folder(model: str, poll_s: float = 5.0) -> Path:
+    """The model's folder, downloading it on first use. Replicas on one node share its hub cache:
+    one downloads while the others wait for it (the downloader lets one writer in) and then find
+    the model in the cache."""
+    from ..engine.load import resolve_model_folder
+    from ..errors import DownloadInProgress
+
+    deadline = time.monotonic() + DOWNLOAD_WAIT_S
+    while True:
+        try:
+            return resolve_model_folder(model)
+        except DownloadInProgress:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(poll_s)
+
+
 class Replica:
     """One loaded model and its scheduler (``spec.max_batch`` rows at once)."""
 
@@ -63,7 +85,6 @@ class Replica:
         import torch
 
         from ..engine import load_tts, parse_device
-        from ..engine.load import resolve_model_folder
         from ..engine.scheduler import Scheduler
         from ..voice.reference import CloneReference
 
@@ -71,7 +92,7 @@ class Replica:
             torch.set_num_threads(spec.threads)
         self.spec = spec
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-        self.tts = load_tts(resolve_model_folder(spec.model), device=parse_device(spec.device), dtype=spec.dtype)
+        self.tts = load_tts(shared_model_folder(spec.model), device=parse_device(spec.device), dtype=spec.dtype)
         self.voice = None
         if isinstance(spec.voice, CloneReference):  # the same recording gives every replica the same voice
             ref = spec.voice

@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-from ..errors import DownloadError, InputError, ModelError
+from ..errors import DownloadError, DownloadInProgress, InputError, ModelError
 from .manifest import MANIFEST_FORMAT, MANIFEST_NAME, manifest_complete, read_manifest, write_manifest
 from .repos import find_repo, sha256_file
 from .transfer import (OFFLINE_HINT, TIMEOUT_S, Progress, RemoteFile, download_file, git_blob_sha1, reason,
@@ -279,7 +279,7 @@ def download(repo_id: str, revision: Optional[str] = None, local_dir: Optional[P
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise DownloadError(f"another download of {repo_id} is writing to {layout.folder}; wait for it "
+        raise DownloadInProgress(f"another download of {repo_id} is writing to {layout.folder}; wait for it "
                             f"to finish") from None
     try:
         _download_locked(repo_id, endpoint, layout, files, progress)
@@ -381,5 +381,5 @@ def resolve_model(spec: str, download_missing: bool = True, progress: Optional[P
         return download(repo_id, progress=progress)
     except DownloadError as e:
         if known is None:
-            raise DownloadError(f"{e} (no local folder named {spec} either)") from None
+            raise type(e)(f"{e} (no local folder named {spec} either)") from None
         raise
