@@ -4,15 +4,18 @@ import threading
 import time
 
 import pytest
-from test_hub import REPO, fake_hub  # noqa: F401 (a fixture: a hub on loopback)
+import test_hub
 
 from qwen3tts_cli.bulk.manifest import ManifestRow
 from qwen3tts_cli.bulk.replica import JobSpec, row_request, shared_model_folder
 from qwen3tts_cli.errors import RequestError
 from qwen3tts_cli.io import hub
 
+fake_hub = test_hub.fake_hub  # the fixture: a hub on loopback
+REPO = test_hub.REPO
 
-def test_a_second_replica_waits_for_the_first_ones_download(fake_hub):  # noqa: F811
+
+def test_a_second_replica_waits_for_the_first_ones_download(fake_hub):
     from filelock import FileLock
 
     lock = FileLock(str(hub.hub_cache_dir() / ".locks" / hub.repo_cache_dir(REPO).name / "qwen3tts.lock"))
