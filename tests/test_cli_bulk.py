@@ -248,3 +248,17 @@ def test_ctrl_c_keeps_finished_rows_and_no_partial_file_then_a_rerun_finishes(ck
     assert again.returncode == 0, again.stderr
     assert f"{len(done)} already complete" in again.stderr
     assert sorted(x["id"] for x in results(out)) == sorted(r["id"] for r in rows)
+
+
+@pytest.mark.parametrize("address,words", [
+    ("foo", "--ray foo: expected local, auto, HOST:PORT or ray://HOST:PORT"),
+    ("http://h:1", "expected local, auto"),
+    ("127.0.0.1:1", "--ray 127.0.0.1:1: nothing answers at 127.0.0.1:1"),
+])
+def test_a_cluster_that_is_not_there_is_one_line_and_writes_no_row(ck, tmp_path, address, words):
+    pytest.importorskip("ray.data")
+    manifest = write_manifest(tmp_path / "m.jsonl", ROWS)  # a refused row too: still nothing written
+    r = run_bulk(ck, manifest, tmp_path / "out", "--ray", address)
+    assert r.exit_code == 2, r.output
+    assert r.stderr.strip().splitlines()[-1].startswith("error:") and words in r.stderr
+    assert not (tmp_path / "out" / RESULTS_NAME).exists()

@@ -12,6 +12,7 @@ rows are done, which takes every id) and hands Ray Data the rows still to do.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import asdict, dataclass
@@ -40,15 +41,27 @@ def import_ray():
     return ray
 
 
-def ray_rows(spec: JobSpec, rows: list[ManifestRow], cluster: Cluster) -> Iterator[tuple[RowResult, bytes | None]]:
-    """(result, WAV bytes or None) for each row, as the batches holding them end."""
-    if not rows:
-        return
+@contextlib.contextmanager
+def session(cluster: Cluster):
+    """Connected to the cluster (``local``: one started here, and stopped on leaving) while inside;
+    an unreachable cluster or a pool this machine cannot hold is an InputError on entry."""
     ray = import_ray()
     started = _connect(ray, cluster)
     try:
         if cluster.address == "local":
             _check_gpus(ray, cluster)
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def ray_rows(spec: JobSpec, rows: list[ManifestRow], cluster: Cluster) -> Iterator[tuple[RowResult, bytes | None]]:
+    """(result, WAV bytes or None) for each row, as the batches holding them end (connecting
+    first unless already inside ``session``)."""
+    if not rows:
+        return
+    with session(cluster) as ray:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the command draws its own
         ctx.print_on_execution_start = False
@@ -67,33 +80,54 @@ def ray_rows(spec: JobSpec, rows: list[ManifestRow], cluster: Cluster) -> Iterat
         except ray.exceptions.RayError as e:  # e.g. a replica that cannot load the model: Ray's report, shortened
             raise ModelError(f"the Ray job failed: {_first_line(e)} (Ray's logs: "
                              "/tmp/ray/session_latest/logs on each node)") from None
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def _connect(ray, cluster: Cluster) -> bool:
     """Join or start the cluster; True when this call started it (and must stop it)."""
     if ray.is_initialized():
         return False
-    # Ray's own chatter stays in its session logs (/tmp/ray/session_latest/logs): the command
-    # reports progress and errors itself. Ray Data's console handler is set up when it is imported.
-    for handler in logging.getLogger("ray.data").handlers:
+    for handler in logging.getLogger("ray.data").handlers:  # set up when Ray Data is imported
         if not isinstance(handler, logging.FileHandler) and type(handler).__name__ != "SessionFileHandler":
-            handler.setLevel(logging.ERROR)
+            handler.setLevel(logging.ERROR)  # the command reports progress and errors itself
     quiet = dict(logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
     if cluster.address == "local":
         # Logical CPUs: at least what the replicas ask for, so that they all start on a small machine
         # (each replica still runs as many torch threads as it was given).
         need = cluster.replicas * cluster.cpus_per_replica
         ray.init(num_cpus=max(os.cpu_count() or 1, int(need + 0.999)), **quiet)
-    else:
-        address = None if cluster.address == "auto" else cluster.address
-        try:
-            ray.init(address=address or "auto", **quiet)
-        except ConnectionError as e:
-            raise InputError(f"--ray {cluster.address}: no Ray cluster there ({e})") from None
+        return True
+    if cluster.address != "auto":
+        _probe(cluster.address)
+    try:
+        ray.init(address=cluster.address, **quiet)
+    except ConnectionError as e:
+        raise InputError(f"--ray {cluster.address}: no Ray cluster there ({e})") from None
     return True
+
+
+def host_port(address: str) -> tuple[str, int]:
+    """A cluster address's (host, port): HOST:PORT or ray://HOST:PORT; InputError otherwise."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"ray://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not host or port is None or parts.scheme != "ray":
+        raise InputError(f"--ray {address}: expected local, auto, HOST:PORT or ray://HOST:PORT")
+    return host, port
+
+
+def _probe(address: str, timeout_s: float = 10.0) -> None:
+    """Ray waits a long time for an address where nothing listens: ask the port first."""
+    import socket
+
+    host, port = host_port(address)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as e:
+        raise InputError(f"--ray {address}: nothing answers at {host}:{port} ({e.strerror or e})") from None
 
 
 def _check_gpus(ray, cluster: Cluster) -> None:

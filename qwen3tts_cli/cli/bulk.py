@@ -78,8 +78,6 @@ def bulk(
     defaults["sampling"] = dict(defaults["sampling"])
     say = say_to_stderr(quiet)
     live = not quiet and err.is_terminal
-    if job_manifest.ignored_columns:
-        say(f"[yellow]note:[/] columns not used: {escape(', '.join(job_manifest.ignored_columns))}")
     cluster = _cluster(ray, replicas, gpus_per_replica, cpus_per_replica) if ray is not None else None
     if cluster is not None:
         from ..bulk.ray_job import import_ray
@@ -89,6 +87,8 @@ def bulk(
     parse_precision(d.dtype)
     if cluster is None or cluster.address == "local":  # the replicas run on this machine: check now
         parse_device(device)
+    if job_manifest.ignored_columns:  # once the command line is known to be good
+        say(f"[yellow]note:[/] columns not used: {escape(', '.join(job_manifest.ignored_columns))}")
     folder = resolve_model_with_progress(o.model, live, say)
     files = model_files(folder)
     # A replica elsewhere resolves an official name itself (its own cache); a folder goes as a path.
@@ -100,18 +100,20 @@ def bulk(
         job = BulkJob(job_manifest, out, spec, files.model_config(), files.generation(), o.allow_truncation)
         say(f"{job.total} rows: {job.skipped} already complete, {len(job.refused)} refused, {len(job.todo)} to "
             f"synthesize" + (f" on {cluster.replicas} replica(s) (Ray: {escape(cluster.address)})" if cluster else ""))
-        aside = contextlib.nullcontext()
-        if cluster is not None:
-            from ..bulk.ray_job import ray_rows
-
-            made = ray_rows(job.spec, job.todo, cluster)
-            if job.todo:
-                aside = _native_stderr_aside(Path(tempfile.gettempdir()) / f"qwen3tts-bulk-ray-{os.getpid()}.log")
-        else:
-            made = local_rows(job.spec, job.todo)
         failed, cut, audio_s, count = [], 0, 0.0, 0
-        t0 = time.perf_counter()
-        with aside, _Progress(live, say, len(job.todo) + len(job.refused)) as bar:
+        with contextlib.ExitStack() as stack:
+            if cluster is not None and job.todo:
+                from ..bulk.ray_job import ray_rows, session
+
+                log = Path(tempfile.gettempdir()) / f"qwen3tts-bulk-ray-{os.getpid()}.log"
+                stack.enter_context(_native_stderr_aside(log))
+                stack.enter_context(session(cluster))  # connected (or refused) before any row is written
+                made = ray_rows(job.spec, job.todo, cluster)
+            else:
+                made = local_rows(job.spec, job.todo)
+            stack.callback(made.close)  # rows still running stop (Ctrl-C) before Ray disconnects
+            t0 = time.perf_counter()
+            bar = stack.enter_context(_Progress(live, say, len(job.todo) + len(job.refused)))
             for result in job.run(made):
                 count += 1
                 audio_s += result.seconds if result.ok else 0.0
@@ -135,15 +137,16 @@ def bulk(
 
 
 def _cluster(address: str, replicas: int, gpus: float, cpus: float | None):
-    from ..bulk.ray_job import Cluster
+    from ..bulk.ray_job import Cluster, host_port
 
-    if not address.strip():
-        raise InputError("--ray needs 'local', 'auto' or a cluster address")
+    address = address.strip()
+    if address not in ("local", "auto"):
+        host_port(address)
     if cpus is None:
         cpus = 1.0 if gpus or address != "local" else max(1.0, float((os.cpu_count() or 1) // replicas))
     if cpus <= 0 and not gpus:
         raise InputError("--cpus-per-replica must be above 0 for replicas without GPUs")
-    return Cluster(address.strip(), replicas, gpus, cpus)
+    return Cluster(address, replicas, gpus, cpus)
 
 
 @contextlib.contextmanager
