@@ -19,11 +19,12 @@ def write_jsonl(path, rows):
     return path
 
 
-def expected(folder):
+def expected(folder, first=1):
     return [
-        ManifestRow("line-001", "Hello there.", speaker="vivian", seed=7, line=1),
-        ManifestRow("2", "Second line.", language="english", instruct="Calm.", line=2),
-        ManifestRow("x.3", "Third, with a voice.", voice=str((folder / "voices/me.safetensors").resolve()), line=3),
+        ManifestRow("line-001", "Hello there.", speaker="vivian", seed=7, line=first),
+        ManifestRow("2", "Second line.", language="english", instruct="Calm.", line=first + 1),
+        ManifestRow("x.3", "Third, with a voice.", voice=str((folder / "voices/me.safetensors").resolve()),
+                    line=first + 2),
     ]
 
 
@@ -41,7 +42,17 @@ def test_csv_empty_cells_are_not_given_and_seeds_are_numbers(tmp_path):
                     "2,Second line.,,english,Calm.,,,\n"
                     'x.3,"Third, with a voice.",,,,voices/me.safetensors,,kept out\n', encoding="utf-8")
     m = read_manifest(path)
-    assert list(m.rows) == expected(tmp_path)
+    assert list(m.rows) == expected(tmp_path, first=2)  # line 1 is the header
+
+
+def test_jsonl_with_a_byte_order_mark_and_blank_lines_counts_lines(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(ROWS[0]).encode() + b"\r\n\r\n" + json.dumps(ROWS[1]).encode()
+                     + b"\n")
+    assert [(r.id, r.line) for r in read_manifest(path).rows] == [("line-001", 1), ("2", 3)]
+    path.write_text(json.dumps(ROWS[0]) + "\n\n" + json.dumps({"id": "z"}) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match="line 3 \\(id 'z'\\): missing 'text'"):
+        read_manifest(path)
 
 
 def test_parquet_rows(tmp_path):
@@ -57,8 +68,8 @@ def test_parquet_rows(tmp_path):
 
 
 @pytest.mark.parametrize("rows,message", [
-    ([{"text": "no id"}], "row 1: missing 'id'"),
-    ([{"id": "a", "text": "x"}, {"id": "a", "text": "y"}], "row 2: id 'a' repeats the id of row 1"),
+    ([{"text": "no id"}], "line 1: missing 'id'"),
+    ([{"id": "a", "text": "x"}, {"id": "a", "text": "y"}], "line 2: id 'a' repeats the id of line 1"),
     ([{"id": "Take1", "text": "x"}, {"id": "take1", "text": "y"}], "ids differ only in case"),
     ([{"id": "../escape", "text": "x"}], "id '../escape' cannot name a file"),
     ([{"id": ".hidden", "text": "x"}], "cannot name a file"),
@@ -69,7 +80,11 @@ def test_parquet_rows(tmp_path):
     ([{"id": "a"}], "missing 'text'"),
     ([{"id": "a", "text": 5}], "'text' must be text"),
     ([{"id": "a", "text": "x", "seed": "seven"}], "'seed' must be a whole number"),
-    ([{"id": "a", "text": "x", "seed": 1.5}], "'seed' must be a whole number"),
+    ([{"id": "a", "text": "x", "seed": 1.5}], "seed must be a whole number"),
+    ([{"id": "a", "text": "x", "seed": -1}], "seed must be a whole number from 0 to 18446744073709551615"),
+    ([{"id": "a", "text": "x", "seed": 2**64}], "seed must be a whole number from 0"),
+    ([{"id": "a", "text": "x", "voice": "a\u0000b.safetensors"}], "'voice' is not a usable file name"),
+    ([{"id": "a", "text": "x", "voice": "\ud800.safetensors"}], "'voice' is not a usable file name"),
     ([{"id": "a", "text": "x", "speaker": ["ryan"]}], "'speaker' must be text"),
     ([{"id": True, "text": "x"}], "'id' must be text or a whole number"),
     ([], "has no rows"),
@@ -89,7 +104,7 @@ def test_broken_files(tmp_path):
         read_manifest(bad)
     csv_ = tmp_path / "m.csv"
     csv_.write_text("id,text\na,hello,extra\n", encoding="utf-8")
-    with pytest.raises(InputError, match="more cells than the header"):
+    with pytest.raises(InputError, match="line 2 has more cells than the header"):
         read_manifest(csv_)
     with pytest.raises(InputError, match="unknown manifest format '.txt'"):
         read_manifest(tmp_path / "m.txt")

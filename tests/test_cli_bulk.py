@@ -262,3 +262,70 @@ def test_a_cluster_that_is_not_there_is_one_line_and_writes_no_row(ck, tmp_path,
     assert r.exit_code == 2, r.output
     assert r.stderr.strip().splitlines()[-1].startswith("error:") and words in r.stderr
     assert not (tmp_path / "out" / RESULTS_NAME).exists()
+
+
+@pytest.mark.parametrize("model,args,words", [
+    ("0.6B-Base", [], "a Base model speaks in a cloned voice: give --ref-audio"),
+    ("0.6B-Base", ["--speaker", "ryan"], "a Base model has no built-in speakers"),
+    ("0.6B-CustomVoice", ["--language", "klingon"], "unknown language 'klingon'"),
+    ("1.7B-VoiceDesign", [], "a VoiceDesign model needs an instruction describing the voice: give --instruct"),
+])
+def test_job_wide_options_the_model_refuses_are_one_usage_error(tiny_checkpoint, tmp_path, model, args, words):
+    manifest = write_manifest(tmp_path / "m.jsonl", ROWS[:2])
+    r = runner.invoke(app, ["bulk", manifest, "-m", str(tiny_checkpoint(model)), "-d", str(tmp_path / "out"),
+                            *COMMON[:4], *args])
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith("error:") and len(r.output.strip().splitlines()) == 1 and words in r.output
+    assert not (tmp_path / "out" / RESULTS_NAME).exists()
+
+
+def test_rows_that_set_what_the_job_lacks_run(tiny_checkpoint, tmp_path):
+    vd = str(tiny_checkpoint("1.7B-VoiceDesign"))
+    rows = [{"id": "a", "text": "Hello.", "instruct": "A calm, low voice."},
+            {"id": "b", "text": "Hi.", "instruct": "A bright, quick voice."}]
+    r = runner.invoke(app, ["bulk", write_manifest(tmp_path / "m.jsonl", rows), "-m", vd, "-d", str(tmp_path / "o"),
+                            *COMMON, "--greedy"])
+    assert r.exit_code == 0, r.output
+    s = runner.invoke(app, ["synth", "Hi.", "--instruct", "A bright, quick voice.", "-m", vd, "-o",
+                            str(tmp_path / "s.wav"), *COMMON, "--greedy"])
+    assert s.exit_code == 0, s.output
+    assert (tmp_path / "o" / "b.wav").read_bytes() == (tmp_path / "s.wav").read_bytes()
+
+
+def test_a_changed_row_or_option_is_made_again(ck, tmp_path):
+    out = tmp_path / "out"
+    rows = [{"id": "a", "text": "First text."}, {"id": "b", "text": "Second text."}]
+    assert run_bulk(ck, write_manifest(tmp_path / "m.jsonl", rows), out).exit_code == 0
+    before = {rid: (out / f"{rid}.wav").read_bytes() for rid in "ab"}
+    rows[0]["text"] = "First text, edited."
+    r = run_bulk(ck, write_manifest(tmp_path / "m.jsonl", rows), out)
+    assert r.exit_code == 0 and "2 rows: 1 already complete, 0 refused, 1 to synthesize" in r.stderr, r.output
+    assert (out / "a.wav").read_bytes() != before["a"] and (out / "b.wav").read_bytes() == before["b"]
+    r = run_bulk(ck, str(tmp_path / "m.jsonl"), out, "--speaker", "vivian")  # a job-wide option: every row
+    assert r.exit_code == 0 and "2 rows: 0 already complete, 0 refused, 2 to synthesize" in r.stderr, r.output
+    r = run_bulk(ck, str(tmp_path / "m.jsonl"), out, "--speaker", "vivian")
+    assert "2 rows: 2 already complete" in r.stderr
+
+
+def test_the_manifest_is_never_an_output(ck, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    write_manifest(out / RESULTS_NAME, ROWS[:1])
+    r = run_bulk(ck, str(out / RESULTS_NAME), out)
+    assert r.exit_code == 2 and "is the job's own results.jsonl" in r.output, r.output
+    assert json.loads((out / RESULTS_NAME).read_text()) == ROWS[0]
+
+
+def test_a_folder_where_a_wav_goes_is_refused_before_the_model_loads(ck, tmp_path):
+    (tmp_path / "out" / "line-2.wav").mkdir(parents=True)
+    r = run_bulk(ck, write_manifest(tmp_path / "m.jsonl", ROWS), tmp_path / "out")
+    assert r.exit_code == 2 and "line-2.wav: is a folder" in r.output, r.output
+    assert not (tmp_path / "out" / RESULTS_NAME).exists()
+
+
+def test_allowed_truncation_is_still_said(ck, tmp_path):
+    manifest = write_manifest(tmp_path / "m.jsonl", [{"id": "long", "text": "Short one."}])
+    r = runner.invoke(app, ["bulk", manifest, "-m", ck, "-d", str(tmp_path / "out"), "--greedy", "--device", "cpu",
+                            "--allow-truncation"])
+    assert r.exit_code == 0, r.output
+    assert "warning: long: generation ran past its frame budget" in r.stderr

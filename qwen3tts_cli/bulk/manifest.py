@@ -39,7 +39,7 @@ class ManifestRow:
     instruct: str | None = None
     voice: str | None = None  # an absolute path once read
     seed: int | None = None
-    line: int = 0  # where it is in the manifest, for messages (1-based row number)
+    line: int = 0  # where it is in the manifest, for messages: its line (JSONL, CSV) or row (Parquet), from 1
 
     def overrides(self) -> dict:
         """The fields this row sets, by request field name."""
@@ -63,15 +63,16 @@ def read_manifest(path: str | Path) -> Manifest:
     if not path.is_file():
         raise InputError(f"{path}: {'is a folder' if path.is_dir() else 'file not found'}, expected a manifest")
     records = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet}[kind](path)
+    unit = "row" if kind == "parquet" else "line"
     rows, seen, extra = [], {}, set()
-    for n, record in enumerate(records, 1):
+    for n, record in records:
         extra.update(k for k in record if k not in COLUMNS)
-        row = _row(path, n, record)
+        row = _row(path, f"{unit} {n}", record, n)
         key = row.id.lower()
         if key in seen:
             first = seen[key]
             same = "the id" if rows[first].id == row.id else f"'{rows[first].id}' (ids differ only in case)"
-            raise InputError(f"{path}: row {n}: id '{row.id}' repeats {same} of row {rows[first].line}; "
+            raise InputError(f"{path}: {unit} {n}: id '{row.id}' repeats {same} of {unit} {rows[first].line}; "
                              "ids name the output files and must be unique")
         seen[key] = len(rows)
         rows.append(row)
@@ -83,6 +84,8 @@ def read_manifest(path: str | Path) -> Manifest:
 def _read_jsonl(path: Path):
     with open(path, "rb") as f:
         for n, raw in enumerate(f, 1):
+            if n == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a byte-order mark, as some editors write
+                raw = raw[3:]
             if not raw.strip():
                 continue
             try:
@@ -93,7 +96,7 @@ def _read_jsonl(path: Path):
                 raise InputError(f"{path}: line {n} is not a JSON object ({getattr(e, 'msg', e)})") from None
             if not isinstance(record, dict):
                 raise InputError(f"{path}: line {n} is not a JSON object")
-            yield record
+            yield n, record
 
 
 def _read_csv(path: Path):
@@ -104,9 +107,9 @@ def _read_csv(path: Path):
                 return
             for record in reader:
                 if None in record:  # more cells than the header names
-                    raise InputError(f"{path}: row {reader.line_num - 1} has more cells than the header")
+                    raise InputError(f"{path}: line {reader.line_num} has more cells than the header")
                 # CSV has no null: an empty cell is "not given".
-                yield {k: (v if v != "" else None) for k, v in record.items()}
+                yield reader.line_num, {k: (v if v != "" else None) for k, v in record.items()}
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
     except csv.Error as e:
@@ -123,12 +126,14 @@ def _read_parquet(path: Path):
         table = pq.read_table(path)
     except Exception as e:  # noqa: BLE001 (pyarrow's errors: not Parquet, damaged)
         raise InputError(f"{path}: not a readable Parquet file ({e})") from None
-    for batch in table.to_batches():
-        yield from batch.to_pylist()
+    rows = (record for batch in table.to_batches() for record in batch.to_pylist())
+    yield from enumerate(rows, 1)
 
 
-def _row(path: Path, n: int, record: dict) -> ManifestRow:
-    where = f"{path}: row {n}"
+def _row(path: Path, where: str, record: dict, n: int) -> ManifestRow:
+    from ..engine.request import check_seed
+
+    where = f"{path}: {where}"
     rid = record.get("id")
     if isinstance(rid, int) and not isinstance(rid, bool):
         rid = str(rid)
@@ -150,7 +155,11 @@ def _row(path: Path, n: int, record: dict) -> ManifestRow:
             raise InputError(f"{where} (id '{rid}'): '{name}' must be text (got {type(value).__name__})")
         fields[name] = value if value is None or value.strip() else None
     if fields["voice"] is not None:
-        fields["voice"] = str((path.parent / fields["voice"]).resolve())
+        try:
+            fields["voice"] = str((path.parent / fields["voice"]).resolve())
+            fields["voice"].encode("utf-8")
+        except (ValueError, OSError):  # a NUL, an unpaired surrogate, a loop of links
+            raise InputError(f"{where} (id '{rid}'): 'voice' is not a usable file name") from None
     seed = record.get("seed")
     if isinstance(seed, str):
         try:
@@ -159,6 +168,8 @@ def _row(path: Path, n: int, record: dict) -> ManifestRow:
             raise InputError(f"{where} (id '{rid}'): 'seed' must be a whole number (got {seed!r})") from None
     elif isinstance(seed, float) and seed.is_integer():  # JSON 7.0, or pandas' float column
         seed = int(seed)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise InputError(f"{where} (id '{rid}'): 'seed' must be a whole number (got {seed!r})")
+    try:
+        check_seed(seed)
+    except InputError as e:
+        raise InputError(f"{where} (id '{rid}'): {e}") from None
     return ManifestRow(rid, text, seed=seed, line=n, **fields)

@@ -2,10 +2,11 @@
 
 Only the job's driver writes here (replicas hand their audio back to it), so every file has one
 writer. A WAV is written under a temporary name and renamed into place; then its line is appended
-to results.jsonl. A row is complete when its latest line has no error and names a file whose
-SHA-256 is the one recorded: a rerun skips exactly those, and redoes a row whose file was removed,
-changed or never finished (a crash between the rename and the line leaves a file without a line:
-the row is done again and the file replaced).
+to results.jsonl. A row is complete when its latest line has no error, was made from the same
+request (text and options), and names a file whose SHA-256 is the one recorded: a rerun skips
+exactly those, and redoes a row whose text or options changed, or whose file was removed, changed
+or never finished (a crash between the rename and the line leaves a file without a line: the row
+is done again and the file replaced).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import errno
 import hashlib
 import json
 import os
+import stat
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from ..io.files import atomic_file
+from ..io.files import naming
 
 RESULTS_NAME = "results.jsonl"
 LOCK_NAME = ".qwen3tts-bulk.lock"
@@ -38,6 +41,7 @@ class RowResult:
     sha256: str | None = None  # of the WAV file
     error: str | None = None  # why the row failed; None when it succeeded
     replica: str | None = None  # host:pid of the replica that made it
+    request: str | None = None  # fingerprint of the text and options that made it (a rerun redoes a changed row)
     time: str = ""  # when the row was written, UTC, ISO 8601 with milliseconds
     synthesis_s: float = 0.0  # wall seconds the replica spent on it
     warnings: list[str] = field(default_factory=list)
@@ -113,28 +117,53 @@ class OutputFolder:
             pass
         return latest
 
-    def complete(self, ids) -> set[str]:
-        """The ids among ``ids`` whose row is done: their latest line is a success and the file it
-        names is there with the SHA-256 recorded."""
+    def complete(self, requests: dict[str, str]) -> set[str]:
+        """The ids whose row is done: ``requests`` maps each id to its request's fingerprint (the
+        text and every option that shapes its audio); a row is done when its latest line is a
+        success for that same request and OUT_DIR/<id>.wav still has the SHA-256 recorded."""
         latest = self.latest()
         done = set()
-        for rid in ids:
+        for rid, request in requests.items():
             record = latest.get(rid)
-            if record is None or record.get("error") is not None or not record.get("path"):
+            if (record is None or record.get("error") is not None or record.get("request") != request
+                    or record.get("path") != self.wav_path(rid).name or not isinstance(record.get("sha256"), str)):
                 continue
-            if record.get("sha256") and sha256_of(self.folder / record["path"]) == record["sha256"]:
+            if sha256_of(self.wav_path(rid)) == record["sha256"]:
                 done.add(rid)
         return done
 
     def wav_path(self, rid: str) -> Path:
         return self.folder / f"{rid}.wav"
 
+    def check_targets(self, ids) -> None:
+        """Refuse, before any work, a job whose files would land on something that is not a regular
+        file (a folder, a FIFO, a symlink that would be followed out of OUT_DIR)."""
+        for path in (self.results_path, *(self.wav_path(rid) for rid in ids)):
+            try:
+                mode = path.lstat().st_mode
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise InputError(f"{path}: cannot check it ({e.strerror})") from None
+            if not stat.S_ISREG(mode):
+                kind = ("a folder" if stat.S_ISDIR(mode) else "a symbolic link" if stat.S_ISLNK(mode) else
+                        "not a regular file")
+                raise InputError(f"{path}: is {kind}; a bulk job writes only regular files into its folder: "
+                                 "move it away")
+
     def write(self, result: RowResult, wav: bytes | None) -> RowResult:
         """Put a finished row in place: its WAV (atomically) when it has one, then its line."""
         if wav is not None:
             path = self.wav_path(result.id)
-            with atomic_file(path) as f:
-                f.write(wav)
+            with naming(path):
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=self.folder)
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(wav)
+                    os.chmod(tmp, 0o666 & ~_umask())
+                    os.replace(tmp, path)  # replaces the name itself, never what a link points at
+                finally:
+                    Path(tmp).unlink(missing_ok=True)
             result.path, result.sha256 = path.name, hashlib.sha256(wav).hexdigest()
         now = time.time()
         result.time = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
@@ -153,3 +182,9 @@ class OutputFolder:
         self._log.write(json.dumps(asdict(result), ensure_ascii=False).encode("utf-8") + b"\n")
         self._log.flush()
         os.fsync(self._log.fileno())
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask

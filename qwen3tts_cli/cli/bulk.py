@@ -58,10 +58,10 @@ def bulk(
 
     A failing row (unknown speaker, bad voice file, audio cut short by the runaway guard unless --allow-truncation) is recorded with its error and the others go on; the exit status is then 1.
     """
-    from ..bulk.job import BulkJob, local_rows
+    from ..bulk.job import BulkJob, local_rows, model_key
     from ..bulk.manifest import read_manifest
     from ..bulk.replica import JobSpec
-    from ..bulk.results import OutputFolder
+    from ..bulk.results import LOCK_NAME, OutputFolder
     from ..engine.load import model_files, parse_device, parse_precision
     from .app import err
     from .models import resolve_model_with_progress
@@ -72,6 +72,9 @@ def bulk(
         raise InputError("--replicas, --gpus-per-replica and --cpus-per-replica are for --ray")
     job_manifest = read_manifest(manifest)
     out = OutputFolder(out_dir)
+    if manifest.resolve() in (out.results_path.resolve(), (out.folder / LOCK_NAME).resolve()):
+        raise InputError(f"{manifest}: is the job's own {manifest.name} in --dir; give the manifest another name "
+                         "or place")
     voice = voice_source(o)
     template = speech_request(o, "-", None)  # the defaults, checked once (a row's text replaces it)
     defaults = {f.name: getattr(template, f.name) for f in fields(template) if f.name not in ("text", "voice")}
@@ -91,13 +94,15 @@ def bulk(
         say(f"[yellow]note:[/] columns not used: {escape(', '.join(job_manifest.ignored_columns))}")
     folder = resolve_model_with_progress(o.model, live, say)
     files = model_files(folder)
+    _check_defaults(template, voice, files, job_manifest.rows)
     # A replica elsewhere resolves an official name itself (its own cache); a folder goes as a path.
     model = str(Path(folder).resolve()) if cluster is None or Path(o.model).exists() else o.model
     spec = JobSpec(model=model, device=device, dtype=d.dtype, max_batch=batch_size, defaults=defaults, voice=voice,
                    threads=max(1, int(cluster.cpus_per_replica)) if cluster is not None else None)
 
     with out:
-        job = BulkJob(job_manifest, out, spec, files.model_config(), files.generation(), o.allow_truncation)
+        job = BulkJob(job_manifest, out, spec, files.model_config(), files.generation(),
+                      model_key(Path(folder), d.dtype), o.allow_truncation)
         say(f"{job.total} rows: {job.skipped} already complete, {len(job.refused)} refused, {len(job.todo)} to "
             f"synthesize" + (f" on {cluster.replicas} replica(s) (Ray: {escape(cluster.address)})" if cluster else ""))
         failed, cut, audio_s, count = [], 0, 0.0, 0
@@ -106,7 +111,7 @@ def bulk(
                 from ..bulk.ray_job import ray_rows, session
 
                 log = Path(tempfile.gettempdir()) / f"qwen3tts-bulk-ray-{os.getpid()}.log"
-                stack.enter_context(_native_stderr_aside(log))
+                stack.enter_context(_ray_output_aside(log))
                 stack.enter_context(session(cluster))  # connected (or refused) before any row is written
                 made = ray_rows(job.spec, job.todo, cluster)
             else:
@@ -121,8 +126,9 @@ def bulk(
                     failed.append(result.id)
                     cut += result.truncated is not None
                     say(f"[red]failed[/] {escape(result.id)}: {escape(result.error)}")
-                elif result.warnings and not quiet:
-                    say(f"[yellow]warning:[/] {escape(result.id)}: {escape('; '.join(result.warnings))}")
+                else:
+                    for w in result.warnings + ([result.truncated] if result.truncated else []):
+                        say(f"[yellow]warning:[/] {escape(result.id)}: {escape(w)}")
                 bar.update(count, audio_s)
         dt = time.perf_counter() - t0
     say(f"{count - len(failed)} written, {job.skipped} skipped, {len(failed)} failed; {audio_s / 3600:.4f} h of "
@@ -134,6 +140,31 @@ def bulk(
         hint = f" ({cut} cut short by the runaway guard: --allow-truncation keeps such audio)" if cut else ""
         raise RowsFailed(f"{len(failed)} of {job.total} rows failed: {named}; their errors are in "
                          f"{out.results_path}{hint}")
+
+
+# A row field that, when every row sets it, makes a bad job-wide value of it harmless.
+_ROW_FIELDS = ("speaker", "language", "instruct", "voice", "seed")
+
+
+def _check_defaults(template, voice, files, rows) -> None:
+    """The command's own options against the model, as synth checks them (one usage error in the
+    command's terms, exit 2), unless every row overrides the option at fault; a row's own bad
+    field is that row's failure instead."""
+    from dataclasses import replace
+
+    from ..errors import RequestError
+
+    try:
+        replace(template, voice=voice).resolve(files.model_config(), files.generation())
+    except RequestError as e:
+        if e.field not in _ROW_FIELDS:
+            raise
+        # The row fields that put it right: a row's own voice replaces the job's speaker, and its
+        # own speaker the job's voice (replica.row_request).
+        fixes = {"speaker_unsupported": ("speaker", "voice"), "voice_unsupported": ("voice", "speaker")}.get(
+            e.code, (e.field,))
+        if any(all(getattr(r, f) is None for f in fixes) for r in rows):
+            raise
 
 
 def _cluster(address: str, replicas: int, gpus: float, cpus: float | None):
@@ -150,28 +181,37 @@ def _cluster(address: str, replicas: int, gpus: float, cpus: float | None):
 
 
 @contextlib.contextmanager
-def _native_stderr_aside(log: Path):
-    """Ray's native core writes log lines of its own straight to file descriptor 2 (an "E ...
-    core_worker.cc" warning on every actor-pool start, for one). Send descriptor 2 to ``log``
-    (removed after the job) and keep Python's sys.stderr, where this command and Ray's own reports of dead or
-    retried workers write, on the real standard error."""
+def _ray_output_aside(log: Path):
+    """Ray talks on its own: its native core writes log lines straight to file descriptor 2 (an "E
+    ... core_worker.cc" warning on every actor-pool start, for one), and its driver prints what
+    workers report (the traceback of a replica that failed to start, a retried task) on standard
+    output. Ray's session logs keep all of it. This command writes nothing to standard output, so
+    while Ray runs, descriptors 1 and 2 and sys.stdout go to ``log`` (removed afterwards), and
+    sys.stderr, where this command reports, stays on the real standard error."""
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    python_stderr = sys.stderr
-    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding=python_stderr.encoding or "utf-8",
-                           errors="backslashreplace")
-    os.dup2(fd, 2)
+    saved = {1: os.dup(1), 2: os.dup(2)}
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    python_out, python_err = sys.stdout, sys.stderr
+    encoding = getattr(python_err, "encoding", None) or "utf-8"
+    sys.stderr = os.fdopen(os.dup(saved[2]), "w", buffering=1, encoding=encoding, errors="backslashreplace")
+    sys.stdout = os.fdopen(os.dup(fd), "w", buffering=1, encoding="utf-8", errors="backslashreplace")
+    for n in (1, 2):
+        os.dup2(fd, n)
     os.close(fd)
     try:
         yield
     finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        ours, sys.stderr = sys.stderr, python_stderr
-        ours.close()
-        log.unlink(missing_ok=True)  # Ray's session logs keep the same lines (python-core-driver-*.log)
+        ours = (sys.stdout, sys.stderr)
+        for f in ours:
+            f.flush()
+        for n in (1, 2):
+            os.dup2(saved[n], n)
+            os.close(saved[n])
+        sys.stdout, sys.stderr = python_out, python_err
+        for f in ours:
+            f.close()
+        log.unlink(missing_ok=True)
 
 
 class _Progress:

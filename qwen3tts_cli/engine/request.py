@@ -76,6 +76,14 @@ def check_speaker_or_voice(speaker: str | None, has_voice: bool) -> None:
                            "Base model: give one or the other", "speaker", "speaker_and_voice")
 
 
+def check_seed(seed) -> None:
+    """A seed is a whole number the sampler's generator takes: 0 to 2**64 - 1 (None: unseeded)."""
+    from ..model.sampling import MAX_SEED
+
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+        raise RequestError(f"seed must be a whole number from 0 to {MAX_SEED} (got {seed})", "seed", "seed_range")
+
+
 def is_text_feed(text) -> bool:
     """A text feed (engine.feed.TextFeed), told apart without importing it (and torch with it)."""
     return getattr(type(text), "is_text_feed", False) is True
@@ -109,7 +117,7 @@ class SpeechRequest:
     non_streaming_mode: bool | None = None
 
     def __post_init__(self):
-        from ..model.sampling import MAX_SEED, SamplingSettings
+        from ..model.sampling import SamplingSettings
 
         from ..text.segment import check_unicode
 
@@ -130,10 +138,7 @@ class SpeechRequest:
             raise RequestError("voice must be a VoicePrompt (TTS.create_voice, voice.load_voice) or a "
                                f"CloneReference, not {type(self.voice).__name__}", "voice", "voice_type")
         check_speaker_or_voice(self.speaker, self.voice is not None)
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
-                                      or not 0 <= self.seed <= MAX_SEED):
-            raise RequestError(f"seed must be a whole number from 0 to {MAX_SEED} (got {self.seed})", "seed",
-                               "seed_range")
+        check_seed(self.seed)
         if not 0 <= self.pause <= MAX_PAUSE:  # NaN and inf too: a pause is made of real samples
             raise RequestError(f"pause must be from 0 to {MAX_PAUSE:g} seconds (got {self.pause})", "pause",
                                "pause_range")
