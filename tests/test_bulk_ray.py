@@ -109,3 +109,28 @@ def test_a_killed_replica_neither_loses_nor_duplicates_a_row(ck, tmp_path):
     assert len({x["replica"] for x in lines}) >= 2
     assert sorted(p.name for p in out.iterdir() if p.suffix == ".wav") == sorted(f"{r['id']}.wav" for r in records)
     assert not [p for p in out.iterdir() if p.name.endswith(".partial")]
+
+
+def test_an_existing_cluster_joined_with_auto(ck, tmp_path):
+    import socket
+
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    with socket.socket() as s:  # a free port: a cluster someone else runs on 6379 stays out of it
+        s.bind(("", 0))
+        port = s.getsockname()[1]
+    start = subprocess.run([ray_cli, "start", "--head", "--port", str(port), "--num-cpus", "2",
+                            "--include-dashboard=false", "--disable-usage-stats"],
+                           capture_output=True, text=True, timeout=120)
+    assert start.returncode == 0, start.stderr
+    try:
+        records = rows(4)
+        cmd = [sys.executable, "-m", "qwen3tts_cli.cli", "bulk", write_manifest(tmp_path / "m.jsonl", records), "-m",
+               ck, "-d", str(tmp_path / "out"), *COMMON, "--max-frames", "6", "--ray", "auto", "--replicas", "2"]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr
+        assert "on 2 replica(s) (Ray: auto)" in p.stderr and p.stdout == ""
+        lines = results(tmp_path / "out")
+        assert sorted(x["id"] for x in lines) == sorted(r["id"] for r in records)
+        assert all(x["error"] is None for x in lines)
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)

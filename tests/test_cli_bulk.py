@@ -251,8 +251,9 @@ def test_ctrl_c_keeps_finished_rows_and_no_partial_file_then_a_rerun_finishes(ck
 
 
 @pytest.mark.parametrize("address,words", [
-    ("foo", "--ray foo: expected local, auto, HOST:PORT or ray://HOST:PORT"),
+    ("foo", "--ray foo: expected local, auto or the head's HOST:PORT"),
     ("http://h:1", "expected local, auto"),
+    ("ray://head:10001", "Ray Client addresses do not work with Ray Data"),
     ("127.0.0.1:1", "--ray 127.0.0.1:1: nothing answers at 127.0.0.1:1"),
 ])
 def test_a_cluster_that_is_not_there_is_one_line_and_writes_no_row(ck, tmp_path, address, words):

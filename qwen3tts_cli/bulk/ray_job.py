@@ -26,7 +26,7 @@ from .results import RowResult
 
 @dataclass(frozen=True)
 class Cluster:
-    address: str  # "local" (start one on this machine), "auto" (the one this machine belongs to), or an address
+    address: str  # "local" (start one on this machine), "auto" (the one this machine belongs to), or HOST:PORT
     replicas: int = 1
     gpus_per_replica: float = 0.0
     cpus_per_replica: float = 1.0
@@ -101,21 +101,30 @@ def _connect(ray, cluster: Cluster) -> bool:
     try:
         ray.init(address=cluster.address, **quiet)
     except ConnectionError as e:
+        if "InvalidAuthToken" in str(e.__cause__):  # the cluster runs with Ray token authentication
+            raise InputError(f"--ray {cluster.address}: the cluster wants its authentication token: set "
+                             "RAY_AUTH_MODE=token here, with the cluster's token in RAY_AUTH_TOKEN or "
+                             "~/.ray/auth_token") from None
         raise InputError(f"--ray {cluster.address}: no Ray cluster there ({e})") from None
     return True
 
 
 def host_port(address: str) -> tuple[str, int]:
-    """A cluster address's (host, port): HOST:PORT or ray://HOST:PORT; InputError otherwise."""
+    """A cluster address's (host, port): HOST:PORT; InputError otherwise."""
     from urllib.parse import urlsplit
 
-    parts = urlsplit(address if "://" in address else f"ray://{address}")
+    if address.startswith("ray://"):
+        # Ray Data runs its executor in the driver, which a Ray Client connection cannot host.
+        raise InputError(f"--ray {address}: Ray Client addresses do not work with Ray Data: run the command on "
+                         "a node of the cluster with --ray auto (or submit it: ray job submit -- qwen3tts bulk "
+                         "... --ray auto)")
+    parts = urlsplit(f"ray://{address}")
     try:
         host, port = parts.hostname, parts.port
     except ValueError:
         host = port = None
-    if not host or port is None or parts.scheme != "ray":
-        raise InputError(f"--ray {address}: expected local, auto, HOST:PORT or ray://HOST:PORT")
+    if "://" in address or not host or port is None:
+        raise InputError(f"--ray {address}: expected local, auto or the head's HOST:PORT (e.g. 10.0.0.5:6379)")
     return host, port
 
 

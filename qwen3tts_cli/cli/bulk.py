@@ -40,8 +40,8 @@ def bulk(
                                    help="Rows each replica synthesizes at once (dynamic batching)."),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="local|auto|ADDRESS",
                                       help="Run on Ray Data: 'local' starts a cluster on this machine, 'auto' joins "
-                                           "the one it belongs to, ADDRESS (host:port or ray://host:10001) joins "
-                                           "that one (pip install 'qwen3tts-cli\\[ray]'). Default: this process."),
+                                           "the one it belongs to, ADDRESS (the head's host:port) joins that one "
+                                           "(pip install 'qwen3tts-cli\\[ray]'). Default: this process."),
     replicas: int = typer.Option(1, "--replicas", min=1, help="With --ray: model replicas (actors) in the pool."),
     gpus_per_replica: float = typer.Option(0.0, "--gpus-per-replica", min=0.0, metavar="G",
                                            help="With --ray: GPUs each replica holds (e.g. 1; 0.5 puts two on a "
