@@ -106,6 +106,11 @@ def test_broken_files(tmp_path):
     csv_.write_text("id,text\na,hello,extra\n", encoding="utf-8")
     with pytest.raises(InputError, match="line 2 has more cells than the header"):
         read_manifest(csv_)
+    csv_.write_text('id,text\na,"two\nlines"\n\nb,"three\nmore\nlines"\nc,x,extra\n', encoding="utf-8")
+    with pytest.raises(InputError, match="line 8 has more cells than the header"):
+        read_manifest(csv_)
+    csv_.write_text('id,text\na,"two\nlines"\n\nb,"three\nmore\nlines"\n', encoding="utf-8")
+    assert [(r.id, r.line) for r in read_manifest(csv_).rows] == [("a", 2), ("b", 5)]
     with pytest.raises(InputError, match="unknown manifest format '.txt'"):
         read_manifest(tmp_path / "m.txt")
     with pytest.raises(InputError, match="file not found"):

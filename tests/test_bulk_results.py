@@ -56,7 +56,7 @@ def test_lines_that_do_not_vouch_for_their_own_file_are_not_complete(tmp_path):
                      {"id": "d", "path": ["d.wav"], "sha256": None, "error": None, "request": "r"},
                      {"id": "e", "path": "e.wav\u0000", "sha256": sha, "error": None, "request": "r"}):
             f.write(json.dumps(line) + "\n")
-        f.write("[1, 2]\n")
+        f.write("[1, 2]\n" + "[" * 200_000 + "\n")
     with OutputFolder(tmp_path) as out:
         assert out.complete({k: "r" for k in "abcde"}) == {"a"}
 
@@ -67,6 +67,10 @@ def test_non_regular_targets_are_refused_before_any_work(tmp_path):
     os.mkfifo(tmp_path / "fifo.wav")
     out = OutputFolder(tmp_path)
     out.check_targets(["fine", "missing"])
+    os.mkfifo(tmp_path / ".qwen3tts-bulk.lock")
+    with pytest.raises(InputError, match="qwen3tts-bulk.lock: is not a regular file"):
+        out.check_targets([])
+    os.unlink(tmp_path / ".qwen3tts-bulk.lock")
     for rid, kind in (("dir", "a folder"), ("link", "a symbolic link"), ("fifo", "not a regular file")):
         with pytest.raises(InputError, match=f"{rid}.wav: is {kind}"):
             out.check_targets(["fine", rid])

@@ -4,6 +4,7 @@ bad rows are recorded and the others go on; a rerun skips finished rows. Ray run
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -313,7 +314,7 @@ def test_the_manifest_is_never_an_output(ck, tmp_path):
     out.mkdir()
     write_manifest(out / RESULTS_NAME, ROWS[:1])
     r = run_bulk(ck, str(out / RESULTS_NAME), out)
-    assert r.exit_code == 2 and "is the job's own results.jsonl" in r.output, r.output
+    assert r.exit_code == 2 and "is this job's results.jsonl" in r.output, r.output
     assert json.loads((out / RESULTS_NAME).read_text()) == ROWS[0]
 
 
@@ -330,3 +331,54 @@ def test_allowed_truncation_is_still_said(ck, tmp_path):
                             "--allow-truncation"])
     assert r.exit_code == 0, r.output
     assert "warning: long: generation ran past its frame budget" in r.stderr
+
+
+def test_an_address_where_something_else_answers(ck, tmp_path):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    pytest.importorskip("ray.data")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        address = f"127.0.0.1:{server.server_address[1]}"
+        r = run_bulk(ck, write_manifest(tmp_path / "m.jsonl", ROWS[:1]), tmp_path / "out", "--ray", address)
+    finally:
+        server.shutdown()
+    assert r.exit_code == 2 and "is not a Ray cluster's head" in r.output, r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_job_wide_option_is_checked_past_one_the_rows_replace(tiny_checkpoint, base_voice, tmp_path):
+    cv = str(tiny_checkpoint("0.6B-CustomVoice"))
+    _, voice = base_voice
+    with_speakers = write_manifest(tmp_path / "m.jsonl", [{"id": "a", "text": "Hi.", "speaker": "vivian"}])
+    # --voice is for Base models, but every row names a speaker: excused; the language is not.
+    r = run_bulk(cv, with_speakers, tmp_path / "o1", "--voice", str(voice), "--language", "klingon")
+    assert r.exit_code == 2 and "unknown language 'klingon'" in r.output, r.output
+    r = run_bulk(cv, with_speakers, tmp_path / "o2", "--voice", str(voice))
+    assert r.exit_code == 0, r.output
+
+
+def test_a_reference_recording_every_row_replaces_is_not_cloned(ck, tmp_path):
+    import soundfile as sf
+    from audio_clips import clip
+
+    sf.write(tmp_path / "ref.wav", clip(24000), 24000)
+    manifest = write_manifest(tmp_path / "m.jsonl", [{"id": "a", "text": "Hi.", "speaker": "vivian"}])
+    r = runner.invoke(app, ["bulk", manifest, "-m", ck, "-d", str(tmp_path / "out"), *COMMON, "--greedy",
+                            "--ref-audio", str(tmp_path / "ref.wav"), "--xvector-only"])
+    assert r.exit_code == 0, r.output
+    s = runner.invoke(app, ["synth", "Hi.", "-s", "vivian", "-m", ck, "-o", str(tmp_path / "s.wav"), *COMMON,
+                            "--greedy"])
+    assert s.exit_code == 0, s.output
+    assert (tmp_path / "out" / "a.wav").read_bytes() == (tmp_path / "s.wav").read_bytes()
+
+
+def test_a_manifest_linked_to_results_is_refused(ck, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    write_manifest(out / RESULTS_NAME, ROWS[:1])
+    os.link(out / RESULTS_NAME, tmp_path / "hard.jsonl")
+    r = run_bulk(ck, str(tmp_path / "hard.jsonl"), out)
+    assert r.exit_code == 2 and "is this job's results.jsonl" in r.output, r.output

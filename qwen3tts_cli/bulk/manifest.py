@@ -105,11 +105,16 @@ def _read_csv(path: Path):
             reader = csv.DictReader(f)
             if reader.fieldnames is None:
                 return
+            end = reader.line_num
             for record in reader:
+                # A quoted cell may span lines: a record is named by the line it starts on (blank
+                # lines before it are skipped by the reader, so count back from where it ends).
+                start, end = end + 1, reader.line_num
+                start = max(start, end - sum(str(v).count("\n") for v in record.values() if v is not None))
                 if None in record:  # more cells than the header names
-                    raise InputError(f"{path}: line {reader.line_num} has more cells than the header")
+                    raise InputError(f"{path}: line {start} has more cells than the header")
                 # CSV has no null: an empty cell is "not given".
-                yield reader.line_num, {k: (v if v != "" else None) for k, v in record.items()}
+                yield start, {k: (v if v != "" else None) for k, v in record.items()}
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
     except csv.Error as e:

@@ -97,7 +97,7 @@ def _connect(ray, cluster: Cluster) -> bool:
         ray.init(num_cpus=max(os.cpu_count() or 1, int(need + 0.999)), **quiet)
         return True
     if cluster.address != "auto":
-        _probe(cluster.address)
+        probe(cluster.address)
     try:
         ray.init(address=cluster.address, **quiet)
     except ConnectionError as e:
@@ -123,20 +123,38 @@ def host_port(address: str) -> tuple[str, int]:
         host, port = parts.hostname, parts.port
     except ValueError:
         host = port = None
-    if "://" in address or not host or port is None:
+    if "://" in address or not host or port is None or parts.path or parts.query or " " in address:
         raise InputError(f"--ray {address}: expected local, auto or the head's HOST:PORT (e.g. 10.0.0.5:6379)")
     return host, port
 
 
-def _probe(address: str, timeout_s: float = 10.0) -> None:
-    """Ray waits a long time for an address where nothing listens: ask the port first."""
+# An HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (the head's GCS) answers with
+# a SETTINGS frame of its own; anything else (a web page, the dashboard) does not.
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def probe(address: str, timeout_s: float = 10.0) -> None:
+    """The head at HOST:PORT answers as a Ray head does (its GCS speaks gRPC), in seconds: Ray
+    itself waits minutes for an address where nothing or something else listens."""
     import socket
 
     host, port = host_port(address)
     try:
-        socket.create_connection((host, port), timeout=timeout_s).close()
+        with socket.create_connection((host, port), timeout=timeout_s) as conn:
+            conn.sendall(_HTTP2_HELLO)
+            head = b""
+            while len(head) < 9:
+                piece = conn.recv(9 - len(head))
+                if not piece:
+                    break
+                head += piece
+    except socket.timeout:
+        head = b""
     except OSError as e:
         raise InputError(f"--ray {address}: nothing answers at {host}:{port} ({e.strerror or e})") from None
+    if len(head) < 9 or head[3] != 4:
+        raise InputError(f"--ray {address}: what answers at {host}:{port} is not a Ray cluster's head (its GCS "
+                         "port, 6379 unless `ray start --port` chose another)")
 
 
 def _check_gpus(ray, cluster: Cluster) -> None:

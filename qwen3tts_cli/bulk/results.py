@@ -84,7 +84,9 @@ class OutputFolder:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise InputError(f"{self.folder}: cannot create folder ({e.strerror})") from None
-        self._lock = open(self.folder / LOCK_NAME, "a+")
+        self.check_targets(())  # the lock and results.jsonl, again: now the folder is there
+        fd = os.open(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        self._lock = os.fdopen(fd, "r+")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -109,7 +111,7 @@ class OutputFolder:
                 for raw in f:
                     try:
                         record = json.loads(raw)
-                    except ValueError:
+                    except (ValueError, RecursionError):  # a damaged or foreign line: not ours
                         continue
                     if isinstance(record, dict) and isinstance(record.get("id"), str):
                         latest[record["id"]] = record
@@ -138,7 +140,7 @@ class OutputFolder:
     def check_targets(self, ids) -> None:
         """Refuse, before any work, a job whose files would land on something that is not a regular
         file (a folder, a FIFO, a symlink that would be followed out of OUT_DIR)."""
-        for path in (self.results_path, *(self.wav_path(rid) for rid in ids)):
+        for path in (self.results_path, self.folder / LOCK_NAME, *(self.wav_path(rid) for rid in ids)):
             try:
                 mode = path.lstat().st_mode
             except FileNotFoundError:

@@ -72,13 +72,13 @@ def bulk(
         raise InputError("--replicas, --gpus-per-replica and --cpus-per-replica are for --ray")
     job_manifest = read_manifest(manifest)
     out = OutputFolder(out_dir)
-    if manifest.resolve() in (out.results_path.resolve(), (out.folder / LOCK_NAME).resolve()):
-        raise InputError(f"{manifest}: is the job's own {manifest.name} in --dir; give the manifest another name "
-                         "or place")
+    for own in (out.results_path, out.folder / LOCK_NAME):
+        if own.exists() and os.path.samefile(manifest, own):  # hard and symbolic links too
+            raise InputError(f"{manifest}: is this job's {own.name} in --dir; give the manifest another name or "
+                             "place")
+    out.check_targets(r.id for r in job_manifest.rows)
     voice = voice_source(o)
     template = speech_request(o, "-", None)  # the defaults, checked once (a row's text replaces it)
-    defaults = {f.name: getattr(template, f.name) for f in fields(template) if f.name not in ("text", "voice")}
-    defaults["sampling"] = dict(defaults["sampling"])
     say = say_to_stderr(quiet)
     live = not quiet and err.is_terminal
     cluster = _cluster(ray, replicas, gpus_per_replica, cpus_per_replica) if ray is not None else None
@@ -94,7 +94,8 @@ def bulk(
         say(f"[yellow]note:[/] columns not used: {escape(', '.join(job_manifest.ignored_columns))}")
     folder = resolve_model_with_progress(o.model, live, say)
     files = model_files(folder)
-    _check_defaults(template, voice, files, job_manifest.rows)
+    template, voice = _check_defaults(template, voice, files, job_manifest.rows)
+    defaults = _defaults(template)
     # A replica elsewhere resolves an official name itself (its own cache); a folder goes as a path.
     model = str(Path(folder).resolve()) if cluster is None or Path(o.model).exists() else o.model
     spec = JobSpec(model=model, device=device, dtype=d.dtype, max_batch=batch_size, defaults=defaults, voice=voice,
@@ -146,33 +147,68 @@ def bulk(
 _ROW_FIELDS = ("speaker", "language", "instruct", "voice", "seed")
 
 
-def _check_defaults(template, voice, files, rows) -> None:
-    """The command's own options against the model, as synth checks them (one usage error in the
-    command's terms, exit 2), unless every row overrides the option at fault; a row's own bad
-    field is that row's failure instead."""
+def _defaults(template) -> dict:
+    """The job's request fields but text and voice, as plain values (they travel to Ray actors)."""
+    defaults = {f.name: getattr(template, f.name) for f in fields(template) if f.name not in ("text", "voice")}
+    defaults["sampling"] = dict(defaults["sampling"])
+    return defaults
+
+
+def _check_defaults(template, voice, files, rows):
+    """The command's own options against the model, as synth checks them: one usage error in the
+    command's terms (exit 2) unless every row overrides the option at fault; a row's own bad field
+    is that row's failure instead. Returns (template, voice) without the options every row
+    overrides and this model refuses (a --ref-audio that every row's speaker replaces is never
+    cloned)."""
     from dataclasses import replace
 
     from ..errors import RequestError
+    from ..voice.clone import load_voice
 
-    try:
-        replace(template, voice=voice).resolve(files.model_config(), files.generation())
-    except RequestError as e:
-        if e.field not in _ROW_FIELDS:
-            raise
-        # The row fields that put it right: a row's own voice replaces the job's speaker, and its
-        # own speaker the job's voice (replica.row_request).
-        fixes = {"speaker_unsupported": ("speaker", "voice"), "voice_unsupported": ("voice", "speaker")}.get(
-            e.code, (e.field,))
-        if any(all(getattr(r, f) is None for f in fixes) for r in rows):
-            raise
+    def first(name):  # a row's value standing in for an excused option, so the rest gets checked
+        return next((getattr(r, name) for r in rows if getattr(r, name) is not None), None)
+
+    checked, checked_voice = template, voice
+    for _ in range(len(_ROW_FIELDS) + 1):
+        try:
+            replace(checked, voice=checked_voice).resolve(files.model_config(), files.generation())
+            break
+        except RequestError as e:
+            if e.field not in _ROW_FIELDS:
+                raise
+            # The row fields that put it right: a row's own voice replaces the job's speaker, and
+            # its own speaker the job's voice (replica.row_request).
+            fixes = {"speaker_unsupported": ("speaker", "voice"), "voice_unsupported": ("voice", "speaker")}.get(
+                e.code, (e.field,))
+            if any(all(getattr(r, f) is None for f in fixes) for r in rows):
+                raise
+            if "voice" in fixes and "speaker" in fixes:  # every row brings its own speaker or voice
+                voice, template = None, replace(template, speaker=None)
+                checked = replace(checked, speaker=first("speaker"))
+                checked_voice = None
+                if checked.speaker is None:
+                    try:
+                        checked_voice = load_voice(first("voice"))
+                    except (Qwen3TTSError, OSError):
+                        break  # the rows' voices fail on their own rows
+            elif e.field == "voice":
+                voice = None
+                try:
+                    checked_voice = load_voice(first("voice"))
+                except (Qwen3TTSError, OSError):
+                    break
+            else:
+                template = replace(template, **{e.field: None})
+                checked = replace(checked, **{e.field: first(e.field)})
+    return template, voice
 
 
 def _cluster(address: str, replicas: int, gpus: float, cpus: float | None):
-    from ..bulk.ray_job import Cluster, host_port
+    from ..bulk.ray_job import Cluster, probe
 
     address = address.strip()
     if address not in ("local", "auto"):
-        host_port(address)
+        probe(address)  # before the model resolves (a download can take a while)
     if cpus is None:
         cpus = 1.0 if gpus or address != "local" else max(1.0, float((os.cpu_count() or 1) // replicas))
     if cpus <= 0 and not gpus:
