@@ -6,7 +6,6 @@ from typer.testing import CliRunner
 
 from qwen3tts_cli.cli.main import app
 from qwen3tts_cli.cli.output import complete_wav as _complete_wav
-from qwen3tts_cli.engine import TTS
 
 runner = CliRunner()
 LINES = "Hello there, world.\n\nA second, rather longer line of text to speak.\nThird one.\nFour.\n"
