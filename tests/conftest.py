@@ -25,6 +25,24 @@ def tiny_checkpoint(tmp_path_factory):
     return make
 
 
+@pytest.fixture(scope="module")
+def tiny_tts(tiny_checkpoint):
+    """Factory: ``tiny_tts(model) -> TTS``, a tiny checkpoint (seed 0) loaded on the CPU in float32
+    once per test module."""
+    import torch
+
+    from qwen3tts_cli.engine import load_tts
+
+    cache = {}
+
+    def get(model: str):
+        if model not in cache:
+            cache[model] = load_tts(tiny_checkpoint(model, 0), device="cpu", dtype=torch.float32)
+        return cache[model]
+
+    return get
+
+
 @pytest.fixture(scope="session")
 def full_checkpoint(tmp_path_factory):
     """Factory: ``full_checkpoint(model, seed=0) -> Path`` at the published shapes (GBs: slow tests only)."""

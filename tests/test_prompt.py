@@ -312,26 +312,12 @@ def test_prompt_ids_and_row_counts_match_reference(name):
     assert ours == theirs
 
 
-@pytest.fixture(scope="module")
-def tiny_models(tiny_checkpoint):
-    from qwen3tts_cli.engine import load_tts
-
-    cache = {}
-
-    def get(model):
-        if model not in cache:
-            cache[model] = load_tts(tiny_checkpoint(model, 0), device="cpu", dtype=torch.float32)
-        return cache[model]
-
-    return get
-
-
 @pytest.mark.parametrize("name", golden_cases("tiny"))
-def test_prompt_embeds_match_reference(name, tiny_models):
+def test_prompt_embeds_match_reference(name, tiny_tts):
     """Rows built with the engine's talker equal the reference's prefill inputs (fp32)."""
     g, arrays = load_golden(name)
     assert g["size"] == "tiny" and g["seed"] == 0
-    tts = tiny_models(g["model"])
+    tts = tiny_tts(g["model"])
     p = prompt_of(tts.embeddings, tts.cfg, TextTokenizer.from_folder(tts.folder, regex=g["regex"]), request_of(g))
     assert p.embeds.dtype == torch.float32
     np.testing.assert_allclose(p.embeds.numpy(), arrays["prefill_embeds"], rtol=0, atol=1e-5)

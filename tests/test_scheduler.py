@@ -9,21 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from qwen3tts_cli.engine import load_tts
 from qwen3tts_cli.engine.scheduler import Scheduler
 from qwen3tts_cli.errors import BusyError, RequestError
-
-
-@pytest.fixture(scope="module")
-def engines(tiny_checkpoint):
-    cache = {}
-
-    def get(model):
-        if model not in cache:
-            cache[model] = load_tts(tiny_checkpoint(model, 0), device="cpu", dtype=torch.float32)
-        return cache[model]
-
-    return get
 
 
 def run_together(sched, requests, delays):
@@ -69,8 +56,8 @@ CV_REQUESTS = [
 
 @pytest.mark.parametrize("max_batch,delays", [(3, [0, 0.02, 0.05, 0.1, 0.12, 0.3, 0.31]), (7, [0] * 7),
                                                (1, [0, 0, 0, 0, 0, 0, 0])])
-def test_custom_voice_requests_equal_their_solo_runs(engines, max_batch, delays):
-    tts = engines("0.6B-CustomVoice")
+def test_custom_voice_requests_equal_their_solo_runs(tiny_tts, max_batch, delays):
+    tts = tiny_tts("0.6B-CustomVoice")
     alone = [tts.synthesize(text, **options) for text, options in CV_REQUESTS]
     with Scheduler(tts, max_batch=max_batch) as sched:
         together = run_together(sched, CV_REQUESTS, delays)
@@ -80,10 +67,10 @@ def test_custom_voice_requests_equal_their_solo_runs(engines, max_batch, delays)
     assert together[2].chunks == 2
 
 
-def test_voice_design_and_clones_equal_their_solo_runs(engines):
+def test_voice_design_and_clones_equal_their_solo_runs(tiny_tts):
     from clone_goldens import load_goldens
 
-    vd = engines("1.7B-VoiceDesign")
+    vd = tiny_tts("1.7B-VoiceDesign")
     reqs = [("Welcome to the evening news.", dict(instruct="A deep, calm male voice.", greedy=True, max_frames=20)),
             ("Bonjour!", dict(instruct="A bright young voice.", seed=3, max_frames=12))]
     alone = [vd.synthesize(t, **o) for t, o in reqs]
@@ -91,7 +78,7 @@ def test_voice_design_and_clones_equal_their_solo_runs(engines):
         for a, b in zip(alone, run_together(sched, reqs, [0, 0.05])):
             assert_same(a, b)
 
-    base = engines("0.6B-Base")
+    base = tiny_tts("0.6B-Base")
     signals, _ = load_goldens()
     icl = base.create_voice((signals["chirp"], 24000), ref_text="A short reference.")
     xv = base.create_voice((signals["voice"], 24000), xvector_only=True)
@@ -104,8 +91,8 @@ def test_voice_design_and_clones_equal_their_solo_runs(engines):
             assert_same(a, b)
 
 
-def test_streaming_handles_equal_tts_stream(engines):
-    tts = engines("0.6B-CustomVoice")
+def test_streaming_handles_equal_tts_stream(tiny_tts):
+    tts = tiny_tts("0.6B-CustomVoice")
     with Scheduler(tts, max_batch=2) as sched:
         handles = [sched.submit(t, **o) for t, o in CV_REQUESTS[:3]]
         got = [np.concatenate(list(h)) for h in handles[:1]]  # one consumer at a time is fine too
@@ -126,8 +113,8 @@ def test_streaming_handles_equal_tts_stream(engines):
         assert h.result.finished
 
 
-def test_a_text_feed_waiting_for_text_holds_no_one_back(engines):
-    tts = engines("0.6B-CustomVoice")
+def test_a_text_feed_waiting_for_text_holds_no_one_back(tiny_tts):
+    tts = tiny_tts("0.6B-CustomVoice")
     text = "A slow writer feeds this text, word by word, while others speak."
     solo_feed = tts.text_feed()
     solo = tts.stream(solo_feed, speaker="ryan", greedy=True, max_frames=30, guard=False)
@@ -154,8 +141,8 @@ def test_a_text_feed_waiting_for_text_holds_no_one_back(engines):
     assert other_s < 0.05 * len(text.split(" "))  # done long before the feed's text was all there
 
 
-def test_a_full_queue_is_busy(engines):
-    tts = engines("0.6B-CustomVoice")
+def test_a_full_queue_is_busy(tiny_tts):
+    tts = tiny_tts("0.6B-CustomVoice")
     with Scheduler(tts, max_batch=1, max_queue=1) as sched:
         a = sched.submit("One.", speaker="ryan", greedy=True, max_frames=5)
         b = sched.submit("Two.", speaker="ryan", greedy=True, max_frames=5)
@@ -168,16 +155,16 @@ def test_a_full_queue_is_busy(engines):
         assert sched.open_requests == 0
 
 
-def test_bad_requests_fail_in_the_callers_thread(engines):
-    tts = engines("0.6B-CustomVoice")
+def test_bad_requests_fail_in_the_callers_thread(tiny_tts):
+    tts = tiny_tts("0.6B-CustomVoice")
     with Scheduler(tts) as sched:
         with pytest.raises(RequestError):
             sched.submit("Hi.", speaker="nobody")
         assert sched.open_requests == 0
 
 
-def test_cancel_from_another_thread_frees_the_row(engines):
-    tts = engines("0.6B-CustomVoice")
+def test_cancel_from_another_thread_frees_the_row(tiny_tts):
+    tts = tiny_tts("0.6B-CustomVoice")
     with Scheduler(tts, max_batch=1) as sched:
         long = sched.submit("This one would run for a long time.", speaker="ryan", greedy=True, max_frames=2000,
                             guard=False)
@@ -199,8 +186,8 @@ def test_cancel_from_another_thread_frees_the_row(engines):
         assert done.frames == 6 and sched.open_requests == 0
 
 
-def test_an_error_in_one_request_fails_that_request_only(engines):
-    tts = engines("0.6B-CustomVoice")
+def test_an_error_in_one_request_fails_that_request_only(tiny_tts):
+    tts = tiny_tts("0.6B-CustomVoice")
 
     class Boom:
         def push(self, frame):
@@ -241,8 +228,8 @@ def test_an_error_in_one_request_fails_that_request_only(engines):
         pipeline.chunk_row = real
 
 
-def test_many_threads_and_an_asyncio_loop(engines):
-    tts = engines("0.6B-CustomVoice")
+def test_many_threads_and_an_asyncio_loop(tiny_tts):
+    tts = tiny_tts("0.6B-CustomVoice")
     texts = [f"Caller number {i} says hello." for i in range(8)]
     alone = [tts.synthesize(t, speaker="ryan", greedy=True, max_frames=8 + i) for i, t in enumerate(texts)]
 
@@ -259,10 +246,10 @@ def test_many_threads_and_an_asyncio_loop(engines):
         assert_same(a, b)
 
 
-def test_dropped_or_cancelled_unstarted_handles_free_their_place(engines):
+def test_dropped_or_cancelled_unstarted_handles_free_their_place(tiny_tts):
     import gc
 
-    tts = engines("0.6B-CustomVoice")
+    tts = tiny_tts("0.6B-CustomVoice")
     with Scheduler(tts, max_batch=1, max_queue=0) as sched:
         h = sched.submit("Never consumed.", speaker="ryan")
         with pytest.raises(BusyError):
@@ -275,8 +262,8 @@ def test_dropped_or_cancelled_unstarted_handles_free_their_place(engines):
         assert sched.submit("Now there is room.", speaker="ryan", greedy=True, max_frames=4).synthesis().frames == 4
 
 
-def test_synthesize_all_yields_each_as_it_ends_and_isolates_failures(engines):
-    tts = engines("0.6B-CustomVoice")
+def test_synthesize_all_yields_each_as_it_ends_and_isolates_failures(tiny_tts):
+    tts = tiny_tts("0.6B-CustomVoice")
     requests = [tts.request("A long one, it runs the longest.", speaker="ryan", greedy=True, max_frames=30),
                 tts.request("Short.", speaker="vivian", greedy=True, max_frames=4),
                 tts.request("Unknown speaker.", speaker="ryan", greedy=True, max_frames=4).with_options(
@@ -296,8 +283,8 @@ def test_synthesize_all_yields_each_as_it_ends_and_isolates_failures(engines):
     assert sorted(progress_for) == [0, 1, 3]  # asked for each request that started
 
 
-def test_closing_synthesize_all_early_cancels_the_rest(engines):
-    tts = engines("0.6B-CustomVoice")
+def test_closing_synthesize_all_early_cancels_the_rest(tiny_tts):
+    tts = tiny_tts("0.6B-CustomVoice")
     requests = [tts.request("Quick.", speaker="ryan", greedy=True, max_frames=2)] + [
         tts.request(f"Long request {i}.", speaker="ryan", greedy=True, max_frames=2000, guard=False)
         for i in range(3)]

@@ -28,9 +28,9 @@ class BulkJob:
     def __init__(self, manifest: Manifest, folder: OutputFolder, spec: JobSpec, cfg, gen, model_key: str = "",
                  allow_truncation: bool = False):
         """``model_key``: what identifies the model and its precision (model_key()), part of every
-        row's request fingerprint."""
+        row's request fingerprint. The caller has run ``folder.check_targets`` on the manifest's ids
+        (the command does it before the model loads)."""
         self.manifest, self.folder, self.allow_truncation = manifest, folder, allow_truncation
-        folder.check_targets(r.id for r in manifest.rows)
         voices, voice_errors = _voice_files(manifest.rows)
         self.spec = replace(spec, voices=voices)
         # A voice by its content: the same file edited makes its rows new requests.

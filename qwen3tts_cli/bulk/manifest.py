@@ -22,6 +22,7 @@ from pathlib import Path
 from ..errors import InputError
 
 COLUMNS = ("id", "text", "speaker", "language", "instruct", "voice", "seed")
+OVERRIDES = COLUMNS[2:]  # the row fields that override the job's options
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 # An id names its file on every platform: no separators, no leading dot (hidden, "." and ".."),
@@ -43,8 +44,7 @@ class ManifestRow:
 
     def overrides(self) -> dict:
         """The fields this row sets, by request field name."""
-        return {k: getattr(self, k) for k in ("speaker", "language", "instruct", "voice", "seed")
-                if getattr(self, k) is not None}
+        return {k: getattr(self, k) for k in OVERRIDES if getattr(self, k) is not None}
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..engine.request import SpeechRequest
-from .manifest import ManifestRow
+from .manifest import COLUMNS, ManifestRow
 from .results import RowResult
 
 # Ray Data hands an actor this many batches at once (each a thread submitting to the one
@@ -53,8 +53,7 @@ def row_request(spec: JobSpec, row: ManifestRow, voice=None) -> SpeechRequest:
 
 
 def row_from_dict(record: dict) -> ManifestRow:
-    return ManifestRow(**{k: record.get(k) for k in ("id", "text", "speaker", "language", "instruct", "voice",
-                                                      "seed")})
+    return ManifestRow(**{k: record.get(k) for k in COLUMNS})
 
 
 # How long a replica waits for another replica on its node to finish downloading the model.
@@ -136,17 +135,18 @@ class Replica:
         out = []
         for result, wav in self.run(row_from_dict(r) for r in batch.to_pylist()):
             out.append({**asdict(result), "wav": wav})
-        return pa.Table.from_pylist(out, schema=RESULT_SCHEMA())
+        return pa.Table.from_pylist(out, schema=result_schema())
 
     def close(self) -> None:
         self.scheduler.close()
 
 
-def RESULT_SCHEMA():  # noqa: N802 (a constant built on first use: pyarrow is the [ray] extra)
+def result_schema():
+    """Ray Data's table of results (built on first use: pyarrow is the [ray] extra)."""
     import pyarrow as pa
 
     return pa.schema([("id", pa.string()), ("path", pa.string()), ("seconds", pa.float64()),
                       ("frames", pa.int64()), ("stop_reason", pa.string()), ("truncated", pa.string()),
                       ("sha256", pa.string()), ("error", pa.string()), ("replica", pa.string()),
-                      ("time", pa.string()), ("synthesis_s", pa.float64()), ("warnings", pa.list_(pa.string())),
+                      ("request", pa.string()), ("time", pa.string()), ("synthesis_s", pa.float64()), ("warnings", pa.list_(pa.string())),
                       ("wav", pa.binary())])

@@ -16,13 +16,12 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from ..io.files import naming
+from ..io.files import atomic_file
 
 RESULTS_NAME = "results.jsonl"
 LOCK_NAME = ".qwen3tts-bulk.lock"
@@ -157,15 +156,8 @@ class OutputFolder:
         """Put a finished row in place: its WAV (atomically) when it has one, then its line."""
         if wav is not None:
             path = self.wav_path(result.id)
-            with naming(path):
-                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=self.folder)
-                try:
-                    with os.fdopen(fd, "wb") as f:
-                        f.write(wav)
-                    os.chmod(tmp, 0o666 & ~_umask())
-                    os.replace(tmp, path)  # replaces the name itself, never what a link points at
-                finally:
-                    Path(tmp).unlink(missing_ok=True)
+            with atomic_file(path, follow_links=False) as f:  # a link at <id>.wav is replaced, not followed
+                f.write(wav)
             result.path, result.sha256 = path.name, hashlib.sha256(wav).hexdigest()
         now = time.time()
         result.time = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
@@ -185,8 +177,3 @@ class OutputFolder:
         self._log.flush()
         os.fsync(self._log.fileno())
 
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask

@@ -143,10 +143,6 @@ def bulk(
                          f"{out.results_path}{hint}")
 
 
-# A row field that, when every row sets it, makes a bad job-wide value of it harmless.
-_ROW_FIELDS = ("speaker", "language", "instruct", "voice", "seed")
-
-
 def _defaults(template) -> dict:
     """The job's request fields but text and voice, as plain values (they travel to Ray actors)."""
     defaults = {f.name: getattr(template, f.name) for f in fields(template) if f.name not in ("text", "voice")}
@@ -162,6 +158,7 @@ def _check_defaults(template, voice, files, rows):
     cloned)."""
     from dataclasses import replace
 
+    from ..bulk.manifest import OVERRIDES
     from ..errors import RequestError
     from ..voice.clone import load_voice
 
@@ -169,12 +166,12 @@ def _check_defaults(template, voice, files, rows):
         return next((getattr(r, name) for r in rows if getattr(r, name) is not None), None)
 
     checked, checked_voice = template, voice
-    for _ in range(len(_ROW_FIELDS) + 1):
+    for _ in range(len(OVERRIDES) + 1):
         try:
             replace(checked, voice=checked_voice).resolve(files.model_config(), files.generation())
             break
         except RequestError as e:
-            if e.field not in _ROW_FIELDS:
+            if e.field not in OVERRIDES:
                 raise
             # The row fields that put it right: a row's own voice replaces the job's speaker, and
             # its own speaker the job's voice (replica.row_request).

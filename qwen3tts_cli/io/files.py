@@ -49,11 +49,13 @@ def check_output(path: str | Path) -> None:
 
 
 @contextlib.contextmanager
-def replace_atomically(path: str | Path) -> Iterator[tuple[Path, bool]]:
+def replace_atomically(path: str | Path, follow_links: bool = True) -> Iterator[tuple[Path, bool]]:
     """Yields (the path to write now, whether it is the target itself). For a regular target, a
     temporary file beside it, renamed over the target when the block ends without an exception and
-    removed otherwise; for a special file, the name itself (written through)."""
-    target, through = output_target(path)
+    removed otherwise; for a special file, the name itself (written through). ``follow_links=False``:
+    the name itself is always replaced, a link included (a folder a job owns: nothing is written
+    through it to elsewhere)."""
+    target, through = output_target(path) if follow_links else (Path(os.path.abspath(path)), False)
     if through:
         yield target, True
         return
@@ -90,7 +92,7 @@ def naming(path: str | Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | Path) -> Iterator:
+def atomic_file(path: str | Path, follow_links: bool = True) -> Iterator:
     """A binary file open for writing at ``path`` by replace_atomically's rules; errors name ``path``."""
-    with naming(path), replace_atomically(path) as (where, _), open(where, "wb") as f:
+    with naming(path), replace_atomically(path, follow_links) as (where, _), open(where, "wb") as f:
         yield f
