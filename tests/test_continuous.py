@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from qwen3tts_cli.engine import load_tts
+from qwen3tts_cli.model import cuda_graphs
 from qwen3tts_cli.model.continuous import ContinuousBatch
 from qwen3tts_cli.model.frames import CACHE_CHUNK, Row
 
@@ -21,9 +22,9 @@ def alone(tts, prompt, cap, settings, seed=None):
     return row
 
 
-def run(tts, entries, max_batch):
+def run(tts, entries, max_batch, static=False):
     """entries: (join at step, prompt, cap, settings, seed); rows join when their step comes."""
-    batch = ContinuousBatch(tts.talker, tts.predictor, tts.cfg.talker.codec_eos_token_id, max_batch)
+    batch = ContinuousBatch(tts.talker, tts.predictor, tts.cfg.talker.codec_eos_token_id, max_batch, static=static)
     rows, ended, waiting, step = {}, set(), sorted(range(len(entries)), key=lambda i: entries[i][0]), 0
     while len(ended) < len(entries):
         while waiting and entries[waiting[0]][0] <= step and batch.free:
@@ -33,7 +34,14 @@ def run(tts, entries, max_batch):
             batch.join(rows[i], settings, lambda f, i=i: ended.add(i) if f is None else None)
         batch.step()
         step += 1
+    run.graphed, run.steps = batch.graphed_frames, step
     return [rows[i] for i in range(len(entries))]
+
+
+@pytest.fixture
+def small_buckets(monkeypatch):
+    # KV buckets of 4 slots: a graphed frame crosses several within a few frames.
+    monkeypatch.setattr(cuda_graphs, "BUCKET", 4)
 
 
 def test_rows_joining_and_leaving_equal_their_solo_runs(tts):
@@ -69,3 +77,44 @@ def test_a_cancelled_row_leaves_at_the_next_step(tts):
     slot.cancelled = True
     batch.step()
     assert got[-1] is None and len(got) == 4 and batch.free == 2 and slot.row.stop_reason == "cancelled"
+
+
+@pytest.mark.parametrize("max_batch", [3, 4])
+def test_graphed_frames_equal_solo_runs(tts, small_buckets, max_batch):
+    """The frame CUDA graphs replay (cuda_graphs.LaneStep), run eagerly: lanes rounded up to a
+    power of two, per-lane EOS blocks, KV buckets, rows joining and leaving."""
+    sampled = tts.sampling(top_k=20)
+    p = [tts.prompt(t, speaker=s) for t, s in (("Hello there.", "ryan"), ("A longer line of text to say.", "vivian"),
+                                               ("Third.", "serena"), ("The fourth joins late.", "ryan"))]
+    for settings, seeds in ((tts.sampling(greedy=True), [None] * 4), (sampled, [11, 5, 2**40, 7])):
+        entries = [(0, p[0], 20, settings, seeds[0]), (0, p[1], 35, settings, seeds[1]),
+                   (3, p[2], 12, settings, seeds[2]), (7, p[3], 25, settings, seeds[3])]
+        together = run(tts, entries, max_batch=max_batch, static=True)
+        assert run.graphed == run.steps  # every frame: the rows share their settings and have their text
+        for (_, prompt, cap, _, seed), row in zip(entries, together):
+            solo = alone(tts, prompt, cap, settings, seed)
+            assert torch.equal(solo.codes(), row.codes()) and solo.stop_reason == row.stop_reason
+
+
+def test_graphed_frames_block_eos_per_lane(tts, monkeypatch):
+    """A lane's EOS block is its own: rows at different steps, one past its min_new_tokens."""
+    raw = tts.talker.logits
+    eos = tts.cfg.talker.codec_eos_token_id
+    monkeypatch.setattr(tts.talker, "logits", lambda h: raw(h).index_fill(-1, torch.tensor([eos]), 1e3))
+    greedy = tts.sampling(greedy=True)
+    late = tts.sampling(greedy=True, min_new_tokens=5)
+    p = tts.prompt("Stop soon.", speaker="ryan")
+    entries = [(0, p, 30, greedy, None), (1, p, 30, late, None)]
+    together = run(tts, entries, max_batch=2, static=True)
+    assert [r.frames and len(r.frames) for r in together] == [2, 5]
+    assert all(r.stop_reason == "eos" for r in together) and run.graphed > 0
+
+
+def test_mixed_settings_fall_back_to_the_eager_frame(tts):
+    greedy, cool = tts.sampling(greedy=True), tts.sampling(temperature=0.6, top_k=10)
+    p = tts.prompt("Two kinds of rows.", speaker="ryan")
+    entries = [(0, p, 12, greedy, None), (0, p, 8, cool, 3)]
+    together = run(tts, entries, max_batch=2, static=True)
+    assert run.graphed == 4  # the eight frames side by side ran eagerly, the last four alone
+    for (_, prompt, cap, settings, seed), row in zip(entries, together):
+        assert torch.equal(alone(tts, prompt, cap, settings, seed).codes(), row.codes())

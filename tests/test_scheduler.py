@@ -2,6 +2,7 @@
 running batch, each giving exactly what it gives alone."""
 
 import asyncio
+import functools
 import threading
 import time
 
@@ -9,8 +10,19 @@ import numpy as np
 import pytest
 import torch
 
+from qwen3tts_cli.engine import scheduler
 from qwen3tts_cli.engine.scheduler import Scheduler
+from qwen3tts_cli.model.continuous import ContinuousBatch
 from qwen3tts_cli.errors import BusyError, RequestError
+
+
+@pytest.fixture(params=["eager", "graphed"])
+def frame_kind(request, monkeypatch):
+    """Run the test with the eager frame, then with the frame CUDA graphs replay (run eagerly here):
+    the batch's frames whose rows share their settings and have their text are one LaneStep."""
+    if request.param == "graphed":
+        monkeypatch.setattr(scheduler, "ContinuousBatch", functools.partial(ContinuousBatch, static=True))
+    return request.param
 
 
 def run_together(sched, requests, delays):
@@ -56,7 +68,7 @@ CV_REQUESTS = [
 
 @pytest.mark.parametrize("max_batch,delays", [(3, [0, 0.02, 0.05, 0.1, 0.12, 0.3, 0.31]), (7, [0] * 7),
                                                (1, [0, 0, 0, 0, 0, 0, 0])])
-def test_custom_voice_requests_equal_their_solo_runs(tiny_tts, max_batch, delays):
+def test_custom_voice_requests_equal_their_solo_runs(tiny_tts, frame_kind, max_batch, delays):
     tts = tiny_tts("0.6B-CustomVoice")
     alone = [tts.synthesize(text, **options) for text, options in CV_REQUESTS]
     with Scheduler(tts, max_batch=max_batch) as sched:
@@ -67,7 +79,7 @@ def test_custom_voice_requests_equal_their_solo_runs(tiny_tts, max_batch, delays
     assert together[2].chunks == 2
 
 
-def test_voice_design_and_clones_equal_their_solo_runs(tiny_tts):
+def test_voice_design_and_clones_equal_their_solo_runs(tiny_tts, frame_kind):
     from clone_goldens import load_goldens
 
     vd = tiny_tts("1.7B-VoiceDesign")
@@ -91,7 +103,7 @@ def test_voice_design_and_clones_equal_their_solo_runs(tiny_tts):
             assert_same(a, b)
 
 
-def test_streaming_handles_equal_tts_stream(tiny_tts):
+def test_streaming_handles_equal_tts_stream(tiny_tts, frame_kind):
     tts = tiny_tts("0.6B-CustomVoice")
     with Scheduler(tts, max_batch=2) as sched:
         handles = [sched.submit(t, **o) for t, o in CV_REQUESTS[:3]]
@@ -113,7 +125,7 @@ def test_streaming_handles_equal_tts_stream(tiny_tts):
         assert h.result.finished
 
 
-def test_a_text_feed_waiting_for_text_holds_no_one_back(tiny_tts):
+def test_a_text_feed_waiting_for_text_holds_no_one_back(tiny_tts, frame_kind):
     tts = tiny_tts("0.6B-CustomVoice")
     text = "A slow writer feeds this text, word by word, while others speak."
     solo_feed = tts.text_feed()
@@ -136,7 +148,10 @@ def test_a_text_feed_waiting_for_text_holds_no_one_back(tiny_tts):
             feed.push(w + " ")
         feed.close()
         t.join(120)
+        ran, graphed = sched.frame_counts
     assert np.array_equal(got["feed"], want)
+    # Graphed: the frames the two rows share, not those the feed's row waits out.
+    assert (graphed == 0) if frame_kind == "eager" else (0 < graphed < ran)
     assert_same(tts.synthesize("Meanwhile, another request.", speaker="vivian", greedy=True, max_frames=20), other)
     assert other_s < 0.05 * len(text.split(" "))  # done long before the feed's text was all there
 

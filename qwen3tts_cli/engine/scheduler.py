@@ -179,6 +179,7 @@ class Scheduler:
         self._inbox: deque[_RowJob] = deque()
         self._open = 0  # requests submitted and not finished
         self._closed = False
+        self._batch: ContinuousBatch | None = None
         self._thread = threading.Thread(target=self._work, name="qwen3tts-scheduler", daemon=True)
         self._thread.start()
 
@@ -255,6 +256,12 @@ class Scheduler:
     def open_requests(self) -> int:
         return self._open
 
+    @property
+    def frame_counts(self) -> tuple[int, int]:
+        """(batch frames run, of which graphed): how many ran as one CUDA-graph replay (bench)."""
+        batch = self._batch
+        return (batch.frames, batch.graphed_frames) if batch is not None else (0, 0)
+
     def close(self) -> None:
         """Stop the worker; rows still running end with an error."""
         with self._cond:
@@ -290,7 +297,9 @@ class Scheduler:
 
     def _work(self) -> None:
         tts = self.tts
-        batch = ContinuousBatch(tts.talker, tts.predictor, tts.cfg.talker.codec_eos_token_id, self.max_batch)
+        batch = ContinuousBatch(tts.talker, tts.predictor, tts.cfg.talker.codec_eos_token_id, self.max_batch,
+                                cuda_graphs=tts.runtime.cuda_graphs)
+        self._batch = batch
         jobs: dict[int, _RowJob] = {}  # cache row -> job
         with torch.inference_mode():
             while True:

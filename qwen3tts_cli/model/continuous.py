@@ -22,7 +22,7 @@ their own next slot and are rewritten when they do advance): the cache rows stay
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -30,44 +30,75 @@ import torch
 from .code_predictor import CodePredictor
 from .frames import CACHE_CHUNK, Row
 from .linear import pack_for_rows
-from .sampling import FirstCodeSampler, SamplingSettings, make_generator
+from .sampling import FirstCodeSampler, SamplingSettings, seed_generator
 from .talker import Talker
 
 
 @dataclass
 class Slot:
-    """A row in the batch: its frames.Row, its settings and where its frames go."""
+    """A row in the batch: its frames.Row, its settings and where its frames go. Its state (the
+    hidden state and logits of its next first code, its codes so far, its generator) lives in its
+    lane of the batch's buffers (``Lanes``), lane = its cache row."""
 
     row: Row
     settings: SamplingSettings
     emit: Callable[[torch.Tensor | None | BaseException], None]  # each kept frame, then None (or the error) at the end
-    index: int  # its talker cache row
+    index: int  # its lane: its talker cache row
     pos: int  # its next cache slot (= its RoPE position)
     sampler: FirstCodeSampler
     generator: torch.Generator
-    h: torch.Tensor  # [H] the state that produced ``logits``
-    logits: torch.Tensor | None  # [V] of the next first code; None while a frame waits to advance
+    predicting: bool = True  # its lane holds the logits of its next first code; False while a frame waits for text
     step: int = 0  # frames made (the frame loop's s)
     frame_emb: torch.Tensor | None = None  # [H] the frame waiting for its text row
     cancelled: bool = False
 
-    def text_row(self, block: bool = False) -> torch.Tensor | None:
-        """The text row that goes with frame ``step - 1`` (None: a text feed's, not here yet)."""
-        p, s = self.row.prompt, self.step - 1
+    def text_row(self, s: int, block: bool = False) -> torch.Tensor | None:
+        """The text row that goes with frame ``s`` (None: a text feed's, not here yet)."""
+        p = self.row.prompt
         track = getattr(p, "track", None)
         return p.trailing_row(s) if track is None else track.row(s, block)
 
+    @property
+    def graph_settings(self) -> SamplingSettings:
+        """What a graphed frame's lanes must share: everything but the EOS block, which is per lane."""
+        return replace(self.settings, min_new_tokens=0)
+
+
+class Lanes:
+    """Per-lane state, on the device: ``h`` [lanes, H] and ``logits`` [lanes, V] (what produced
+    each lane's next first code), ``seen`` [lanes, V] (its codes so far) and one generator per lane."""
+
+    def __init__(self, lanes: int, hidden: int, vocab: int, device: torch.device, dtype: torch.dtype):
+        self.h = torch.zeros(lanes, hidden, dtype=dtype, device=device)
+        self.logits = torch.zeros(lanes, vocab, dtype=dtype, device=device)
+        self.seen = torch.zeros(lanes, vocab, dtype=torch.bool, device=device)
+        # The meta device (shape-only runs) has no generators.
+        self.generators = [None if device.type == "meta" else torch.Generator(device=device) for _ in range(lanes)]
+
 
 class ContinuousBatch:
-    """Up to ``max_batch`` rows generating together, joining and leaving between steps."""
+    """Up to ``max_batch`` rows generating together, joining and leaving between steps.
 
-    def __init__(self, talker: Talker, predictor: CodePredictor, eos_id: int, max_batch: int):
+    On CUDA (unless ``cuda_graphs`` is off) a frame whose rows all share their sampling settings
+    and have their text rows is one CUDA-graph replay over the lanes in use, rounded up to a power
+    of two (cuda_graphs.LaneStep); other frames run eagerly. ``static`` runs that graphed frame
+    eagerly on any device (tests)."""
+
+    def __init__(self, talker: Talker, predictor: CodePredictor, eos_id: int, max_batch: int,
+                 cuda_graphs: bool = True, static: bool = False):
+        from .cuda_graphs import LaneStep, use_cuda_graphs
+
         ref = talker.codec_head.weight
         self.talker, self.predictor, self.eos_id, self.max_batch = talker, predictor, eos_id, max_batch
         self.device, self.dtype = ref.device, talker.model.codec_embedding.weight.dtype
         self.slots: list[Slot | None] = [None] * max_batch
+        self.lanes = Lanes(max_batch, talker.cfg.hidden_size, talker.cfg.vocab_size, self.device, self.dtype)
         talker.setup_cache(max_batch, CACHE_CHUNK, self.device, self.dtype)
         predictor.setup_cache(max_batch, self.device, self.dtype)
+        capture = use_cuda_graphs(self.device, cuda_graphs)
+        self.lane_step = LaneStep(talker, predictor, self.lanes, eos_id, capture) if capture or static else None
+        self.frames = 0  # batch frames run: steps in which some row moved
+        self.graphed_frames = 0  # of which one LaneStep (a CUDA-graph replay on CUDA)
         if self.device.type == "cpu" and max_batch > 1:
             # Batched products at about the cost of one row (linear.pack_for_rows); the code
             # predictor's first pass has two rows per frame.
@@ -86,24 +117,30 @@ class ContinuousBatch:
 
     @torch.inference_mode()
     def join(self, row: Row, settings: SamplingSettings, emit: Callable[[torch.Tensor | None], None]) -> Slot:
-        """Prefill ``row`` into a free cache row; it takes part from the next step on."""
+        """Prefill ``row`` into a free lane; it takes part from the next step on."""
         index = self.slots.index(None)
         x = row.prompt.embeds.to(self.device)[None]
         L = x.shape[1]
         self._room(L + 1)
         with self.talker.cache_rows(index, index + 1):
             h = self.talker(x, torch.arange(L, device=self.device)[None], kv_len=L)[0, -1]
-        gen = make_generator(row.seed, self.device)
+        lanes = self.lanes
+        gen = lanes.generators[index]
+        seed_generator(gen, row.seed)
+        lanes.h[index] = h
+        lanes.logits[index] = self.talker.logits(h[None])[0]
+        lanes.seen[index] = False
         vocab = self.talker.cfg.vocab_size
         slot = Slot(row=row, settings=settings, emit=emit, index=index, pos=L,
-                    sampler=FirstCodeSampler(settings, vocab, self.eos_id, 1, self.device, gen), generator=gen,
-                    h=h, logits=self.talker.logits(h[None])[0])
+                    sampler=FirstCodeSampler(settings, vocab, self.eos_id, 1, self.device, gen,
+                                             seen=lanes.seen[index:index + 1]),
+                    generator=gen)
         row.shape = (self.predictor.n_groups, self.predictor.cfg.vocab_size)
         self.slots[index] = slot
         return slot
 
     def leave(self, slot: Slot, reason: str | None = None, error: BaseException | None = None) -> None:
-        """End a row now (its cache row is free for the next one); ``error``: it failed."""
+        """End a row now (its lane is free for the next one); ``error``: it failed."""
         if self.slots[slot.index] is slot:
             self.slots[slot.index] = None
             if reason is not None and slot.row.stop_reason is None:
@@ -118,11 +155,17 @@ class ContinuousBatch:
         for slot in self.active:
             if slot.cancelled:
                 self.leave(slot, "cancelled")
-        moved = self._predict([s for s in self.active if s.logits is not None])
+        if self.lane_step is not None:
+            texts = self._graphable()
+            if texts is not None:
+                self._graphed(texts)
+                self.frames += 1
+                return True
+        moved = self._predict([s for s in self.active if s.predicting])
         ready = []
-        for s in [s for s in self.active if s.logits is None]:
+        for s in [s for s in self.active if not s.predicting]:
             try:
-                text = s.text_row()
+                text = s.text_row(s.step - 1)
             except Exception as e:  # its text feed was cancelled or failed: this row only
                 self.leave(s, error=e)
                 continue
@@ -130,12 +173,66 @@ class ContinuousBatch:
                 ready.append((s, text))
         if ready:
             self._advance(ready)
+        self.frames += moved or bool(ready)
         return moved or bool(ready)
+
+    # -- the graphed frame -----------------------------------------------------------------------
+
+    def _graphable(self) -> list[torch.Tensor] | None:
+        """The text rows of this frame when every row can take it as one LaneStep: each predicting,
+        all with the same settings, each with its text row at hand. Else None (the eager step)."""
+        active = self.active
+        if not active or any(not s.predicting for s in active):
+            return None
+        settings = active[0].graph_settings
+        if any(s.graph_settings != settings for s in active[1:]):
+            return None
+        texts = []
+        for s in active:
+            try:
+                text = s.text_row(s.step)
+            except Exception:  # a failed text feed: the eager step ends that row as it should
+                return None
+            if text is None:
+                return None
+            texts.append(text)
+        return texts
+
+    def _graphed(self, texts: list[torch.Tensor]) -> None:
+        from .cuda_graphs import cache_room, lane_bucket
+
+        active, step = self.active, self.lane_step
+        n = lane_bucket(active[-1].index + 1, self.max_batch)
+        host = step.host
+        host[:, :n] = 0
+        for s in active:
+            host[0, s.index], host[1, s.index], host[2, s.index] = s.pos, s.sampler.steps, s.sampler.min_new_tokens
+        top = max(s.pos for s in active) + 1
+        self._room(cache_room(top))
+        kv_len = min(cache_room(top), self.talker.max_seq)
+        rows = [step.text.new_zeros(step.text.shape[1])] * n
+        for s, text in zip(active, texts):
+            rows[s.index] = text
+        torch.stack(rows, out=step.text[:n])
+        step.run(n, kv_len, active[0].graph_settings)
+        self.graphed_frames += 1
+        frames = torch.cat((step.z[:n, None], step.codes[:n]), dim=1)  # out of the buffers the next replay reuses
+        first = step.z[:n].tolist()  # the one host sync of the step
+        for s in active:
+            s.sampler.steps += 1
+            if first[s.index] == self.eos_id:
+                self.leave(s, "eos")
+                continue
+            s.pos += 1  # its talker step ran: its lane holds its next logits
+            self._frame(s, frames[s.index], None)
+
+    # -- the eager frame -------------------------------------------------------------------------
 
     def _predict(self, slots: list[Slot]) -> bool:
         if not slots:
             return False
-        z = torch.cat([s.sampler(s.logits[None]) for s in slots])
+        lanes = self.lanes
+        z = torch.cat([s.sampler(lanes.logits[s.index:s.index + 1]) for s in slots])
         first = z.tolist()  # the one host sync of the step
         go = []
         for slot, code, zi in zip(slots, first, z):
@@ -150,21 +247,22 @@ class ContinuousBatch:
             key = (s.subtalker_dosample, s.subtalker_temperature, s.subtalker_top_k, s.subtalker_top_p)
             groups.setdefault(key, []).append((slot, zi))
         for (do_sample, temperature, top_k, top_p), members in groups.items():
-            h = torch.stack([m[0].h for m in members])
+            h = lanes.h[[m[0].index for m in members]]
             zs = torch.stack([m[1] for m in members])
             gens = [m[0].generator for m in members]
             rest, emb, _ = self.predictor.predict(h, self.talker.embed_codec(zs), do_sample=do_sample,
                                                   temperature=temperature, top_k=top_k, top_p=top_p,
                                                   generator=gens if len(gens) > 1 else gens[0])
             for i, (slot, zi) in enumerate(members):
+                slot.predicting = False
                 self._frame(slot, torch.cat((zi[None], rest[i])), emb[i])
         return True
 
-    def _frame(self, slot: Slot, frame: torch.Tensor, emb: torch.Tensor) -> None:
-        """What ends a row: ``Row.take`` (its watcher, then its cap), as in ``frames.generate``."""
+    def _frame(self, slot: Slot, frame: torch.Tensor, emb: torch.Tensor | None) -> None:
+        """What ends a row: ``Row.take`` (its watcher, then its cap), as in ``frames.generate``.
+        ``emb``: the frame's embedding, waiting for its talker step (None: the step already ran)."""
         row = slot.row
         slot.step += 1
-        slot.logits = None
         try:
             kept = row.take(frame)
         except Exception as e:  # a failing watcher fails its own row
@@ -190,11 +288,12 @@ class ContinuousBatch:
         self._room(top)
         h = self.talker(x, pos.to(self.device), kv_len=top)[:, -1]
         logits = self.talker.logits(h)
+        lanes = self.lanes
         for s, _ in ready:
-            s.h, s.logits, s.frame_emb = h[s.index], logits[s.index], None
+            lanes.h[s.index], lanes.logits[s.index] = h[s.index], logits[s.index]
+            s.frame_emb, s.predicting = None, True
             s.pos += 1
 
     def _room(self, slots: int) -> None:
         if slots > self.talker.max_seq:
             self.talker.grow_cache(max(slots, 2 * self.talker.max_seq))
-

@@ -30,7 +30,7 @@ from typing import Sequence
 import torch
 
 from .code_predictor import CodePredictor
-from .sampling import SamplingSettings, seed_generator
+from .sampling import SamplingSettings, choose_first_code, control_masks, first_code_scores, seed_generator
 from .talker import Talker
 
 BUCKET = 256
@@ -240,3 +240,111 @@ class GraphStep:
         # The buffers are overwritten by the next replay: the loop reads h_next and the logits
         # before that (to sample), the codes are copied into the frame it yields.
         return st.codes, st.h_next, st.logits, st.cp_logits.clone() if want_cp else None
+
+
+# ---------------------------------------------------------------------------------------------
+# The continuous batch's frame (model/continuous.py)
+# ---------------------------------------------------------------------------------------------
+
+def lane_bucket(lanes: int, max_lanes: int) -> int:
+    """Lanes a frame of the continuous batch computes when its highest busy lane is ``lanes - 1``:
+    the next power of two, at most ``max_lanes`` (one graph per bucket, not per batch size)."""
+    n = 1
+    while n < lanes:
+        n *= 2
+    return min(n, max_lanes)
+
+
+class LaneStep:
+    """One frame of the continuous batch for lanes 0..n-1 over static buffers, captured as one CUDA
+    graph per (lane bucket, KV bucket, sampling settings) and replayed (``capture``), or run
+    eagerly (any device: the CPU tests check it against rows run alone).
+
+    Lane i is cache row i. Its state lives in the batch's lane buffers, read and written in place:
+    ``h`` [lanes, H] and ``logits`` [lanes, V] (the state that produced its next first code),
+    ``seen`` [lanes, V] (its codes so far) and ``generators[i]`` (its random draws). Per frame the
+    caller fills ``text`` (its text row), ``pos`` (its cache slot = RoPE position), ``steps`` and
+    ``min_new`` (its first codes so far and its EOS block); the frame then
+
+        samples its first code z (§5.2 with the lane's own blocked ids) -> ``z``
+        runs the code predictor -> ``codes`` [lanes, 15] and the frame embedding
+        runs the talker step on frame + text at ``pos`` -> the next ``h`` and ``logits``
+
+    for every lane, busy or not: a free lane computes garbage at slot 0 of its own cache row and
+    draws from its own generator (both reset when a row joins). The caller reads ``z`` to find
+    each row's end token afterwards; that row's speculative talker step is simply not used.
+    Every lane of one frame shares the sampling settings (the key) except ``min_new_tokens``."""
+
+    def __init__(self, talker: Talker, predictor: CodePredictor, state, eos_id: int, capture: bool):
+        self.talker, self.predictor, self.state, self.capture = talker, predictor, state, capture
+        lanes, device = state.h.shape[0], state.h.device
+        H = talker.cfg.hidden_size
+        self.text = torch.zeros(lanes, H, dtype=state.h.dtype, device=device)
+        self.pos = torch.zeros(lanes, 1, dtype=torch.long, device=device)
+        self.steps = torch.zeros(lanes, dtype=torch.long, device=device)
+        self.min_new = torch.zeros(lanes, dtype=torch.long, device=device)
+        self.z = torch.zeros(lanes, dtype=torch.long, device=device)
+        self.codes = torch.zeros(lanes, predictor.n_groups - 1, dtype=torch.long, device=device)
+        self.suppress, self.suppress_and_eos = control_masks(talker.cfg.vocab_size, eos_id, device)
+        # pos, steps, min_new staged on the host: one copy per frame.
+        self.host = torch.zeros(3, lanes, dtype=torch.long, pin_memory=device.type == "cuda")
+        self.graphs: dict[tuple, torch.cuda.CUDAGraph] = {}
+        self.pool = None
+        self.capture_s = 0.0
+        self.cache_key = None
+
+    def _body(self, n: int, kv_len: int, s: SamplingSettings) -> None:
+        st = self.state
+        gens = st.generators[:n]
+        blocked = torch.where((self.steps[:n] < self.min_new[:n])[:, None], self.suppress_and_eos, self.suppress)
+        scores = first_code_scores(st.logits[:n], s, st.seen[:n], blocked)
+        z = choose_first_code(scores, s, st.seen[:n], gens)
+        rest, frame_emb, _ = self.predictor.predict(
+            st.h[:n], self.talker.embed_codec(z), do_sample=s.subtalker_dosample, temperature=s.subtalker_temperature,
+            top_k=s.subtalker_top_k, top_p=s.subtalker_top_p, generator=gens)
+        h = self.talker((frame_emb + self.text[:n])[:, None], self.pos[:n], kv_len=kv_len)[:, -1]
+        self.z[:n].copy_(z)
+        self.codes[:n].copy_(rest)
+        st.h[:n].copy_(h)
+        st.logits[:n].copy_(self.talker.logits(h))
+
+    def run(self, n: int, kv_len: int, settings: SamplingSettings) -> None:
+        """The frame for lanes 0..n-1 over the first ``kv_len`` cache slots (the inputs already set)."""
+        self.pos[:n].copy_(self.host[0, :n, None], non_blocking=True)
+        self.steps[:n].copy_(self.host[1, :n], non_blocking=True)
+        self.min_new[:n].copy_(self.host[2, :n], non_blocking=True)
+        if not self.capture:
+            self._body(n, kv_len, settings)
+            return
+        # Graphs hold the cache buffers' addresses: a grown cache means new graphs.
+        cache = (self.talker.cache_version, self.talker.max_seq, self.predictor.cache_version)
+        if cache != self.cache_key:
+            self.graphs.clear()
+            self.pool, self.cache_key = None, cache
+        key = (n, kv_len, settings)
+        graph = self.graphs.get(key)
+        if graph is None:
+            graph = self._capture(n, kv_len, settings)
+            self.graphs[key] = graph
+        graph.replay()
+
+    def _capture(self, n: int, kv_len: int, settings: SamplingSettings) -> "torch.cuda.CUDAGraph":
+        # The warm-up run changes the lanes' state in place and draws: put both back, so that the
+        # replay computes this frame from where it was. (Its KV writes are rewritten alike.)
+        st = self.state
+        saved = [t[:n].clone() for t in (st.h, st.logits, st.seen)]
+        gens = st.generators[:n]
+        states = [g.get_state() for g in gens]
+
+        def restore():
+            for t, v in zip((st.h, st.logits, st.seen), saved):
+                t[:n].copy_(v)
+            for g, v in zip(gens, states):
+                g.set_state(v)
+
+        if self.pool is None:
+            self.pool = torch.cuda.graph_pool_handle()
+        draws = gens if settings.do_sample or settings.subtalker_dosample else ()
+        graph, _, seconds = capture_graph(lambda: self._body(n, kv_len, settings), self.pool, draws, restore)
+        self.capture_s += seconds
+        return graph

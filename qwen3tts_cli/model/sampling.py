@@ -156,40 +156,60 @@ def pick(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: int, 
     return draw(warp(logits, temperature, top_k, top_p), generator)
 
 
+def first_code_scores(logits: torch.Tensor, settings: SamplingSettings, seen: torch.Tensor | None,
+                      blocked: torch.Tensor) -> torch.Tensor:
+    """Steps 1-3 of §5.2 on raw logits [B, V] -> fp32 scores: the repetition penalty on the codes
+    ``seen`` [B, V] holds (None: none yet), then the ``blocked`` ids ([V], or [B, V] per row) at -inf."""
+    x = logits.float()
+    if settings.repetition_penalty != 1.0 and seen is not None:
+        p = settings.repetition_penalty
+        x = torch.where(seen, torch.where(x < 0, x * p, x / p), x)
+    return x.masked_fill(blocked, float("-inf"))
+
+
+def choose_first_code(scores: torch.Tensor, settings: SamplingSettings, seen: torch.Tensor,
+                      generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
+    """Step 4 of §5.2: a draw from the warped scores [B, V] (or their argmax without sampling);
+    the choice is marked in ``seen`` [B, V]. [B] on the device, no host sync."""
+    s = settings
+    ids = draw(warp(scores, s.temperature, s.top_k, s.top_p), generator) if s.do_sample else scores.argmax(dim=-1)
+    seen.scatter_(1, ids[:, None], True)
+    return ids
+
+
+def control_masks(vocab_size: int, eos_id: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first code's blocked ids [V]: (control rows, control rows and EOS). Ids [vocab - 1024,
+    vocab) are control/speaker/language rows, never audio; EOS stays allowed unless blocked too."""
+    suppress = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+    suppress[max(vocab_size - 1024, 0):] = True
+    suppress[eos_id] = False
+    with_eos = suppress.clone()
+    with_eos[eos_id] = True
+    return suppress, with_eos
+
+
 class FirstCodeSampler:
-    """Logit pipeline of the talker's first code, with per-utterance state held on the device."""
+    """Logit pipeline of the talker's first code, with per-utterance state held on the device
+    (``seen``: the codes chosen so far, a [batch, V] buffer of its own unless one is given)."""
 
     def __init__(self, settings: SamplingSettings, vocab_size: int, eos_id: int, batch: int,
-                 device: torch.device | str, generator: torch.Generator | None, min_new_tokens: int | None = None):
+                 device: torch.device | str, generator: torch.Generator | None, min_new_tokens: int | None = None,
+                 seen: torch.Tensor | None = None):
         self.s = settings
         self.eos_id = eos_id
         self.min_new_tokens = settings.min_new_tokens if min_new_tokens is None else min_new_tokens
         self.generator = generator
-        self.seen = torch.zeros(batch, vocab_size, dtype=torch.bool, device=device)
-        # ids [vocab - 1024, vocab) are control/speaker/language rows, never audio; EOS stays allowed.
-        self.suppress = torch.zeros(vocab_size, dtype=torch.bool, device=device)
-        self.suppress[max(vocab_size - 1024, 0):] = True
-        self.suppress[eos_id] = False
-        self.suppress_and_eos = self.suppress.clone()
-        self.suppress_and_eos[eos_id] = True
+        self.seen = torch.zeros(batch, vocab_size, dtype=torch.bool, device=device) if seen is None else seen
+        self.suppress, self.suppress_and_eos = control_masks(vocab_size, eos_id, device)
         self.steps = 0  # codes generated so far (host counter, no sync)
 
     def process(self, logits: torch.Tensor) -> torch.Tensor:
         """Steps 1-3 of §5.2 on raw logits [B, V] -> fp32 scores."""
-        x = logits.float()
-        if self.s.repetition_penalty != 1.0 and self.steps > 0:
-            p = self.s.repetition_penalty
-            x = torch.where(self.seen, torch.where(x < 0, x * p, x / p), x)
         # EOS is blocked until min_new_tokens codes exist (the reference's min-length processors).
         blocked = self.suppress_and_eos if self.steps < self.min_new_tokens else self.suppress
-        return x.masked_fill(blocked, float("-inf"))
+        return first_code_scores(logits, self.s, self.seen if self.steps > 0 else None, blocked)
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
-        x = self.process(logits)
-        if self.s.do_sample:
-            ids = draw(warp(x, self.s.temperature, self.s.top_k, self.s.top_p), self.generator)
-        else:
-            ids = x.argmax(dim=-1)
-        self.seen.scatter_(1, ids[:, None], True)
+        ids = choose_first_code(self.process(logits), self.s, self.seen, self.generator)
         self.steps += 1
         return ids
