@@ -284,7 +284,9 @@ def full_checks(report, model, root, frames, batch):
 
 def scheduler_checks(report, model, tts, kw):
     """Dynamic batching on CUDA: requests of different lengths and seeds, arriving at different
-    times, give their solo codes."""
+    times, give their solo codes, with the batch's frames as CUDA-graph replays (LaneStep) and
+    without (eager)."""
+    import dataclasses
     import threading
 
     from qwen3tts_cli.engine.scheduler import Scheduler
@@ -292,29 +294,48 @@ def scheduler_checks(report, model, tts, kw):
     reqs = [(t, dict(language="english", greedy=True, max_frames=20 + 7 * i, **kw)) for i, t in enumerate(TEXTS)]
     reqs.append((TEXT, dict(language="english", seed=5, max_frames=30, **kw)))
     alone = [tts.synthesize(t, **o).codes for t, o in reqs]
-    got = [None] * len(reqs)
-    with Scheduler(tts, max_batch=3) as sched:
-        def one(i):
-            time.sleep(0.05 * i)
-            got[i] = sched.submit(reqs[i][0], **reqs[i][1]).synthesis().codes
+    runtime = tts.runtime
+    for graphs in (True, False):
+        tts.runtime = dataclasses.replace(runtime, cuda_graphs=graphs)
+        got = [None] * len(reqs)
+        with Scheduler(tts, max_batch=3) as sched:
+            warm_s = sched.warm_up(language="english", greedy=True, slots=512, **kw)
 
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(reqs))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(600)
-    greedy_ok = all(g is not None and torch.equal(a, g) for a, g in zip(alone[:-1], got[:-1]))
-    check(report, f"{model} tiny scheduler: requests == their solo runs", greedy_ok,
-          seeded_equal=bool(got[-1] is not None and torch.equal(alone[-1], got[-1])))
+            def one(i):
+                time.sleep(0.05 * i)
+                got[i] = sched.submit(reqs[i][0], **reqs[i][1]).synthesis().codes
+
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(len(reqs))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(600)
+            ran, graphed = sched.frame_counts
+        greedy_ok = all(g is not None and torch.equal(a, g) for a, g in zip(alone[:-1], got[:-1]))
+        check(report, f"{model} tiny scheduler ({'graphs' if graphs else 'eager'}): requests == their solo runs",
+              greedy_ok and (graphed > 0) == graphs,
+              seeded_equal=bool(got[-1] is not None and torch.equal(alone[-1], got[-1])),
+              batch_frames=ran, graphed_frames=graphed, warm_up_s=warm_s)
+    tts.runtime = runtime
 
 
 def concurrency_timings(tts, kw, timings, frames, levels=(1, 4, 16)):
-    """bench --concurrency on this model: aggregate x real time, frames/s, TTFA p50/p95."""
+    """bench --concurrency on this model: aggregate x real time, frames/s, TTFA p50/p95, the share
+    of batch frames graphed; then the highest level again with graphs off (the eager batch)."""
+    import dataclasses
+
     from qwen3tts_cli.bench.speed import DEFAULT_TEXT, concurrency_level
 
     timings["concurrency"] = []
     for n in levels:
         timings["concurrency"].append(concurrency_level(tts, DEFAULT_TEXT, dict(language="english", **kw), frames, n))
+    runtime = tts.runtime
+    tts.runtime = dataclasses.replace(runtime, cuda_graphs=False)
+    try:
+        eager = concurrency_level(tts, DEFAULT_TEXT, dict(language="english", **kw), frames, levels[-1])
+    finally:
+        tts.runtime = runtime
+    timings["concurrency_eager"] = eager
 
 
 def feed_text(tts, pieces, delay):

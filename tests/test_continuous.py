@@ -118,3 +118,25 @@ def test_mixed_settings_fall_back_to_the_eager_frame(tts):
     assert run.graphed == 4  # the eight frames side by side ran eagerly, the last four alone
     for (_, prompt, cap, settings, seed), row in zip(entries, together):
         assert torch.equal(alone(tts, prompt, cap, settings, seed).codes(), row.codes())
+
+
+def test_prepared_lanes_give_solo_runs(tts, small_buckets):
+    """prepare runs every (lane bucket, KV bucket) frame on free lanes; rows joining after it are
+    untouched by what those frames left behind."""
+    sampled = tts.sampling(top_k=20)
+    batch = ContinuousBatch(tts.talker, tts.predictor, tts.cfg.talker.codec_eos_token_id, 3, static=True)
+    assert batch.prepare(sampled, 10) == 3 * 3  # lanes 1, 2, 3 x KV buckets of 4 below slot 10
+    assert tts.talker.max_seq >= 12
+    p = tts.prompt("After the warm-up.", speaker="vivian")
+    rows = [Row(p, cap=14, seed=s) for s in (3, 4)]
+    ended = []
+    for r in rows:
+        batch.join(r, sampled, lambda f: ended.append(f) if f is None else None)
+    while len(ended) < 2:
+        batch.step()
+    for r, s in zip(rows, (3, 4)):
+        assert torch.equal(r.codes(), alone(tts, p, 14, sampled, s).codes())
+    with pytest.raises(RuntimeError, match="before rows join"):
+        batch.join(Row(p, cap=2), sampled, lambda f: None)
+        batch.prepare(sampled, 10)
+    assert ContinuousBatch(tts.talker, tts.predictor, 2150, 2).prepare(sampled, 10) == 0  # eager: nothing to run

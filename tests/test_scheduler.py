@@ -310,3 +310,16 @@ def test_closing_synthesize_all_early_cancels_the_rest(tiny_tts):
         results.close()  # the long ones are cancelled, not run to 2000 frames
         assert time.perf_counter() - t < 20
         assert first == 0 and outcome.frames == 2 and sched.open_requests == 0
+
+
+def test_warm_up_prepares_the_batch_in_its_worker(tiny_tts, frame_kind):
+    tts = tiny_tts("0.6B-CustomVoice")
+    with Scheduler(tts, max_batch=2) as sched:
+        seconds = sched.warm_up(speaker="ryan", slots=300)
+        assert (seconds == 0.0) if frame_kind == "eager" else (seconds > 0)
+        with pytest.raises(RequestError):
+            sched.warm_up(temperature=-1)
+        got = sched.submit(*CV_REQUESTS[0][:1], **CV_REQUESTS[0][1]).synthesis()
+    assert_same(tts.synthesize(CV_REQUESTS[0][0], **CV_REQUESTS[0][1]), got)
+    with pytest.raises(RuntimeError, match="closed"):
+        sched.warm_up()

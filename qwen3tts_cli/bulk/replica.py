@@ -97,6 +97,8 @@ class Replica:
             ref = spec.voice
             self.voice = self.tts.create_voice(ref.audio, ref_text=ref.ref_text, xvector_only=ref.xvector_only)
         self.scheduler = Scheduler(self.tts, max_batch=spec.max_batch, max_queue=spec.max_batch * CALLS_PER_REPLICA)
+        # On CUDA: the batch's graphs for the job's sampling settings now, not inside the first rows.
+        self.scheduler.warm_up(SpeechRequest("warm-up", **spec.defaults))
 
     def run(self, rows: Iterable[ManifestRow]) -> Iterator[tuple[RowResult, bytes | None]]:
         """(result, WAV bytes or None) for each row, as each ends; a failed row has its error set."""

@@ -65,11 +65,11 @@ def serve(
     folder = resolve_model_with_progress(model, not quiet and err.is_terminal, say)
     tts, t_load = load_model(folder, dev, dtype)
     tts.decoder  # noqa: B018 (loaded before the first request)
-    tts.warm_up()
     model_id = folder.name
-    say(f"serving {model_id} ({tts.model_type}) on http://{host}:{port} (load {t_load:.1f} s, batch up to "
-        f"{max_batch}{', API key required' if key else ''})")
     with Scheduler(tts, max_batch=max_batch, max_queue=max_queue) as scheduler:
+        scheduler.warm_up()  # on CUDA: the batch's graphs, captured before the first caller waits for them
+        say(f"serving {model_id} ({tts.model_type}) on http://{host}:{port} (load {t_load:.1f} s, batch up to "
+            f"{max_batch}{', API key required' if key else ''})")
         app = create_app(tts, scheduler, ServerSettings(model_id, api_key=key, max_input_chars=max_input_chars,
                                                         voices_dir=voices_dir))
         uvicorn.run(app, host=host, port=port, log_level="warning" if quiet else "info")

@@ -38,6 +38,9 @@ from .results import SpeechStream, SynthesisResult
 
 DEFAULT_MAX_BATCH = 4
 DEFAULT_MAX_QUEUE = 16
+# Cache slots a warm-up prepares the batch for: a prompt of up to 1024 rows and 1024 frames
+# (82 s) after it. Longer rows grow the cache and capture their graphs as they go.
+WARM_UP_SLOTS = 2048
 
 
 class RequestCancelled(Exception):
@@ -58,6 +61,21 @@ class _RowJob:
 
     def fail(self, error: BaseException) -> None:
         self.frames.put(error)
+
+
+class _WorkerCall:
+    """A function the worker runs with the batch (it alone touches the model's caches)."""
+
+    def __init__(self, fn):
+        self.fn, self.done = fn, threading.Event()
+        self.value, self.error = None, None
+
+    def run(self, batch) -> None:
+        try:
+            self.value = self.fn(batch)
+        except BaseException as e:  # noqa: BLE001 (raised in the caller's thread)
+            self.error = e
+        self.done.set()
 
 
 class SpeechHandle:
@@ -180,6 +198,7 @@ class Scheduler:
         self._open = 0  # requests submitted and not finished
         self._closed = False
         self._batch: ContinuousBatch | None = None
+        self._calls: deque[_WorkerCall] = deque()
         self._thread = threading.Thread(target=self._work, name="qwen3tts-scheduler", daemon=True)
         self._thread.start()
 
@@ -252,6 +271,35 @@ class Scheduler:
             for t in threads:
                 t.join(30)
 
+    def warm_up(self, text="warm-up", *, slots: int = WARM_UP_SLOTS, **options) -> float:
+        """On CUDA with graphs, capture now what the first requests with these options would
+        capture inside their time to first audio: the batch's frame graphs for every number of
+        rows in flight, up to cache slot ``slots`` (ContinuousBatch.prepare), and the codec's
+        streaming graphs. Call it before submitting. Returns the seconds spent; 0.0 on CPU or
+        with graphs off."""
+        import time
+
+        tts = self.tts
+        request = tts.warm_up_request(text, options)
+        settings = request.sampling_settings(tts.generation_config)
+        t0 = time.perf_counter()
+        frames = self._in_worker(lambda batch: batch.prepare(settings, slots))
+        tts.warm_up_codec(request)
+        return time.perf_counter() - t0 if frames else 0.0
+
+    def _in_worker(self, fn):
+        """``fn(batch)`` run by the worker between frames; its result (or its exception) here."""
+        call = _WorkerCall(fn)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the scheduler is closed")
+            self._calls.append(call)
+            self._cond.notify_all()
+        call.done.wait()
+        if call.error is not None:
+            raise call.error
+        return call.value
+
     @property
     def open_requests(self) -> int:
         return self._open
@@ -304,11 +352,14 @@ class Scheduler:
         with torch.inference_mode():
             while True:
                 with self._cond:
-                    while not self._closed and not self._inbox and not batch.active:
+                    while not self._closed and not self._inbox and not batch.active and not self._calls:
                         self._cond.wait()
                     if self._closed:
                         break
+                    calls = [self._calls.popleft() for _ in range(len(self._calls))]
                     joining = [self._inbox.popleft() for _ in range(min(batch.free, len(self._inbox)))]
+                for call in calls:
+                    call.run(batch)
                 for job in joining:
                     if job.cancelled:
                         job.emit(None)
@@ -340,3 +391,8 @@ class Scheduler:
                 job.fail(RuntimeError("the scheduler was closed"))
         for job in self._inbox:
             job.fail(RuntimeError("the scheduler was closed"))
+        with self._cond:
+            for call in self._calls:
+                call.error = RuntimeError("the scheduler was closed")
+                call.done.set()
+            self._calls.clear()

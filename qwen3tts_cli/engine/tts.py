@@ -289,23 +289,35 @@ class TTS:
         """On CUDA with graphs, capture now what the first ``stream`` of such requests would capture
         inside its time to first audio: the frame step's graphs for prompts of up to
         ``prompt_rows`` rows (the KV cache sized for them plus ``max_frames``) and the codec's
-        graphs for every push size up to the schedule's largest. Takes ``stream``'s options
-        (the sampling ones matter). Returns the seconds spent; 0.0 on CPU or with graphs off."""
-        from ..codec.streaming import StreamStates
+        graphs (``warm_up_codec``). Takes ``stream``'s options (the sampling ones matter). Returns
+        the seconds spent; 0.0 on CPU or with graphs off. (A Scheduler has its own ``warm_up``.)"""
         from ..model.cuda_graphs import prepare_frame_graphs, use_cuda_graphs
 
-        # stream's other keywords (progress, ...) are welcome and play no part here.
-        request = self.request(text, **{k: v for k, v in options.items() if k in request_options()})
+        request = self.warm_up_request(text, options)
         if not use_cuda_graphs(self.device, self.runtime.cuda_graphs):
             return 0.0
         t0 = time.perf_counter()
         gen = self.generation_config
         prepare_frame_graphs(self.talker, self.predictor, request.sampling_settings(gen),
                              prompt_rows + request.frame_cap(gen), prompt_rows)
-        # Every size up to the largest: an utterance's last push may be any shorter one.
+        self.warm_up_codec(request)
+        return time.perf_counter() - t0
+
+    def warm_up_request(self, text: str | SpeechRequest, options: dict) -> SpeechRequest:
+        """The request a warm-up prepares for: ``stream``'s other keywords (progress, ...) are
+        welcome and play no part."""
+        return self.request(text, **{k: v for k, v in options.items() if k in request_options()})
+
+    def warm_up_codec(self, request: SpeechRequest) -> None:
+        """On CUDA with graphs, capture the streaming codec's graphs for every push size up to the
+        largest of ``request``'s schedule (an utterance's last push may be any shorter one)."""
+        from ..codec.streaming import StreamStates
+        from ..model.cuda_graphs import use_cuda_graphs
+
+        if not use_cuda_graphs(self.device, self.runtime.cuda_graphs):
+            return
         StreamStates.for_decoder(self.decoder).prepare(range(1, max(request.schedule) + 1))
         torch.cuda.synchronize(self.device)
-        return time.perf_counter() - t0
 
     # -- text to audio ---------------------------------------------------------------------------
 

@@ -105,6 +105,32 @@ class ContinuousBatch:
             pack_for_rows(talker, max_batch)
             pack_for_rows(predictor, max_batch)
 
+    @torch.inference_mode()
+    def prepare(self, settings: SamplingSettings, upto_slot: int) -> int:
+        """Before any row joins: size the KV cache for ``upto_slot`` slots and run (on CUDA:
+        capture) the graphed frame of every lane bucket at every KV bucket below it, for rows with
+        these settings, so that their frames capture nothing inside their time to first audio.
+        Returns the frames run. A cache grown later past this size means new graphs, captured as
+        frames need them. The frames write garbage into free lanes, which a joining row resets."""
+        from .cuda_graphs import BUCKET, cache_room, lane_bucket
+
+        if self.lane_step is None:
+            return 0
+        if self.active:
+            raise RuntimeError("prepare a batch before rows join it")
+        self._room(cache_room(upto_slot))
+        buckets = sorted({lane_bucket(n, self.max_batch) for n in range(1, self.max_batch + 1)})
+        step, key = self.lane_step, replace(settings, min_new_tokens=0)
+        ran = 0
+        for n in buckets:
+            for start in range(0, min(upto_slot, self.talker.max_seq), BUCKET):
+                step.host[:, :n] = 0
+                step.host[0, :n] = start
+                step.text[:n].zero_()
+                step.run(n, min(cache_room(start + 1), self.talker.max_seq), key)
+                ran += 1
+        return ran
+
     # -- rows in and out -----------------------------------------------------------------------
 
     @property
