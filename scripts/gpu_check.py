@@ -310,12 +310,12 @@ def scheduler_checks(report, model, tts, kw):
                 t.start()
             for t in threads:
                 t.join(600)
-            ran, graphed = sched.frame_counts
+            counts = sched.frame_counts
         greedy_ok = all(g is not None and torch.equal(a, g) for a, g in zip(alone[:-1], got[:-1]))
         check(report, f"{model} tiny scheduler ({'graphs' if graphs else 'eager'}): requests == their solo runs",
-              greedy_ok and (graphed > 0) == graphs,
+              greedy_ok and (counts["graphed_frames"] > 0) == graphs,
               seeded_equal=bool(got[-1] is not None and torch.equal(alone[-1], got[-1])),
-              batch_frames=ran, graphed_frames=graphed, warm_up_s=warm_s)
+              warm_up_s=warm_s, **counts)
     tts.runtime = runtime
 
 

@@ -22,9 +22,10 @@ def alone(tts, prompt, cap, settings, seed=None):
     return row
 
 
-def run(tts, entries, max_batch, static=False):
+def run(tts, entries, max_batch, lane_step=True):
     """entries: (join at step, prompt, cap, settings, seed); rows join when their step comes."""
-    batch = ContinuousBatch(tts.talker, tts.predictor, tts.cfg.talker.codec_eos_token_id, max_batch, static=static)
+    batch = ContinuousBatch(tts.talker, tts.predictor, tts.cfg.talker.codec_eos_token_id, max_batch,
+                            lane_step=lane_step)
     rows, ended, waiting, step = {}, set(), sorted(range(len(entries)), key=lambda i: entries[i][0]), 0
     while len(ended) < len(entries):
         while waiting and entries[waiting[0]][0] <= step and batch.free:
@@ -34,7 +35,7 @@ def run(tts, entries, max_batch, static=False):
             batch.join(rows[i], settings, lambda f, i=i: ended.add(i) if f is None else None)
         batch.step()
         step += 1
-    run.graphed, run.steps = batch.graphed_frames, step
+    run.lane_frames, run.steps = batch.lane_frames, step
     return [rows[i] for i in range(len(entries))]
 
 
@@ -44,14 +45,16 @@ def small_buckets(monkeypatch):
     monkeypatch.setattr(cuda_graphs, "BUCKET", 4)
 
 
-def test_rows_joining_and_leaving_equal_their_solo_runs(tts):
+@pytest.mark.parametrize("lane_step", [True, False])
+def test_rows_joining_and_leaving_equal_their_solo_runs(tts, lane_step):
     greedy, sampled = tts.sampling(greedy=True), tts.sampling()
     cool = tts.sampling(temperature=0.6, subtalker_temperature=0.4, top_k=10)
     p = [tts.prompt(t, speaker=s) for t, s in (("Hello there.", "ryan"), ("A longer line of text to say.", "vivian"),
                                                ("Third.", "serena"), ("The fourth joins late.", "ryan"))]
     entries = [(0, p[0], 20, greedy, None), (0, p[1], 35, sampled, 11), (3, p[2], 12, cool, 5),
                (7, p[3], 25, greedy, None)]
-    together = run(tts, entries, max_batch=3)  # the fourth waits for a free row
+    together = run(tts, entries, max_batch=3, lane_step=lane_step)  # the fourth waits for a free row
+    assert (run.lane_frames > 0) == lane_step  # the greedy rows' frames once the sampled one has gone
     for (_, prompt, cap, settings, seed), row in zip(entries, together):
         solo = alone(tts, prompt, cap, settings, seed)
         assert torch.equal(solo.codes(), row.codes()) and solo.stop_reason == row.stop_reason
@@ -81,16 +84,16 @@ def test_a_cancelled_row_leaves_at_the_next_step(tts):
 
 @pytest.mark.parametrize("max_batch", [3, 4])
 def test_graphed_frames_equal_solo_runs(tts, small_buckets, max_batch):
-    """The frame CUDA graphs replay (cuda_graphs.LaneStep), run eagerly: lanes rounded up to a
-    power of two, per-lane EOS blocks, KV buckets, rows joining and leaving."""
+    """The frame CUDA graphs replay (cuda_graphs.LaneStep; eager on the CPU): lanes rounded up to a
+    power of two, KV buckets, rows joining and leaving."""
     sampled = tts.sampling(top_k=20)
     p = [tts.prompt(t, speaker=s) for t, s in (("Hello there.", "ryan"), ("A longer line of text to say.", "vivian"),
                                                ("Third.", "serena"), ("The fourth joins late.", "ryan"))]
     for settings, seeds in ((tts.sampling(greedy=True), [None] * 4), (sampled, [11, 5, 2**40, 7])):
         entries = [(0, p[0], 20, settings, seeds[0]), (0, p[1], 35, settings, seeds[1]),
                    (3, p[2], 12, settings, seeds[2]), (7, p[3], 25, settings, seeds[3])]
-        together = run(tts, entries, max_batch=max_batch, static=True)
-        assert run.graphed == run.steps  # every frame: the rows share their settings and have their text
+        together = run(tts, entries, max_batch=max_batch)
+        assert run.lane_frames == run.steps  # every frame: the rows share their settings and have their text
         for (_, prompt, cap, _, seed), row in zip(entries, together):
             solo = alone(tts, prompt, cap, settings, seed)
             assert torch.equal(solo.codes(), row.codes()) and solo.stop_reason == row.stop_reason
@@ -105,17 +108,17 @@ def test_graphed_frames_block_eos_per_lane(tts, monkeypatch):
     late = tts.sampling(greedy=True, min_new_tokens=5)
     p = tts.prompt("Stop soon.", speaker="ryan")
     entries = [(0, p, 30, greedy, None), (1, p, 30, late, None)]
-    together = run(tts, entries, max_batch=2, static=True)
+    together = run(tts, entries, max_batch=2)
     assert [r.frames and len(r.frames) for r in together] == [2, 5]
-    assert all(r.stop_reason == "eos" for r in together) and run.graphed > 0
+    assert all(r.stop_reason == "eos" for r in together) and run.lane_frames > 0
 
 
 def test_mixed_settings_fall_back_to_the_eager_frame(tts):
     greedy, cool = tts.sampling(greedy=True), tts.sampling(temperature=0.6, top_k=10)
     p = tts.prompt("Two kinds of rows.", speaker="ryan")
     entries = [(0, p, 12, greedy, None), (0, p, 8, cool, 3)]
-    together = run(tts, entries, max_batch=2, static=True)
-    assert run.graphed == 4  # the eight frames side by side ran eagerly, the last four alone
+    together = run(tts, entries, max_batch=2)
+    assert run.lane_frames == 4  # the eight frames side by side ran eagerly, the last four alone
     for (_, prompt, cap, settings, seed), row in zip(entries, together):
         assert torch.equal(alone(tts, prompt, cap, settings, seed).codes(), row.codes())
 
@@ -124,8 +127,9 @@ def test_prepared_lanes_give_solo_runs(tts, small_buckets):
     """prepare runs every (lane bucket, KV bucket) frame on free lanes; rows joining after it are
     untouched by what those frames left behind."""
     sampled = tts.sampling(top_k=20)
-    batch = ContinuousBatch(tts.talker, tts.predictor, tts.cfg.talker.codec_eos_token_id, 3, static=True)
-    assert batch.prepare(sampled, 10) == 3 * 3  # lanes 1, 2, 3 x KV buckets of 4 below slot 10
+    batch = ContinuousBatch(tts.talker, tts.predictor, tts.cfg.talker.codec_eos_token_id, 3)
+    assert batch.prepare(sampled, 10) == 0  # nothing to capture on the CPU
+    assert batch.prepare(sampled, 10, run_eagerly=True) == 3 * 3  # lanes 1, 2, 3 x KV buckets of 4 below slot 10
     assert tts.talker.max_seq >= 12
     p = tts.prompt("After the warm-up.", speaker="vivian")
     rows = [Row(p, cap=14, seed=s) for s in (3, 4)]
@@ -138,5 +142,6 @@ def test_prepared_lanes_give_solo_runs(tts, small_buckets):
         assert torch.equal(r.codes(), alone(tts, p, 14, sampled, s).codes())
     with pytest.raises(RuntimeError, match="before rows join"):
         batch.join(Row(p, cap=2), sampled, lambda f: None)
-        batch.prepare(sampled, 10)
-    assert ContinuousBatch(tts.talker, tts.predictor, 2150, 2).prepare(sampled, 10) == 0  # eager: nothing to run
+        batch.prepare(sampled, 10, run_eagerly=True)
+    halves = ContinuousBatch(tts.talker, tts.predictor, 2150, 2, lane_step=False)
+    assert halves.prepare(sampled, 10, run_eagerly=True) == 0

@@ -375,21 +375,21 @@ def concurrency_level(tts, text: str, kw: dict, frames: int, n: int, stagger_s: 
         one(0, sched)  # warm: this batch size's caches
         ttfa.clear(), audio.clear(), made.clear()
         threads = [threading.Thread(target=one, args=(i, sched)) for i in range(n)]
-        ran0, graphed0 = sched.frame_counts
+        before = sched.frame_counts
         t0 = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
-        ran, graphed = (a - b for a, b in zip(sched.frame_counts, (ran0, graphed0)))
+        counts = {k: v - before[k] for k, v in sched.frame_counts.items()}
     if errors:
         raise RuntimeError(f"concurrency {n}: {errors[0]}")
     ms = sorted(1000 * t for t in ttfa)
     return {"concurrency": n, "requests": n, "frames_each": frames, "stagger_s": stagger_s, "wall_s": wall,
             "aggregate_xrt": sum(audio) / wall, "aggregate_frames_per_s": sum(made) / wall,
             "ttfa_ms_p50": percentile(ms, 50), "ttfa_ms_p95": percentile(ms, 95),
-            "graphed_share": graphed / ran if ran else 0.0}  # frames run as one CUDA-graph replay
+            "graphed_share": counts["graphed_frames"] / max(1, counts["frames"])}  # frames run as one CUDA-graph replay
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

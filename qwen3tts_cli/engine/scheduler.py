@@ -305,10 +305,12 @@ class Scheduler:
         return self._open
 
     @property
-    def frame_counts(self) -> tuple[int, int]:
-        """(batch frames run, of which graphed): how many ran as one CUDA-graph replay (bench)."""
+    def frame_counts(self) -> dict[str, int]:
+        """Batch frames run so far: ``frames``, of which ``lane_frames`` ran as one LaneStep and
+        ``graphed_frames`` as a CUDA-graph replay (bench, tests)."""
         batch = self._batch
-        return (batch.frames, batch.graphed_frames) if batch is not None else (0, 0)
+        names = ("frames", "lane_frames", "graphed_frames")
+        return {k: getattr(batch, k) if batch is not None else 0 for k in names}
 
     def close(self) -> None:
         """Stop the worker; rows still running end with an error."""

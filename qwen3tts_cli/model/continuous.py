@@ -79,13 +79,14 @@ class Lanes:
 class ContinuousBatch:
     """Up to ``max_batch`` rows generating together, joining and leaving between steps.
 
-    On CUDA (unless ``cuda_graphs`` is off) a frame whose rows all share their sampling settings
-    and have their text rows is one CUDA-graph replay over the lanes in use, rounded up to a power
-    of two (cuda_graphs.LaneStep); other frames run eagerly. ``static`` runs that graphed frame
-    eagerly on any device (tests)."""
+    A frame whose rows all share their sampling settings and have their text rows is one
+    ``cuda_graphs.LaneStep`` over the lanes in use, rounded up to a power of two: on CUDA (unless
+    ``cuda_graphs`` is off) a CUDA-graph replay, elsewhere the same work run eagerly. Other frames
+    (mixed settings, a text feed waiting) run in two halves. ``lane_step=False`` runs every frame
+    in halves (an A/B for tests and benchmarks)."""
 
     def __init__(self, talker: Talker, predictor: CodePredictor, eos_id: int, max_batch: int,
-                 cuda_graphs: bool = True, static: bool = False):
+                 cuda_graphs: bool = True, lane_step: bool = True):
         from .cuda_graphs import LaneStep, use_cuda_graphs
 
         ref = talker.codec_head.weight
@@ -96,9 +97,10 @@ class ContinuousBatch:
         talker.setup_cache(max_batch, CACHE_CHUNK, self.device, self.dtype)
         predictor.setup_cache(max_batch, self.device, self.dtype)
         capture = use_cuda_graphs(self.device, cuda_graphs)
-        self.lane_step = LaneStep(talker, predictor, self.lanes, eos_id, capture) if capture or static else None
+        self.lane_step = LaneStep(talker, predictor, self.lanes, eos_id, capture) if lane_step else None
         self.frames = 0  # batch frames run: steps in which some row moved
-        self.graphed_frames = 0  # of which one LaneStep (a CUDA-graph replay on CUDA)
+        self.lane_frames = 0  # of which one LaneStep
+        self.graphed_frames = 0  # of which a CUDA-graph replay
         if self.device.type == "cpu" and max_batch > 1:
             # Batched products at about the cost of one row (linear.pack_for_rows); the code
             # predictor's first pass has two rows per frame.
@@ -106,15 +108,16 @@ class ContinuousBatch:
             pack_for_rows(predictor, max_batch)
 
     @torch.inference_mode()
-    def prepare(self, settings: SamplingSettings, upto_slot: int) -> int:
-        """Before any row joins: size the KV cache for ``upto_slot`` slots and run (on CUDA:
-        capture) the graphed frame of every lane bucket at every KV bucket below it, for rows with
+    def prepare(self, settings: SamplingSettings, upto_slot: int, run_eagerly: bool = False) -> int:
+        """Before any row joins, on CUDA with graphs: size the KV cache for ``upto_slot`` slots and
+        capture the LaneStep graph of every lane bucket at every KV bucket below it for rows with
         these settings, so that their frames capture nothing inside their time to first audio.
-        Returns the frames run. A cache grown later past this size means new graphs, captured as
-        frames need them. The frames write garbage into free lanes, which a joining row resets."""
+        Returns the frames run (0 with nothing to capture, unless ``run_eagerly``: tests). A cache
+        grown later past this size means new graphs, captured as frames need them. The frames
+        write garbage into free lanes, which a joining row resets."""
         from .cuda_graphs import BUCKET, cache_room, lane_bucket
 
-        if self.lane_step is None:
+        if self.lane_step is None or not (self.lane_step.capture or run_eagerly):
             return 0
         if self.active:
             raise RuntimeError("prepare a batch before rows join it")
@@ -128,6 +131,8 @@ class ContinuousBatch:
                 step.host[0, :n] = start
                 step.text[:n].zero_()
                 step.run(n, min(cache_room(start + 1), self.talker.max_seq), key)
+                if self.device.type == "cuda":  # the staged inputs are rewritten next: let their copy finish
+                    torch.cuda.synchronize(self.device)
                 ran += 1
         return ran
 
@@ -241,7 +246,8 @@ class ContinuousBatch:
             rows[s.index] = text
         torch.stack(rows, out=step.text[:n])
         step.run(n, kv_len, active[0].graph_settings)
-        self.graphed_frames += 1
+        self.lane_frames += 1
+        self.graphed_frames += step.capture
         frames = torch.cat((step.z[:n, None], step.codes[:n]), dim=1)  # out of the buffers the next replay reuses
         first = step.z[:n].tolist()  # the one host sync of the step
         for s in active:
