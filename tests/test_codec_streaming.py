@@ -208,7 +208,7 @@ def test_graph_replays_equal_the_eager_stream(codec, monkeypatch):
 
     captured = []
 
-    def stand_in(fn, pool, generators=(), before_capture=None):
+    def stand_in(fn, pool, generators=(), before_capture=None, device=None):
         fn()  # the warm-up call, which advances the state
         before_capture()
         out = fn()  # a real capture runs nothing: undo this call too

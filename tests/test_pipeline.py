@@ -113,7 +113,7 @@ def test_warm_up_captures_what_the_first_stream_would(tiny_checkpoint, monkeypat
 
     captured = []
 
-    def stand_in(fn, pool, generators=(), before_capture=None):
+    def stand_in(fn, pool, generators=(), before_capture=None, device=None):
         states = [g.get_state() for g in generators]
         fn()
         if before_capture is not None:
@@ -134,7 +134,7 @@ def test_warm_up_captures_what_the_first_stream_would(tiny_checkpoint, monkeypat
     assert tts.warm_up(seed=4, max_frames=24, prompt_rows=64) >= 0.0
     step, states = tts.talker._static_step, tts.decoder._stream_states
     assert sorted(step.graphs) == [16, 32, 48, 64]  # every bucket a frame below slot 64 uses
-    assert sorted(states.graphs) == [(0, n) for n in range(1, 9)]  # every push size up to 8
+    assert sorted(states.graphs) == [(i, n) for i in (0, 1) for n in range(1, 9)]  # both states, every push size up to 8
     n = len(captured)
     warm = list(tts.stream(TEXT, seed=4, max_frames=24))
     assert len(captured) == n  # all replays, nothing captured inside the stream

@@ -325,3 +325,91 @@ def test_warm_up_prepares_the_batch_in_its_worker(tiny_tts, frame_kind):
     assert_same(tts.synthesize(CV_REQUESTS[0][0], **CV_REQUESTS[0][1]), got)
     with pytest.raises(RuntimeError, match="closed"):
         sched.warm_up()
+
+
+@pytest.fixture
+def stand_in_graphs(monkeypatch):
+    """CUDA graphs cannot be captured on a CPU: a stand-in records nothing and replays by calling
+    the function again, but goes through the same steps (warm-up call, undo, capture, replay into
+    the captured outputs), so the lanes' save/restore, the graph keys and when captures happen are
+    what is tested. Returns the list of captures made; an exception put last in it is raised by
+    the batch's captures instead."""
+    from qwen3tts_cli.model import continuous, cuda_graphs
+
+    class Replay:
+        def __init__(self, fn, out):
+            self.fn, self.out = fn, out
+
+        def replay(self):
+            out = self.fn()
+            if self.out is not None:
+                self.out.copy_(out)
+
+    captured = []
+
+    def stand_in(fn, pool, generators=(), before_capture=None, device=None):
+        if captured and isinstance(captured[-1], Exception) and "LaneStep" in fn.__qualname__:
+            raise captured[-1]
+        states = [g.get_state() for g in generators]
+        fn()
+        before_capture()
+        out = fn()  # a real capture runs nothing: undo this call too
+        for g, st in zip(generators, states):
+            g.set_state(st)
+        before_capture()
+        captured.append(fn)
+        return Replay(fn, out), out, 0.0
+
+    monkeypatch.setattr(cuda_graphs, "BUCKET", 16)
+    monkeypatch.setattr(continuous, "CACHE_CHUNK", 32)
+    monkeypatch.setattr(cuda_graphs, "use_cuda_graphs", lambda device, flag=None: flag is not False)
+    monkeypatch.setattr(cuda_graphs, "capture_graph", stand_in)
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: "pool")
+    return captured
+
+
+def test_prepared_graphs_replay_and_a_grown_cache_is_prepared_again_when_idle(tiny_checkpoint, stand_in_graphs):
+    from qwen3tts_cli.engine import load_tts
+
+    captured = stand_in_graphs
+    tts = load_tts(tiny_checkpoint("0.6B-CustomVoice", 0), device="cpu", dtype=torch.float32)  # caches of its own
+    short = [("Hello there, how are you?", dict(speaker="ryan", greedy=True, max_frames=12)),
+             ("Short one.", dict(speaker="vivian", greedy=True, max_frames=9))]
+    long = ("A longer line that runs past the prepared cache.", dict(speaker="ryan", greedy=True, max_frames=70,
+                                                                     min_new_tokens=70))
+    alone = [tts.synthesize(t, **o) for t, o in short + [long]]
+    with Scheduler(tts, max_batch=2) as sched:
+        assert sched.warm_up(greedy=True, slots=64) > 0
+        batch = sched._batch
+        step = batch.lane_step
+        assert sorted(k[:2] for k in step.graphs) == [(n, kv) for n in (1, 2) for kv in (16, 32, 48, 64)]
+        made = len(captured)
+        for a, b in zip(alone, run_together(sched, short, [0, 0.01])):
+            assert_same(a, b)
+        assert len(captured) == made  # replays only: nothing captured while requests run
+        assert 0 < sched.frame_counts["graphed_frames"] == sched.frame_counts["frames"]
+        assert_same(alone[2], sched.submit(long[0], **long[1]).synthesis())  # grows the cache past 64 slots
+        deadline = time.monotonic() + 60
+        while batch.stale and time.monotonic() < deadline:  # idle now: the worker prepares again
+            time.sleep(0.05)
+        assert not batch.stale and len(captured) > made
+        assert max(k[1] for k in step.graphs) == tts.talker.max_seq
+        made = len(captured)
+        for a, b in zip(alone, run_together(sched, short, [0, 0.01])):
+            assert_same(a, b)
+        assert len(captured) == made
+
+
+def test_a_failed_capture_leaves_the_batch_running_without_graphs(tiny_tts, stand_in_graphs, capsys):
+    tts = tiny_tts("0.6B-CustomVoice")
+    reqs = [("Seeded, after the failure.", dict(speaker="ryan", seed=3, max_frames=10)),
+            ("Greedy too.", dict(speaker="vivian", greedy=True, max_frames=8))]
+    alone = [tts.synthesize(t, **o) for t, o in reqs]
+    stand_in_graphs.append(RuntimeError("operation not permitted when stream is capturing"))
+    with Scheduler(tts, max_batch=2) as sched:
+        sched.warm_up(speaker="ryan", seed=3, slots=64)
+        assert not sched._batch.lane_step.capture and not sched._batch.lane_step.graphs
+        for a, b in zip(alone, run_together(sched, reqs, [0, 0])):
+            assert_same(a, b)
+        assert sched.frame_counts["graphed_frames"] == 0 < sched.frame_counts["lane_frames"]
+    assert "CUDA graph capture failed (RuntimeError: operation not permitted" in capsys.readouterr().err

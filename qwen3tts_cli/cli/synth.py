@@ -197,6 +197,7 @@ def _synth_batches(tts, requests, paths, batch_size: int, live: bool, say, t_loa
     t1 = time.perf_counter()
     with output.SynthProgress(live, cap, len(requests)) as bar, \
             Scheduler(tts, max_batch=batch_size, max_queue=batch_size) as sched:
+        sched.warm_up(requests[0])  # CUDA: the batch's graphs for the lines' sampling settings
         callbacks = {}
 
         def on_frame(i):

@@ -161,17 +161,19 @@ class StreamStates:
 
     @torch.inference_mode()
     def prepare(self, sizes) -> None:
-        """Capture the first state's graphs for pushes of these frame counts now (CUDA graphs on;
-        otherwise nothing to do). The second state's are captured when a stream first reaches
-        frame 275."""
+        """Capture both states' graphs for pushes of these frame counts now (CUDA graphs on;
+        otherwise nothing to do), so that no stream captures while others run."""
         if not self.capture:
             return
         for n in sorted(set(sizes)):
-            if 0 < n <= GRAPH_MAX_FRAMES and (0, n) not in self.graphs:
-                self._capture(0, n)
+            for i in range(len(self.states)):
+                if 0 < n <= GRAPH_MAX_FRAMES and (i, n) not in self.graphs:
+                    self._capture(i, n)
 
     def run(self, i: int, codes: torch.Tensor) -> torch.Tensor:
         """``decoder(codes, states[i])``: codes [1, 16, T] on the decoder's device."""
+        from ..model.cuda_graphs import replay
+
         T = codes.shape[-1]
         if not self.capture or T > GRAPH_MAX_FRAMES:
             return self.decoder(codes, self.states[i])
@@ -180,7 +182,7 @@ class StreamStates:
             entry = self._capture(i, T)
         graph, codes_in, audio = entry
         codes_in.copy_(codes)
-        graph.replay()
+        replay(graph, codes_in.device)
         # A copy: graphs share one memory pool, so another replay may reuse this output's memory.
         return audio.clone()
 
@@ -193,7 +195,7 @@ class StreamStates:
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()
         graph, audio, seconds = capture_graph(lambda: self.decoder(codes_in, state), self.pool,
-                                              before_capture=lambda: state.restore(saved))
+                                              before_capture=lambda: state.restore(saved), device=codes_in.device)
         self.capture_s += seconds
         self.graphs[(i, T)] = (graph, codes_in, audio)
         return self.graphs[(i, T)]

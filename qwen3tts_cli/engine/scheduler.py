@@ -283,7 +283,7 @@ class Scheduler:
         request = tts.warm_up_request(text, options)
         settings = request.sampling_settings(tts.generation_config)
         t0 = time.perf_counter()
-        frames = self._in_worker(lambda batch: batch.prepare(settings, slots))
+        frames = self._in_worker(lambda batch: batch.prepare(settings, slots, stop=lambda: self._closed))
         tts.warm_up_codec(request)
         return time.perf_counter() - t0 if frames else 0.0
 
@@ -295,7 +295,9 @@ class Scheduler:
                 raise RuntimeError("the scheduler is closed")
             self._calls.append(call)
             self._cond.notify_all()
-        call.done.wait()
+        while not call.done.wait(0.5):
+            if not self._thread.is_alive():  # it drains every call as it stops; this is a last guard
+                raise RuntimeError("the scheduler is not running")
         if call.error is not None:
             raise call.error
         return call.value
@@ -342,59 +344,84 @@ class Scheduler:
     def _release(self) -> None:
         with self._cond:
             self._open -= 1
+            self._cond.notify_all()  # the worker may be waiting for an idle moment
 
     # -- the worker ------------------------------------------------------------------------------
 
     def _work(self) -> None:
-        tts = self.tts
-        batch = ContinuousBatch(tts.talker, tts.predictor, tts.cfg.talker.codec_eos_token_id, self.max_batch,
-                                cuda_graphs=tts.runtime.cuda_graphs)
-        self._batch = batch
-        jobs: dict[int, _RowJob] = {}  # cache row -> job
-        with torch.inference_mode():
-            while True:
-                with self._cond:
-                    while not self._closed and not self._inbox and not batch.active and not self._calls:
-                        self._cond.wait()
-                    if self._closed:
-                        break
-                    calls = [self._calls.popleft() for _ in range(len(self._calls))]
-                    joining = [self._inbox.popleft() for _ in range(min(batch.free, len(self._inbox)))]
-                for call in calls:
-                    call.run(batch)
-                for job in joining:
-                    if job.cancelled:
-                        job.emit(None)
-                        continue
-                    try:
-                        job.slot = batch.join(job.row, job.settings, job.emit)
-                        jobs[job.slot.index] = job
-                        if job.cancelled:
-                            job.slot.cancelled = True
-                    except Exception as e:  # this request's prompt or cache: its failure only
-                        job.fail(e)
-                try:
-                    moved = batch.step()
-                except Exception as e:  # a batched step: every row in it fails, the worker goes on
-                    for slot in batch.active:
-                        batch.slots[slot.index] = None
-                        job = jobs.pop(slot.index, None)
-                        if job is not None:
-                            job.fail(e)
+        batch, jobs, error = None, {}, None
+        try:
+            tts = self.tts
+            if tts.device.type == "cuda":  # this thread's kernels, replays and captures on the model's GPU
+                torch.cuda.set_device(tts.device)
+            batch = ContinuousBatch(tts.talker, tts.predictor, tts.cfg.talker.codec_eos_token_id, self.max_batch,
+                                    cuda_graphs=tts.runtime.cuda_graphs)
+            self._batch = batch
+            with torch.inference_mode():
+                self._loop(batch, jobs)
+        except BaseException as e:  # noqa: BLE001 (the worker died: everyone waiting hears why)
+            error = e
+        finally:
+            with self._cond:
+                self._closed = True
+            why = RuntimeError("the scheduler was closed") if error is None else RuntimeError(
+                f"the scheduler stopped: {type(error).__name__}: {error}")
+            for slot in batch.active if batch is not None else ():
+                batch.slots[slot.index] = None
+                job = jobs.pop(slot.index, None)
+                if job is not None:
+                    job.fail(why)
+            with self._cond:
+                for job in self._inbox:
+                    job.fail(why)
+                self._inbox.clear()
+                for call in self._calls:
+                    call.error = why
+                    call.done.set()
+                self._calls.clear()
+
+    def _idle(self, batch) -> bool:
+        """Nothing to do and no request open: time to capture the graphs a grown cache lost."""
+        return (not self._closed and not self._inbox and not batch.active and not self._calls
+                and self._open == 0 and batch.stale)
+
+    def _loop(self, batch: ContinuousBatch, jobs: dict) -> None:
+        while True:
+            with self._cond:
+                while (not self._closed and not self._inbox and not batch.active and not self._calls
+                       and not self._idle(batch)):
+                    self._cond.wait()
+                if self._closed:
+                    return
+                idle = self._idle(batch)
+                calls = [self._calls.popleft() for _ in range(len(self._calls))]
+                joining = [self._inbox.popleft() for _ in range(min(batch.free, len(self._inbox)))]
+            if idle:  # a request arriving ends it; the rest is done at the next idle moment
+                batch.prepare_again(stop=lambda: bool(self._inbox) or bool(self._calls) or self._closed)
+                continue
+            for call in calls:
+                call.run(batch)
+            for job in joining:
+                if job.cancelled:
+                    job.emit(None)
                     continue
-                if not moved and batch.active:
-                    with self._cond:  # every row waits for text: a feed, a cancel or a new row wakes us
-                        if not self._inbox or not batch.free:
-                            self._cond.wait(0.05)
-        for slot in batch.active:
-            batch.slots[slot.index] = None
-            job = jobs.pop(slot.index, None)
-            if job is not None:
-                job.fail(RuntimeError("the scheduler was closed"))
-        for job in self._inbox:
-            job.fail(RuntimeError("the scheduler was closed"))
-        with self._cond:
-            for call in self._calls:
-                call.error = RuntimeError("the scheduler was closed")
-                call.done.set()
-            self._calls.clear()
+                try:
+                    job.slot = batch.join(job.row, job.settings, job.emit)
+                    jobs[job.slot.index] = job
+                    if job.cancelled:
+                        job.slot.cancelled = True
+                except Exception as e:  # this request's prompt or cache: its failure only
+                    job.fail(e)
+            try:
+                moved = batch.step()
+            except Exception as e:  # a batched step: every row in it fails, the worker goes on
+                for slot in batch.active:
+                    batch.slots[slot.index] = None
+                    job = jobs.pop(slot.index, None)
+                    if job is not None:
+                        job.fail(e)
+                continue
+            if not moved and batch.active:
+                with self._cond:  # every row waits for text: a feed, a cancel or a new row wakes us
+                    if not self._inbox or not batch.free:
+                        self._cond.wait(0.05)

@@ -317,7 +317,8 @@ class TTS:
         if not use_cuda_graphs(self.device, self.runtime.cuda_graphs):
             return
         StreamStates.for_decoder(self.decoder).prepare(range(1, max(request.schedule) + 1))
-        torch.cuda.synchronize(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     # -- text to audio ---------------------------------------------------------------------------
 

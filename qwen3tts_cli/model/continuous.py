@@ -72,8 +72,14 @@ class Lanes:
         self.h = torch.zeros(lanes, hidden, dtype=dtype, device=device)
         self.logits = torch.zeros(lanes, vocab, dtype=dtype, device=device)
         self.seen = torch.zeros(lanes, vocab, dtype=torch.bool, device=device)
+        self.device = device
+        self.new_generators()
+
+    def new_generators(self) -> None:
+        """Fresh generators for every lane (seeded when a row joins)."""
         # The meta device (shape-only runs) has no generators.
-        self.generators = [None if device.type == "meta" else torch.Generator(device=device) for _ in range(lanes)]
+        meta = self.device.type == "meta"
+        self.generators = [None if meta else torch.Generator(device=self.device) for _ in range(len(self.h))]
 
 
 class ContinuousBatch:
@@ -98,6 +104,8 @@ class ContinuousBatch:
         predictor.setup_cache(max_batch, self.device, self.dtype)
         capture = use_cuda_graphs(self.device, cuda_graphs)
         self.lane_step = LaneStep(talker, predictor, self.lanes, eos_id, capture) if lane_step else None
+        self.prepared: dict[SamplingSettings, int] = {}  # settings prepared -> their cache slots
+        self._prepared_cache = None
         self.frames = 0  # batch frames run: steps in which some row moved
         self.lane_frames = 0  # of which one LaneStep
         self.graphed_frames = 0  # of which a CUDA-graph replay
@@ -108,33 +116,64 @@ class ContinuousBatch:
             pack_for_rows(predictor, max_batch)
 
     @torch.inference_mode()
-    def prepare(self, settings: SamplingSettings, upto_slot: int, run_eagerly: bool = False) -> int:
+    def prepare(self, settings: SamplingSettings, upto_slot: int, run_eagerly: bool = False,
+                stop: Callable[[], bool] | None = None) -> int:
         """Before any row joins, on CUDA with graphs: size the KV cache for ``upto_slot`` slots and
         capture the LaneStep graph of every lane bucket at every KV bucket below it for rows with
-        these settings, so that their frames capture nothing inside their time to first audio.
-        Returns the frames run (0 with nothing to capture, unless ``run_eagerly``: tests). A cache
-        grown later past this size means new graphs, captured as frames need them. The frames
-        write garbage into free lanes, which a joining row resets."""
+        these settings. Frames capture nothing themselves (a capture mid-run would stall every row),
+        so frames of other settings, or past a grown cache until ``prepare_again``, run the same
+        work eagerly. Returns the frames run (0 with nothing to capture, unless ``run_eagerly``:
+        tests); ``stop()`` true ends it early. The frames write garbage into free lanes, which a
+        joining row resets."""
         from .cuda_graphs import BUCKET, cache_room, lane_bucket
 
-        if self.lane_step is None or not (self.lane_step.capture or run_eagerly):
+        step = self.lane_step
+        if step is None or not (step.capture or run_eagerly):
             return 0
         if self.active:
             raise RuntimeError("prepare a batch before rows join it")
         self._room(cache_room(upto_slot))
+        key = replace(settings, min_new_tokens=0)
+        self.prepared[key] = max(upto_slot, self.prepared.get(key, 0))
         buckets = sorted({lane_bucket(n, self.max_batch) for n in range(1, self.max_batch + 1)})
-        step, key = self.lane_step, replace(settings, min_new_tokens=0)
         ran = 0
         for n in buckets:
             for start in range(0, min(upto_slot, self.talker.max_seq), BUCKET):
+                if stop is not None and stop():
+                    return ran
                 step.host[:, :n] = 0
                 step.host[0, :n] = start
                 step.text[:n].zero_()
-                step.run(n, min(cache_room(start + 1), self.talker.max_seq), key)
+                kv_len = min(cache_room(start + 1), self.talker.max_seq)
+                if not step.capture:
+                    step.run(n, kv_len, key)
+                elif not step.capture_frame(n, kv_len, key):
+                    self.lanes.new_generators()  # a failed capture may have left them unusable
+                    return ran
                 if self.device.type == "cuda":  # the staged inputs are rewritten next: let their copy finish
                     torch.cuda.synchronize(self.device)
                 ran += 1
+        self._prepared_cache = self._cache_version()
         return ran
+
+    @property
+    def stale(self) -> bool:
+        """The cache has grown since ``prepare``: its graphs are gone until ``prepare_again``."""
+        return (self.lane_step is not None and self.lane_step.capture and bool(self.prepared)
+                and self._prepared_cache != self._cache_version())
+
+    def prepare_again(self, stop: Callable[[], bool] | None = None) -> int:
+        """``prepare`` every prepared setting again over the whole (grown) cache, with no row in
+        the batch (the scheduler does it when idle); ``stop()`` true ends it early."""
+        ran = 0
+        for key in list(self.prepared):
+            ran += self.prepare(key, max(self.prepared[key], self.talker.max_seq), stop=stop)
+            if stop is not None and stop():
+                break
+        return ran
+
+    def _cache_version(self) -> tuple[int, int]:
+        return self.talker.cache_version, self.predictor.cache_version
 
     # -- rows in and out -----------------------------------------------------------------------
 
@@ -245,9 +284,9 @@ class ContinuousBatch:
         for s, text in zip(active, texts):
             rows[s.index] = text
         torch.stack(rows, out=step.text[:n])
-        step.run(n, kv_len, active[0].graph_settings)
+        replayed = step.run(n, kv_len, active[0].graph_settings)
         self.lane_frames += 1
-        self.graphed_frames += step.capture
+        self.graphed_frames += replayed
         frames = torch.cat((step.z[:n, None], step.codes[:n]), dim=1)  # out of the buffers the next replay reuses
         first = step.z[:n].tolist()  # the one host sync of the step
         for s in active:
@@ -327,5 +366,7 @@ class ContinuousBatch:
             s.pos += 1
 
     def _room(self, slots: int) -> None:
-        if slots > self.talker.max_seq:
-            self.talker.grow_cache(max(slots, 2 * self.talker.max_seq))
+        from .cuda_graphs import cache_room
+
+        if slots > self.talker.max_seq:  # whole KV buckets: every graph's span fits
+            self.talker.grow_cache(cache_room(max(slots, 2 * self.talker.max_seq)))

@@ -24,6 +24,7 @@ eager one. Opt out of graphs with RuntimeSettings(cuda_graphs=False) (QWEN3TTS_C
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Sequence
 
@@ -112,7 +113,7 @@ class StaticFrameStep:
         graph = self.graphs.get(kv_len)
         if graph is None:
             graph = self._capture(kv_len)
-        graph.replay()
+        replay(graph, self.h.device)
 
     def _capture(self, kv_len: int) -> "torch.cuda.CUDAGraph":
         # The warm-up draws random numbers and writes slot ``pos`` again with the same values:
@@ -126,35 +127,56 @@ class StaticFrameStep:
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()
         draws = self.generators if self.cp_kw["do_sample"] else ()  # greedy draws nothing in the graph
-        graph, _, seconds = capture_graph(lambda: self._body(kv_len), self.pool, draws, restore)
+        graph, _, seconds = capture_graph(lambda: self._body(kv_len), self.pool, draws, restore, self.h.device)
         self.graphs[kv_len] = graph
         self.capture_s += seconds
         return graph
 
 
-def capture_graph(fn, pool, generators=(), before_capture=None):
+# One capture at a time in this process: captures share torch's capture machinery, and the
+# scheduler's worker, its consumers (the streaming codec) and a caller's own stream may all capture.
+_CAPTURE_LOCK = threading.Lock()
+
+
+def capture_graph(fn, pool, generators=(), before_capture=None, device: torch.device | None = None):
     """(graph, what ``fn`` returned during capture, seconds): ``fn`` run once on a side stream (lazy
     initialisations must not happen inside a capture), ``before_capture`` to undo what that run
     changed, then ``fn`` captured into ``pool`` with ``generators``' states registered (their draws
-    advance on every replay)."""
-    t0 = time.perf_counter()
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    if before_capture is not None:
-        before_capture()
-    graph = torch.cuda.CUDAGraph()
-    if generators and not hasattr(graph, "register_generator_state"):
-        raise RuntimeError("this torch cannot capture draws from a seeded generator in a CUDA graph "
-                           "(no CUDAGraph.register_generator_state): upgrade torch, or set QWEN3TTS_CUDA_GRAPHS=0")
-    for g in generators:
-        graph.register_generator_state(g)
-    with torch.cuda.graph(graph, pool=pool):
-        out = fn()
-    torch.cuda.synchronize()
-    return graph, out, time.perf_counter() - t0
+    advance on every replay).
+
+    On ``device`` (the tensors' device, which need not be this thread's current one). The capture
+    is thread-local: other threads may go on running eager work (a consumer decoding audio) while
+    it lasts, and only this thread's unsafe calls would break it."""
+    device = torch.device("cuda", torch.cuda.current_device()) if device is None else device
+    with _CAPTURE_LOCK, torch.cuda.device(device):
+        t0 = time.perf_counter()
+        stream = torch.cuda.Stream(device=device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream):
+            fn()
+        torch.cuda.current_stream(device).wait_stream(stream)
+        if before_capture is not None:
+            before_capture()
+        graph = torch.cuda.CUDAGraph()
+        if generators and not hasattr(graph, "register_generator_state"):
+            raise RuntimeError("this torch cannot capture draws from a seeded generator in a CUDA graph "
+                               "(no CUDAGraph.register_generator_state): upgrade torch, or set "
+                               "QWEN3TTS_CUDA_GRAPHS=0")
+        for g in generators:
+            graph.register_generator_state(g)
+        with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+            out = fn()
+        torch.cuda.synchronize(device)
+        return graph, out, time.perf_counter() - t0
+
+
+def replay(graph: "torch.cuda.CUDAGraph", device: torch.device) -> None:
+    """Replay on ``device``'s current stream, whichever device this thread has current."""
+    if device.type != "cuda":  # a test's stand-in for a graph
+        graph.replay()
+        return
+    with torch.cuda.device(device):
+        graph.replay()
 
 
 def frame_step(talker: Talker, predictor: CodePredictor, batch: int, settings: SamplingSettings,
@@ -308,25 +330,55 @@ class LaneStep:
         st.h[:n].copy_(h)
         st.logits[:n].copy_(self.talker.logits(h))
 
-    def run(self, n: int, kv_len: int, settings: SamplingSettings) -> None:
-        """The frame for lanes 0..n-1 over the first ``kv_len`` cache slots (the inputs already set)."""
+    def stage(self, n: int) -> None:
+        """Copy the staged ``host`` inputs of lanes 0..n-1 (pos, steps, min_new) to the device."""
         self.pos[:n].copy_(self.host[0, :n, None], non_blocking=True)
         self.steps[:n].copy_(self.host[1, :n], non_blocking=True)
         self.min_new[:n].copy_(self.host[2, :n], non_blocking=True)
-        if not self.capture:
-            self._body(n, kv_len, settings)
-            return
-        # Graphs hold the cache buffers' addresses: a grown cache means new graphs.
+
+    def _graphs_valid(self) -> bool:
+        # Graphs hold the cache buffers' addresses: a grown cache means they are gone.
         cache = (self.talker.cache_version, self.talker.max_seq, self.predictor.cache_version)
         if cache != self.cache_key:
             self.graphs.clear()
             self.pool, self.cache_key = None, cache
-        key = (n, kv_len, settings)
-        graph = self.graphs.get(key)
+        return True
+
+    def run(self, n: int, kv_len: int, settings: SamplingSettings) -> bool:
+        """The frame for lanes 0..n-1 over the first ``kv_len`` cache slots (inputs staged): the
+        graph ``capture_frame`` made for it, else the same work eagerly. Returns whether it was a
+        replay. Nothing is captured here: a capture while consumers decode, or one per new
+        client-chosen temperature, would stall every row (see ContinuousBatch.prepare)."""
+        self.stage(n)
+        graph = self.graphs.get((n, kv_len, settings)) if self.capture and self._graphs_valid() else None
         if graph is None:
-            graph = self._capture(n, kv_len, settings)
-            self.graphs[key] = graph
-        graph.replay()
+            self._body(n, kv_len, settings)
+            return False
+        replay(graph, self.pos.device)
+        return True
+
+    def capture_frame(self, n: int, kv_len: int, settings: SamplingSettings) -> bool:
+        """Capture (and run once) the graph of this frame (inputs staged); False when capturing
+        failed, which turns graphs off for this step: the lanes' generators may then be unusable,
+        so the caller gives them new ones."""
+        self._graphs_valid()
+        key = (n, kv_len, settings)
+        if key in self.graphs:
+            return True
+        self.stage(n)
+        try:
+            self.graphs[key] = self._capture(n, kv_len, settings)
+        except Exception as e:  # noqa: BLE001 (the batch runs eagerly instead)
+            import sys
+
+            print(f"warning: CUDA graph capture failed ({type(e).__name__}: {e}); the batch runs without "
+                  "graphs", file=sys.stderr)
+            self.capture = False
+            self.graphs.clear()
+            self.pool = None
+            return False
+        replay(self.graphs[key], self.pos.device)
+        return True
 
     def _capture(self, n: int, kv_len: int, settings: SamplingSettings) -> "torch.cuda.CUDAGraph":
         # The warm-up run changes the lanes' state in place and draws: put both back, so that the
@@ -345,6 +397,7 @@ class LaneStep:
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()
         draws = gens if settings.do_sample or settings.subtalker_dosample else ()
-        graph, _, seconds = capture_graph(lambda: self._body(n, kv_len, settings), self.pool, draws, restore)
+        graph, _, seconds = capture_graph(lambda: self._body(n, kv_len, settings), self.pool, draws, restore,
+                                          self.pos.device)
         self.capture_s += seconds
         return graph
