@@ -65,8 +65,8 @@ class HostFlag:
 
     def start(self, t: torch.Tensor) -> None:
         self.buf.copy_(t.reshape(-1), non_blocking=self.cuda)
-        if self.cuda:
-            self.event.record()
+        if self.cuda:  # on the stream the copy went to: the tensor's device, not the thread's current one
+            self.event.record(torch.cuda.current_stream(t.device))
 
     def read(self) -> list[int]:
         if self.cuda:
