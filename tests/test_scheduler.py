@@ -314,7 +314,7 @@ def test_closing_synthesize_all_early_cancels_the_rest(tiny_tts):
         assert first == 0 and outcome.frames == 2 and sched.open_requests == 0
 
 
-def test_warm_up_prepares_the_batch_in_its_worker(tiny_tts, frame_kind):
+def test_warm_up_prepares_the_batch_in_its_worker(tiny_tts):
     tts = tiny_tts("0.6B-CustomVoice")
     with Scheduler(tts, max_batch=2) as sched:
         seconds = sched.warm_up(speaker="ryan", slots=300)
@@ -394,10 +394,12 @@ def test_prepared_graphs_replay_and_a_grown_cache_is_prepared_again_when_idle(ti
             time.sleep(0.05)
         assert not batch.stale and len(captured) > made
         assert max(k[1] for k in step.graphs) == tts.talker.max_seq
-        made = len(captured)
+        made, before = len(captured), sched.frame_counts
         for a, b in zip(alone, run_together(sched, short, [0, 0.01])):
             assert_same(a, b)
-        assert len(captured) == made
+        after = sched.frame_counts
+        assert len(captured) == made  # and every frame a replay of what was prepared again:
+        assert after["graphed_frames"] - before["graphed_frames"] == after["frames"] - before["frames"] > 0
 
 
 def test_a_failed_capture_leaves_the_batch_running_without_graphs(tiny_tts, stand_in_graphs, capsys):
@@ -412,4 +414,37 @@ def test_a_failed_capture_leaves_the_batch_running_without_graphs(tiny_tts, stan
         for a, b in zip(alone, run_together(sched, reqs, [0, 0])):
             assert_same(a, b)
         assert sched.frame_counts["graphed_frames"] == 0 < sched.frame_counts["lane_frames"]
-    assert "CUDA graph capture failed (RuntimeError: operation not permitted" in capsys.readouterr().err
+    assert "preparing CUDA graphs failed (RuntimeError: operation not permitted" in capsys.readouterr().err
+
+
+def test_each_prepared_setting_is_prepared_again_after_the_cache_grows(tiny_checkpoint, stand_in_graphs):
+    from qwen3tts_cli.engine import load_tts
+
+    tts = load_tts(tiny_checkpoint("0.6B-CustomVoice", 0), device="cpu", dtype=torch.float32)
+    batch = ContinuousBatch(tts.talker, tts.predictor, tts.cfg.talker.codec_eos_token_id, 2)
+    greedy, sampled = tts.sampling(greedy=True), tts.sampling()
+    batch.prepare(greedy, 32)
+    assert not batch.stale
+    batch.prepare(sampled, 64)  # grows the cache: the greedy graphs are gone with the old one
+    assert batch.stale and tts.talker.max_seq == 64
+    calls = []
+    batch.prepare_again(stop=lambda: len(calls.append(1) or calls) > 3)  # stopped early: still stale
+    assert batch.stale
+    batch.prepare_again()
+    assert not batch.stale
+    keys = {(k[0], k[1], k[2].do_sample) for k in batch.lane_step.graphs}
+    assert keys == {(n, kv, s) for n in (1, 2) for kv in (16, 32, 48, 64) for s in (False, True)}
+
+
+def test_a_worker_that_dies_fails_every_caller_with_its_reason(tiny_tts, monkeypatch):
+    def out_of_memory(*args, **kwargs):  # what a GPU without room for the batch's caches does
+        raise MemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(scheduler, "ContinuousBatch", out_of_memory)
+    tts = tiny_tts("0.6B-CustomVoice")
+    sched = Scheduler(tts, max_batch=2)
+    sched._thread.join(10)
+    for call in (lambda: sched.warm_up(), lambda: sched.submit("Hello.", speaker="ryan").synthesis()):
+        with pytest.raises(RuntimeError, match="the scheduler stopped: MemoryError: CUDA out of memory"):
+            call()
+    sched.close()

@@ -39,7 +39,8 @@ from .results import SpeechStream, SynthesisResult
 DEFAULT_MAX_BATCH = 4
 DEFAULT_MAX_QUEUE = 16
 # Cache slots a warm-up prepares the batch for: a prompt of up to 1024 rows and 1024 frames
-# (82 s) after it. Longer rows grow the cache and capture their graphs as they go.
+# (82 s) after it. A longer row grows the cache; frames then run without graphs until the
+# scheduler is idle and captures them again (ContinuousBatch.prepare_again).
 WARM_UP_SLOTS = 2048
 
 
@@ -174,9 +175,11 @@ class SpeechHandle:
                 self.scheduler._wake()
 
     def _finish(self) -> None:
-        if not self._done:
+        with self.scheduler._cond:  # a cancel() racing the consumer's own end releases once
+            if self._done:
+                return
             self._done = True
-            self.scheduler._release()
+        self.scheduler._release()
 
     def __del__(self):
         # A handle dropped without being consumed must not hold its place in the queue.
@@ -198,6 +201,7 @@ class Scheduler:
         self._open = 0  # requests submitted and not finished
         self._closed = False
         self._batch: ContinuousBatch | None = None
+        self._died: str | None = None  # why the worker stopped, when it was not closed
         self._calls: deque[_WorkerCall] = deque()
         self._thread = threading.Thread(target=self._work, name="qwen3tts-scheduler", daemon=True)
         self._thread.start()
@@ -209,7 +213,7 @@ class Scheduler:
         plan = tts.resolve(tts.request(text, **options))
         with self._cond:
             if self._closed:
-                raise RuntimeError("the scheduler is closed")
+                raise self._closed_error()
             if self._open >= self.max_batch + self.max_queue:
                 raise BusyError(f"busy: {self._open} requests are running or waiting (at most "
                                 f"{self.max_batch} run and {self.max_queue} wait); try again shortly")
@@ -292,7 +296,7 @@ class Scheduler:
         call = _WorkerCall(fn)
         with self._cond:
             if self._closed:
-                raise RuntimeError("the scheduler is closed")
+                raise self._closed_error()
             self._calls.append(call)
             self._cond.notify_all()
         while not call.done.wait(0.5):
@@ -332,10 +336,13 @@ class Scheduler:
     def _enqueue(self, job: _RowJob) -> None:
         with self._cond:
             if self._closed:
-                job.fail(RuntimeError("the scheduler is closed"))
+                job.fail(self._closed_error())
                 return
             self._inbox.append(job)
             self._cond.notify_all()
+
+    def _closed_error(self) -> RuntimeError:
+        return RuntimeError("the scheduler is closed" if self._died is None else self._died)
 
     def _wake(self) -> None:
         with self._cond:
@@ -352,8 +359,9 @@ class Scheduler:
         batch, jobs, error = None, {}, None
         try:
             tts = self.tts
-            if tts.device.type == "cuda":  # this thread's kernels, replays and captures on the model's GPU
-                torch.cuda.set_device(tts.device)
+            device = tts.talker.codec_head.weight.device  # indexed (cuda:N), whatever tts.device says
+            if device.type == "cuda":  # this thread's kernels, replays and captures on the model's GPU
+                torch.cuda.set_device(device)
             batch = ContinuousBatch(tts.talker, tts.predictor, tts.cfg.talker.codec_eos_token_id, self.max_batch,
                                     cuda_graphs=tts.runtime.cuda_graphs)
             self._batch = batch
@@ -364,8 +372,9 @@ class Scheduler:
         finally:
             with self._cond:
                 self._closed = True
-            why = RuntimeError("the scheduler was closed") if error is None else RuntimeError(
-                f"the scheduler stopped: {type(error).__name__}: {error}")
+                if error is not None:
+                    self._died = f"the scheduler stopped: {type(error).__name__}: {error}"
+            why = RuntimeError("the scheduler was closed" if error is None else self._died)
             for slot in batch.active if batch is not None else ():
                 batch.slots[slot.index] = None
                 job = jobs.pop(slot.index, None)
@@ -383,7 +392,7 @@ class Scheduler:
     def _idle(self, batch) -> bool:
         """Nothing to do and no request open: time to capture the graphs a grown cache lost."""
         return (not self._closed and not self._inbox and not batch.active and not self._calls
-                and self._open == 0 and batch.stale)
+                and self._open <= 0 and batch.stale)
 
     def _loop(self, batch: ContinuousBatch, jobs: dict) -> None:
         while True:
@@ -397,7 +406,10 @@ class Scheduler:
                 calls = [self._calls.popleft() for _ in range(len(self._calls))]
                 joining = [self._inbox.popleft() for _ in range(min(batch.free, len(self._inbox)))]
             if idle:  # a request arriving ends it; the rest is done at the next idle moment
-                batch.prepare_again(stop=lambda: bool(self._inbox) or bool(self._calls) or self._closed)
+                try:
+                    batch.prepare_again(stop=lambda: bool(self._inbox) or bool(self._calls) or self._closed)
+                except Exception as e:  # noqa: BLE001 (optional work: the batch goes on without graphs)
+                    batch.drop_graphs(e)
                 continue
             for call in calls:
                 call.run(batch)

@@ -105,7 +105,7 @@ class ContinuousBatch:
         capture = use_cuda_graphs(self.device, cuda_graphs)
         self.lane_step = LaneStep(talker, predictor, self.lanes, eos_id, capture) if lane_step else None
         self.prepared: dict[SamplingSettings, int] = {}  # settings prepared -> their cache slots
-        self._prepared_cache = None
+        self._prepared_at: dict[SamplingSettings, tuple[int, int]] = {}  # settings -> cache they are complete for
         self.frames = 0  # batch frames run: steps in which some row moved
         self.lane_frames = 0  # of which one LaneStep
         self.graphed_frames = 0  # of which a CUDA-graph replay
@@ -135,6 +135,7 @@ class ContinuousBatch:
         self._room(cache_room(upto_slot))
         key = replace(settings, min_new_tokens=0)
         self.prepared[key] = max(upto_slot, self.prepared.get(key, 0))
+        self._prepared_at.pop(key, None)  # complete for this cache only once the loop below ends
         buckets = sorted({lane_bucket(n, self.max_batch) for n in range(1, self.max_batch + 1)})
         ran = 0
         for n in buckets:
@@ -147,29 +148,52 @@ class ContinuousBatch:
                 kv_len = min(cache_room(start + 1), self.talker.max_seq)
                 if not step.capture:
                     step.run(n, kv_len, key)
-                elif not step.capture_frame(n, kv_len, key):
-                    self.lanes.new_generators()  # a failed capture may have left them unusable
-                    return ran
+                else:
+                    try:
+                        step.capture_frame(n, kv_len, key)
+                    except Exception as e:  # noqa: BLE001 (the batch runs eagerly instead)
+                        self.drop_graphs(e)
+                        return ran
                 if self.device.type == "cuda":  # the staged inputs are rewritten next: let their copy finish
                     torch.cuda.synchronize(self.device)
                 ran += 1
-        self._prepared_cache = self._cache_version()
+        self._prepared_at[key] = self._cache_version()
         return ran
+
+    def drop_graphs(self, error: BaseException) -> None:
+        """Run without graphs from now on (preparing them failed with ``error``), with fresh lane
+        generators: a failed capture may have left the registered ones unusable. No row may be in
+        the batch."""
+        import sys
+
+        print(f"warning: preparing CUDA graphs failed ({type(error).__name__}: {error}); the batch runs "
+              "without graphs", file=sys.stderr)
+        if self.lane_step is not None:
+            self.lane_step.capture = False
+            self.lane_step.graphs.clear()
+            self.lane_step.pool = None
+        self.lanes.new_generators()
+
+    def _stale_keys(self) -> list[SamplingSettings]:
+        if self.lane_step is None or not self.lane_step.capture:
+            return []
+        version = self._cache_version()
+        return [k for k in self.prepared if self._prepared_at.get(k) != version]
 
     @property
     def stale(self) -> bool:
-        """The cache has grown since ``prepare``: its graphs are gone until ``prepare_again``."""
-        return (self.lane_step is not None and self.lane_step.capture and bool(self.prepared)
-                and self._prepared_cache != self._cache_version())
+        """Some prepared settings lack graphs for the current cache (it grew, or their prepare was
+        stopped early) until ``prepare_again``."""
+        return bool(self._stale_keys())
 
     def prepare_again(self, stop: Callable[[], bool] | None = None) -> int:
-        """``prepare`` every prepared setting again over the whole (grown) cache, with no row in
-        the batch (the scheduler does it when idle); ``stop()`` true ends it early."""
+        """``prepare`` the stale settings again over the whole (grown) cache, with no row in the
+        batch (the scheduler does it when idle); ``stop()`` true ends it early."""
         ran = 0
-        for key in list(self.prepared):
-            ran += self.prepare(key, max(self.prepared[key], self.talker.max_seq), stop=stop)
+        for key in self._stale_keys():
             if stop is not None and stop():
                 break
+            ran += self.prepare(key, max(self.prepared[key], self.talker.max_seq), stop=stop)
         return ran
 
     def _cache_version(self) -> tuple[int, int]:

@@ -136,6 +136,7 @@ class StaticFrameStep:
 # One capture at a time in this process: captures share torch's capture machinery, and the
 # scheduler's worker, its consumers (the streaming codec) and a caller's own stream may all capture.
 _CAPTURE_LOCK = threading.Lock()
+_CAPTURE_STREAMS: dict[int, "torch.cuda.Stream"] = {}  # device index -> the stream its captures use
 
 
 def capture_graph(fn, pool, generators=(), before_capture=None, device: torch.device | None = None):
@@ -144,28 +145,37 @@ def capture_graph(fn, pool, generators=(), before_capture=None, device: torch.de
     changed, then ``fn`` captured into ``pool`` with ``generators``' states registered (their draws
     advance on every replay).
 
-    On ``device`` (the tensors' device, which need not be this thread's current one). The capture
-    is thread-local: other threads may go on running eager work (a consumer decoding audio) while
-    it lasts, and only this thread's unsafe calls would break it."""
+    On ``device`` (the tensors' device, which need not be this thread's current one), on a capture
+    stream of that device's own (torch's shared default would belong to whichever device captured
+    first). The capture is thread-local: other threads may go on running eager work (a consumer
+    decoding audio) while it lasts. This thread's stream is put back even when capturing fails."""
     device = torch.device("cuda", torch.cuda.current_device()) if device is None else device
     with _CAPTURE_LOCK, torch.cuda.device(device):
         t0 = time.perf_counter()
-        stream = torch.cuda.Stream(device=device)
-        stream.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(stream):
-            fn()
-        torch.cuda.current_stream(device).wait_stream(stream)
-        if before_capture is not None:
-            before_capture()
-        graph = torch.cuda.CUDAGraph()
-        if generators and not hasattr(graph, "register_generator_state"):
-            raise RuntimeError("this torch cannot capture draws from a seeded generator in a CUDA graph "
-                               "(no CUDAGraph.register_generator_state): upgrade torch, or set "
-                               "QWEN3TTS_CUDA_GRAPHS=0")
-        for g in generators:
-            graph.register_generator_state(g)
-        with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
-            out = fn()
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if index not in _CAPTURE_STREAMS:
+            _CAPTURE_STREAMS[index] = torch.cuda.Stream(device=device)
+        stream = _CAPTURE_STREAMS[index]
+        previous = torch.cuda.current_stream(device)
+        try:
+            stream.wait_stream(previous)
+            with torch.cuda.stream(stream):
+                fn()
+            previous.wait_stream(stream)
+            if before_capture is not None:
+                before_capture()
+            graph = torch.cuda.CUDAGraph()
+            if generators and not hasattr(graph, "register_generator_state"):
+                raise RuntimeError("this torch cannot capture draws from a seeded generator in a CUDA graph "
+                                   "(no CUDAGraph.register_generator_state): upgrade torch, or set "
+                                   "QWEN3TTS_CUDA_GRAPHS=0")
+            for g in generators:
+                graph.register_generator_state(g)
+            with torch.cuda.graph(graph, pool=pool, stream=stream, capture_error_mode="thread_local"):
+                out = fn()
+        finally:
+            # torch's graph context leaves the capture stream current when ending the capture raises.
+            torch.cuda.set_stream(previous)
         torch.cuda.synchronize(device)
         return graph, out, time.perf_counter() - t0
 
@@ -357,28 +367,17 @@ class LaneStep:
         replay(graph, self.pos.device)
         return True
 
-    def capture_frame(self, n: int, kv_len: int, settings: SamplingSettings) -> bool:
-        """Capture (and run once) the graph of this frame (inputs staged); False when capturing
-        failed, which turns graphs off for this step: the lanes' generators may then be unusable,
-        so the caller gives them new ones."""
+    def capture_frame(self, n: int, kv_len: int, settings: SamplingSettings) -> None:
+        """Capture (and run once) the graph of this frame (inputs staged), unless it exists. When
+        this raises, the lanes' generators may be unusable (ContinuousBatch.drop_graphs)."""
         self._graphs_valid()
         key = (n, kv_len, settings)
         if key in self.graphs:
-            return True
+            return
         self.stage(n)
-        try:
-            self.graphs[key] = self._capture(n, kv_len, settings)
-        except Exception as e:  # noqa: BLE001 (the batch runs eagerly instead)
-            import sys
-
-            print(f"warning: CUDA graph capture failed ({type(e).__name__}: {e}); the batch runs without "
-                  "graphs", file=sys.stderr)
-            self.capture = False
-            self.graphs.clear()
-            self.pool = None
-            return False
-        replay(self.graphs[key], self.pos.device)
-        return True
+        graph = self._capture(n, kv_len, settings)
+        self.graphs[key] = graph
+        replay(graph, self.pos.device)
 
     def _capture(self, n: int, kv_len: int, settings: SamplingSettings) -> "torch.cuda.CUDAGraph":
         # The warm-up run changes the lanes' state in place and draws: put both back, so that the
