@@ -5,6 +5,8 @@
     python scripts/bench_batching.py steps -m MODEL           # ContinuousBatch: predict / advance at 1 and 4 rows
     python scripts/bench_batching.py requests -m MODEL [--frames 25]   # scheduler concurrency 1 and 4,
                                                               # with and without the MKL packed products
+    python scripts/bench_batching.py frames -m MODEL [--frames 25]     # scheduler concurrency 4: the batch
+                                                              # frame as one LaneStep or in two halves, twice
 
 Run each on a quiet machine; docs/benchmarks.md has the figures and what they mean.
 """
@@ -61,7 +63,7 @@ def steps(model: str) -> None:
     for packed in (False, True):
         restore = None if packed else _no_packing()
         for n in (1, 4):
-            batch = ContinuousBatch(tts.talker, tts.predictor, tts.cfg.talker.codec_eos_token_id, 4)
+            batch = ContinuousBatch(tts.talker, tts.predictor, tts.cfg.talker.codec_eos_token_id, 4, lane_step=False)
             for i in range(n):
                 batch.join(Row(prompt, cap=10**6, seed=i), settings, lambda frame: None)
             for _ in range(2):
@@ -69,10 +71,10 @@ def steps(model: str) -> None:
             tp = ta = 0.0
             for _ in range(6):
                 t = time.perf_counter()
-                batch._predict([s for s in batch.active if s.logits is not None])
+                batch._predict([s for s in batch.active if s.predicting])
                 tp += time.perf_counter() - t
                 t = time.perf_counter()
-                batch._advance([(s, s.text_row()) for s in batch.active if s.logits is None])
+                batch._advance([(s, s.text_row(s.step - 1)) for s in batch.active if not s.predicting])
                 ta += time.perf_counter() - t
             print(f"{'MKL packed' if packed else 'oneDNN plain'}, {n} rows: code predictor {tp / 6 * 1e3:.0f} ms, "
                   f"talker step {ta / 6 * 1e3:.0f} ms")
@@ -101,16 +103,40 @@ def requests(model: str, frames: int) -> None:
             restore()
 
 
+@torch.inference_mode()
+def frames(model: str, frames: int) -> None:
+    import functools
+
+    from qwen3tts_cli.bench import speed
+    from qwen3tts_cli.engine import load_tts, scheduler
+    from qwen3tts_cli.model.continuous import ContinuousBatch
+
+    tts = load_tts(model, device="cpu")
+    tts.decoder  # noqa: B018
+    kw = speed.request_options(tts)
+    speed._run_frames(tts, speed.DEFAULT_TEXT, kw, 3)
+    real = scheduler.ContinuousBatch
+    try:
+        for _ in range(2):  # alternating, so that drift on a shared machine shows
+            for lane_step in (False, True):
+                scheduler.ContinuousBatch = functools.partial(ContinuousBatch, lane_step=lane_step)
+                r = speed.concurrency_level(tts, speed.DEFAULT_TEXT, kw, frames, 4)
+                print(f"{'one LaneStep' if lane_step else 'two halves'}, concurrency 4: {r['aggregate_xrt']:.3f}x RT, "
+                      f"{r['aggregate_frames_per_s']:.2f} frames/s")
+    finally:
+        scheduler.ContinuousBatch = real
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("products", "steps", "requests"))
+    ap.add_argument("what", choices=("products", "steps", "requests", "frames"))
     ap.add_argument("-m", "--model")
     ap.add_argument("--frames", type=int, default=25)
     a = ap.parse_args(argv)
     if a.what != "products" and not a.model:
         ap.error("-m MODEL is needed")
     {"products": products, "steps": lambda: steps(a.model),
-     "requests": lambda: requests(a.model, a.frames)}[a.what]()
+     "requests": lambda: requests(a.model, a.frames), "frames": lambda: frames(a.model, a.frames)}[a.what]()
     return 0
 
 

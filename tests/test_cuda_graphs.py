@@ -136,6 +136,27 @@ def test_captured_frame_body_needs_no_host(tiny_checkpoint, batch, greedy):
     assert step.logits.shape == (batch, tts.cfg.talker.vocab_size)
 
 
+@pytest.mark.parametrize("greedy", [True, False])
+def test_captured_lane_frame_needs_no_host(tiny_checkpoint, greedy):
+    # The continuous batch's frame (LaneStep: first-code sampling with per-lane EOS blocks, the
+    # code predictor, the talker step at per-lane positions) on the meta device, as above.
+    from qwen3tts_cli.model.continuous import Lanes
+
+    tts = load_tts(tiny_checkpoint("0.6B-CustomVoice"))
+    meta = torch.device("meta")
+    tts.talker.to(meta)
+    tts.predictor.to(meta)
+    settings = tts.sampling(greedy=greedy, top_p=0.8, subtalker_top_p=0.9, repetition_penalty=1.1)
+    lanes = Lanes(4, tts.cfg.talker.hidden_size, tts.cfg.talker.vocab_size, meta, torch.float32)
+    tts.talker.setup_cache(4, 8, meta, torch.float32)
+    tts.predictor.setup_cache(4, meta, torch.float32)
+    step = cuda_graphs.LaneStep(tts.talker, tts.predictor, lanes, EOS, capture=False)
+    with torch.inference_mode():
+        for n, kv_len in ((1, 4), (4, 8)):  # lane buckets and KV buckets
+            step._body(n, kv_len, settings)
+    assert step.codes.device == meta and step.codes.shape == (4, 15) and step.z.shape == (4,)
+
+
 def test_new_caches_mean_new_graphs_even_at_the_old_addresses(tts, monkeypatch):
     # The caching allocator can hand a freed cache's address to its replacement: graphs captured
     # over the old buffers must not be reused then, so the key holds the caches' versions too.
