@@ -371,7 +371,8 @@ def concurrency_level(tts, text: str, kw: dict, frames: int, n: int, stagger_s: 
             errors.append(f"{type(e).__name__}: {e}")
 
     with Scheduler(tts, max_batch=n, max_queue=n) as sched:
-        sched.warm_up(text, **opts)  # CUDA: every lane and KV bucket's graph, outside the timing
+        # CUDA: every lane and KV bucket's graph the run uses (a prompt of up to 512 rows), outside the timing.
+        sched.warm_up(text, slots=frames + 512, **opts)
         one(0, sched)  # warm: this batch size's caches
         ttfa.clear(), audio.clear(), made.clear()
         threads = [threading.Thread(target=one, args=(i, sched)) for i in range(n)]
