@@ -98,3 +98,60 @@ def interrupt_generation(monkeypatch, at_frame: int, in_call: int = 1) -> list:
 
     monkeypatch.setattr(TTS, "generate", generate)
     return calls
+
+
+class StandInCaptures(list):
+    """The functions the stand-in "captured", in order. ``failure = (name, error)``: capturing a
+    function whose qualified name contains ``name`` raises ``error`` instead."""
+
+    failure: tuple[str, BaseException] | None = None
+
+
+@pytest.fixture
+def stand_in_capture(monkeypatch):
+    """CUDA graphs cannot be captured on a CPU: this stands in for cuda_graphs.capture_graph with
+    its contract (a warm-up call, the generators put back and ``before_capture``; a "capture" that
+    is undone alike, as a real capture runs nothing) and replays by calling the function again into
+    the captured outputs. What it tests is the bookkeeping around captures: the state snapshots
+    and restores, the graph keys, and when captures happen. Returns ``install()``, which puts the
+    stand-in in place, switches graphs on for any device and returns the StandInCaptures."""
+    import torch
+
+    from qwen3tts_cli.model import cuda_graphs
+
+    class Replay:
+        def __init__(self, fn, out):
+            self.fn, self.out = fn, out
+
+        def replay(self):
+            out = self.fn()
+            if self.out is not None:
+                self.out.copy_(out)
+
+    captured = StandInCaptures()
+
+    def stand_in(fn, pool, generators=(), before_capture=None, device=None):
+        if captured.failure is not None and captured.failure[0] in fn.__qualname__:
+            raise captured.failure[1]
+        states = [g.get_state() for g in generators]
+
+        def undo():
+            for g, state in zip(generators, states):
+                g.set_state(state)
+            if before_capture is not None:
+                before_capture()
+
+        fn()
+        undo()
+        out = fn()
+        undo()
+        captured.append(fn)
+        return Replay(fn, out), out, 0.0
+
+    def install() -> StandInCaptures:
+        monkeypatch.setattr(cuda_graphs, "use_cuda_graphs", lambda device, flag=None: flag is not False)
+        monkeypatch.setattr(cuda_graphs, "capture_graph", stand_in)
+        monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: "pool")
+        return captured
+
+    return install

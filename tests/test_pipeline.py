@@ -92,44 +92,17 @@ def test_warm_up_is_a_no_op_without_cuda_graphs(cv):
         cv.stream(TEXT, schedule=[2, 0])
 
 
-def test_warm_up_captures_what_the_first_stream_would(tiny_checkpoint, monkeypatch):
-    # CUDA graphs cannot be captured on a CPU: a stand-in "captures" by calling the function (and
-    # undoing that call as a real capture would not run it) and replays by calling it again. What
-    # is tested: the warm-up covers the buckets and push sizes of a stream that follows (nothing is
-    # captured during it), and the throwaway keys the captures wrote change nothing.
+def test_warm_up_captures_what_the_first_stream_would(tiny_checkpoint, monkeypatch, stand_in_capture):
+    # With the stand-in capture (conftest.py). What is tested: the warm-up covers the buckets and
+    # push sizes of a stream that follows (nothing is captured during it), and the throwaway keys
+    # the captures wrote change nothing.
     from qwen3tts_cli.model import cuda_graphs
 
     tts = load_tts(tiny_checkpoint("0.6B-CustomVoice"))
     plain = list(tts.stream(TEXT, seed=4, max_frames=24))  # graphs off: the eager loop
 
-    class Replay:
-        def __init__(self, fn, out):
-            self.fn, self.out = fn, out
-
-        def replay(self):
-            out = self.fn()
-            if self.out is not None:
-                self.out.copy_(out)
-
-    captured = []
-
-    def stand_in(fn, pool, generators=(), before_capture=None, device=None):
-        states = [g.get_state() for g in generators]
-        fn()
-        if before_capture is not None:
-            before_capture()
-        out = fn()
-        for g, st in zip(generators, states):
-            g.set_state(st)
-        if before_capture is not None:
-            before_capture()
-        captured.append(fn)
-        return Replay(fn, out), out, 0.0
-
+    captured = stand_in_capture()
     monkeypatch.setattr(cuda_graphs, "BUCKET", 16)
-    monkeypatch.setattr(cuda_graphs, "use_cuda_graphs", lambda device, flag=None: flag is not False)
-    monkeypatch.setattr(cuda_graphs, "capture_graph", stand_in)
-    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: "pool")
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
     assert tts.warm_up(seed=4, max_frames=24, prompt_rows=64) >= 0.0
     step, states = tts.talker._static_step, tts.decoder._stream_states

@@ -328,43 +328,15 @@ def test_warm_up_prepares_the_batch_in_its_worker(tiny_tts):
 
 
 @pytest.fixture
-def stand_in_graphs(monkeypatch):
-    """CUDA graphs cannot be captured on a CPU: a stand-in records nothing and replays by calling
-    the function again, but goes through the same steps (warm-up call, undo, capture, replay into
-    the captured outputs), so the lanes' save/restore, the graph keys and when captures happen are
-    what is tested. Returns the list of captures made; an exception put last in it is raised by
-    the batch's captures instead."""
+def stand_in_graphs(monkeypatch, stand_in_capture):
+    """The stand-in capture (conftest.py), with small KV buckets and a small first cache, so that
+    the lanes' save/restore, the graph keys, when captures happen and the re-capture after the
+    cache grows are exercised within a few frames."""
     from qwen3tts_cli.model import continuous, cuda_graphs
 
-    class Replay:
-        def __init__(self, fn, out):
-            self.fn, self.out = fn, out
-
-        def replay(self):
-            out = self.fn()
-            if self.out is not None:
-                self.out.copy_(out)
-
-    captured = []
-
-    def stand_in(fn, pool, generators=(), before_capture=None, device=None):
-        if captured and isinstance(captured[-1], Exception) and "LaneStep" in fn.__qualname__:
-            raise captured[-1]
-        states = [g.get_state() for g in generators]
-        fn()
-        before_capture()
-        out = fn()  # a real capture runs nothing: undo this call too
-        for g, st in zip(generators, states):
-            g.set_state(st)
-        before_capture()
-        captured.append(fn)
-        return Replay(fn, out), out, 0.0
-
+    captured = stand_in_capture()
     monkeypatch.setattr(cuda_graphs, "BUCKET", 16)
     monkeypatch.setattr(continuous, "CACHE_CHUNK", 32)
-    monkeypatch.setattr(cuda_graphs, "use_cuda_graphs", lambda device, flag=None: flag is not False)
-    monkeypatch.setattr(cuda_graphs, "capture_graph", stand_in)
-    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: "pool")
     return captured
 
 
@@ -407,7 +379,7 @@ def test_a_failed_capture_leaves_the_batch_running_without_graphs(tiny_tts, stan
     reqs = [("Seeded, after the failure.", dict(speaker="ryan", seed=3, max_frames=10)),
             ("Greedy too.", dict(speaker="vivian", greedy=True, max_frames=8))]
     alone = [tts.synthesize(t, **o) for t, o in reqs]
-    stand_in_graphs.append(RuntimeError("operation not permitted when stream is capturing"))
+    stand_in_graphs.failure = ("LaneStep", RuntimeError("operation not permitted when stream is capturing"))
     with Scheduler(tts, max_batch=2) as sched:
         sched.warm_up(speaker="ryan", seed=3, slots=64)
         assert not sched._batch.lane_step.capture and not sched._batch.lane_step.graphs

@@ -299,9 +299,7 @@ class Scheduler:
                 raise self._closed_error()
             self._calls.append(call)
             self._cond.notify_all()
-        while not call.done.wait(0.5):
-            if not self._thread.is_alive():  # it drains every call as it stops; this is a last guard
-                raise RuntimeError("the scheduler is not running")
+        call.done.wait()  # the worker runs it, or fails it as it stops (it closes before draining)
         if call.error is not None:
             raise call.error
         return call.value
@@ -375,11 +373,8 @@ class Scheduler:
                 if error is not None:
                     self._died = f"the scheduler stopped: {type(error).__name__}: {error}"
             why = RuntimeError("the scheduler was closed" if error is None else self._died)
-            for slot in batch.active if batch is not None else ():
-                batch.slots[slot.index] = None
-                job = jobs.pop(slot.index, None)
-                if job is not None:
-                    job.fail(why)
+            if batch is not None:
+                self._fail_rows(batch, jobs, why)
             with self._cond:
                 for job in self._inbox:
                     job.fail(why)
@@ -388,6 +383,15 @@ class Scheduler:
                     call.error = why
                     call.done.set()
                 self._calls.clear()
+
+    @staticmethod
+    def _fail_rows(batch: ContinuousBatch, jobs: dict, error: BaseException) -> None:
+        """Every row in the batch ends with ``error``; their lanes are free."""
+        for slot in batch.active:
+            batch.slots[slot.index] = None
+            job = jobs.pop(slot.index, None)
+            if job is not None:
+                job.fail(error)
 
     def _idle(self, batch) -> bool:
         """Nothing to do and no request open: time to capture the graphs a grown cache lost."""
@@ -427,11 +431,7 @@ class Scheduler:
             try:
                 moved = batch.step()
             except Exception as e:  # a batched step: every row in it fails, the worker goes on
-                for slot in batch.active:
-                    batch.slots[slot.index] = None
-                    job = jobs.pop(slot.index, None)
-                    if job is not None:
-                        job.fail(e)
+                self._fail_rows(batch, jobs, e)
                 continue
             if not moved and batch.active:
                 with self._cond:  # every row waits for text: a feed, a cancel or a new row wakes us

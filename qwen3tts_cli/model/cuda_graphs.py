@@ -116,18 +116,12 @@ class StaticFrameStep:
         replay(graph, self.h.device)
 
     def _capture(self, kv_len: int) -> "torch.cuda.CUDAGraph":
-        # The warm-up draws random numbers and writes slot ``pos`` again with the same values:
-        # restore the generators so that the replay draws what the eager loop would.
-        states = [g.get_state() for g in self.generators]
-
-        def restore():
-            for g, st in zip(self.generators, states):
-                g.set_state(st)
-
+        # The warm-up run draws (capture_graph puts the generators back, so that the replay draws
+        # what the eager loop would) and writes slot ``pos`` again with the same values.
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()
         draws = self.generators if self.cp_kw["do_sample"] else ()  # greedy draws nothing in the graph
-        graph, _, seconds = capture_graph(lambda: self._body(kv_len), self.pool, draws, restore, self.h.device)
+        graph, _, seconds = capture_graph(lambda: self._body(kv_len), self.pool, draws, device=self.h.device)
         self.graphs[kv_len] = graph
         self.capture_s += seconds
         return graph
@@ -141,9 +135,10 @@ _CAPTURE_STREAMS: dict[int, "torch.cuda.Stream"] = {}  # device index -> the str
 
 def capture_graph(fn, pool, generators=(), before_capture=None, device: torch.device | None = None):
     """(graph, what ``fn`` returned during capture, seconds): ``fn`` run once on a side stream (lazy
-    initialisations must not happen inside a capture), ``before_capture`` to undo what that run
-    changed, then ``fn`` captured into ``pool`` with ``generators``' states registered (their draws
-    advance on every replay).
+    initialisations must not happen inside a capture), ``generators`` put back where they were and
+    ``before_capture`` to undo the rest of what that run changed, then ``fn`` captured into ``pool``
+    with ``generators``' states registered (their draws advance on every replay, from where the
+    eager draws left them).
 
     On ``device`` (the tensors' device, which need not be this thread's current one), on a capture
     stream of that device's own (torch's shared default would belong to whichever device captured
@@ -157,11 +152,14 @@ def capture_graph(fn, pool, generators=(), before_capture=None, device: torch.de
             _CAPTURE_STREAMS[index] = torch.cuda.Stream(device=device)
         stream = _CAPTURE_STREAMS[index]
         previous = torch.cuda.current_stream(device)
+        states = [g.get_state() for g in generators]
         try:
             stream.wait_stream(previous)
             with torch.cuda.stream(stream):
                 fn()
             previous.wait_stream(stream)
+            for g, state in zip(generators, states):
+                g.set_state(state)
             if before_capture is not None:
                 before_capture()
             graph = torch.cuda.CUDAGraph()
@@ -322,7 +320,6 @@ class LaneStep:
         self.host = torch.zeros(3, lanes, dtype=torch.long, pin_memory=device.type == "cuda")
         self.graphs: dict[tuple, torch.cuda.CUDAGraph] = {}
         self.pool = None
-        self.capture_s = 0.0
         self.cache_key = None
 
     def _body(self, n: int, kv_len: int, s: SamplingSettings) -> None:
@@ -346,13 +343,12 @@ class LaneStep:
         self.steps[:n].copy_(self.host[1, :n], non_blocking=True)
         self.min_new[:n].copy_(self.host[2, :n], non_blocking=True)
 
-    def _graphs_valid(self) -> bool:
+    def _forget_stale_graphs(self) -> None:
         # Graphs hold the cache buffers' addresses: a grown cache means they are gone.
         cache = (self.talker.cache_version, self.talker.max_seq, self.predictor.cache_version)
         if cache != self.cache_key:
             self.graphs.clear()
             self.pool, self.cache_key = None, cache
-        return True
 
     def run(self, n: int, kv_len: int, settings: SamplingSettings) -> bool:
         """The frame for lanes 0..n-1 over the first ``kv_len`` cache slots (inputs staged): the
@@ -360,7 +356,8 @@ class LaneStep:
         replay. Nothing is captured here: a capture while consumers decode, or one per new
         client-chosen temperature, would stall every row (see ContinuousBatch.prepare)."""
         self.stage(n)
-        graph = self.graphs.get((n, kv_len, settings)) if self.capture and self._graphs_valid() else None
+        self._forget_stale_graphs()
+        graph = self.graphs.get((n, kv_len, settings)) if self.capture else None
         if graph is None:
             self._body(n, kv_len, settings)
             return False
@@ -370,7 +367,7 @@ class LaneStep:
     def capture_frame(self, n: int, kv_len: int, settings: SamplingSettings) -> None:
         """Capture (and run once) the graph of this frame (inputs staged), unless it exists. When
         this raises, the lanes' generators may be unusable (ContinuousBatch.drop_graphs)."""
-        self._graphs_valid()
+        self._forget_stale_graphs()
         key = (n, kv_len, settings)
         if key in self.graphs:
             return
@@ -380,23 +377,19 @@ class LaneStep:
         replay(graph, self.pos.device)
 
     def _capture(self, n: int, kv_len: int, settings: SamplingSettings) -> "torch.cuda.CUDAGraph":
-        # The warm-up run changes the lanes' state in place and draws: put both back, so that the
-        # replay computes this frame from where it was. (Its KV writes are rewritten alike.)
+        # The warm-up run changes the lanes' state in place and draws: both are put back (the
+        # generators by capture_graph), so that the replay computes this frame from where it was.
+        # (Its KV writes are rewritten alike.)
         st = self.state
         saved = [t[:n].clone() for t in (st.h, st.logits, st.seen)]
-        gens = st.generators[:n]
-        states = [g.get_state() for g in gens]
 
         def restore():
             for t, v in zip((st.h, st.logits, st.seen), saved):
                 t[:n].copy_(v)
-            for g, v in zip(gens, states):
-                g.set_state(v)
 
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()
-        draws = gens if settings.do_sample or settings.subtalker_dosample else ()
-        graph, _, seconds = capture_graph(lambda: self._body(n, kv_len, settings), self.pool, draws, restore,
-                                          self.pos.device)
-        self.capture_s += seconds
+        draws = st.generators[:n] if settings.do_sample or settings.subtalker_dosample else ()
+        graph, _, _ = capture_graph(lambda: self._body(n, kv_len, settings), self.pool, draws, restore,
+                                    self.pos.device)
         return graph
